@@ -1,0 +1,22 @@
+"""vderain: video deraining with a spatio-temporal residual network.
+
+Data flows one way: read -> clip -> model -> write.
+
+    from vderain import derain_video, derain_frames, get_method
+"""
+__version__ = "0.1.0"
+
+
+class VderainError(Exception):
+    """A user-facing error: the CLI prints its message on one line and exits non-zero."""
+
+
+def __getattr__(name):
+    # Lazy re-exports keep `import vderain` cheap (no torch/av import until needed).
+    if name in ("derain_video", "derain_frames"):
+        from vderain import pipeline
+        return getattr(pipeline, name)
+    if name == "get_method":
+        from vderain.methods import get_method
+        return get_method
+    raise AttributeError(name)

@@ -1,0 +1,5 @@
+import sys
+
+from vderain.cli import main
+
+sys.exit(main())

@@ -1,0 +1,56 @@
+"""`vderain run|live|bench|train|synth`: a thin layer over the Python API.
+
+Each subcommand lives in `vderain/commands/<name>.py` and exposes
+`add_arguments(parser)` and `main(args) -> int`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from vderain import VderainError, __version__
+
+COMMANDS = {
+    "run": "derain a video file, frame folder or stream",
+    "live": "derain a live camera or stream in real time",
+    "bench": "score methods on paired/synthetic sequences",
+    "train": "train a deraining network from a YAML config",
+    "synth": "add synthetic rain to a clip (with its clean reference)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vderain", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vderain {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            module = importlib.import_module(f"vderain.commands.{name}")
+        except ModuleNotFoundError:
+            p.set_defaults(_module=None)
+            continue
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args._module is None:
+        print(f"vderain: error: '{args.command}' is not available in this build", file=sys.stderr)
+        return 2
+    try:
+        return int(args._module.main(args) or 0)
+    except VderainError as e:
+        print(f"vderain: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vderain: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Plain data types shared by readers, writers and the pipeline."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+
+@dataclass
+class VideoInfo:
+    """What a writer needs to reproduce the input's geometry and timing."""
+    width: int                      # decoded (coded) width, before rotation is applied
+    height: int
+    fps: float                      # average frame rate (guessed for VFR/streams)
+    time_base: Fraction             # unit of Frame.pts
+    n_frames: int | None = None     # None when unknown (streams, some containers)
+    duration: float | None = None   # seconds, None when unknown
+    rotation: int = 0               # display rotation in degrees (phone video), kept as metadata
+    codec: str = ""
+    pix_fmt: str = ""
+    color_range: int | None = None  # FFmpeg enum values, copied to the output where present
+    color_space: int | None = None
+    color_primaries: int | None = None
+    color_trc: int | None = None
+    source: str = ""                # path/URL the reader opened
+    has_audio: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Frame:
+    """One decoded frame: RGB uint8 pixels plus where it sits in time."""
+    rgb: np.ndarray                 # (H, W, 3) uint8, RGB, as coded (rotation NOT applied)
+    index: int                      # 0-based position in decode order of the output
+    pts: int | None                 # presentation timestamp in VideoInfo.time_base units
+    time: float                     # seconds from the start of the stream
