@@ -1,0 +1,101 @@
+import pickle
+
+import pytest
+import torch
+
+from vderain import VderainError
+from vderain.models import STRNet, STRNetConfig
+from vderain.train.checkpoint import export_weights, load_weights
+
+SMALL = dict(frames=3, target=1, scale=2, channels=8, enc_blocks=1, body_blocks=1, dec_blocks=1)
+
+
+def _randomise(model, std=0.05, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.data = torch.randn(p.shape, generator=g) * std
+    return model
+
+
+@pytest.mark.parametrize("h,w", [(32, 32), (37, 50), (9, 13)])
+def test_any_size_and_shapes(h, w):
+    model = _randomise(STRNet(STRNetConfig(**SMALL)))
+    clip = torch.rand(2, 3, 3, h, w)
+    out, rain = model(clip)
+    assert out.shape == rain.shape == (2, 3, h, w)
+    assert out.min() >= 0 and out.max() <= 1
+    # task-level residual: output is the target frame minus the predicted layer (clamped)
+    assert torch.allclose(out, (clip[:, 1] - rain).clamp(0, 1), atol=1e-6)
+
+
+def test_untrained_network_is_identity():
+    model = STRNet(STRNetConfig(**SMALL))
+    clip = torch.rand(1, 3, 3, 24, 40)
+    out, rain = model(clip)
+    assert rain.abs().max() == 0
+    assert torch.equal(out, clip[:, 1])
+
+
+def test_added_residual_blocks_start_as_identity():
+    """Feature-level residual: a fresh block passes its input through unchanged."""
+    from vderain.models.strnet import ResBlock
+    block = ResBlock(8)
+    x = torch.randn(1, 8, 10, 10)
+    assert torch.equal(block(x), x)
+
+
+def test_output_depends_on_neighbours_only_through_window():
+    """Changing a neighbour frame changes the result (time is used); a causal net never sees the future."""
+    model = _randomise(STRNet(STRNetConfig(**{**SMALL, "target": 2})))
+    clip = torch.rand(1, 3, 3, 16, 16)
+    base = model(clip)[0]
+    other = clip.clone()
+    other[:, 0] = torch.rand(3, 16, 16)
+    assert not torch.allclose(model(other)[0], base)
+
+
+def test_padding_has_no_border_seam():
+    """A size that needs padding gives the same interior as the unpadded crop's neighbourhood allows."""
+    model = _randomise(STRNet(STRNetConfig(**SMALL)))
+    clip = torch.rand(1, 3, 3, 32, 32)
+    full = model(clip)[0]
+    cropped = model(clip[..., :31, :31])[0]
+    # only pixels near the new border may differ (receptive field reaches the padding)
+    assert torch.allclose(full[..., :16, :16], cropped[..., :16, :16], atol=1e-5)
+
+
+def test_bad_target_rejected():
+    with pytest.raises(ValueError):
+        STRNet(STRNetConfig(frames=3, target=3))
+
+
+def test_weights_roundtrip_weights_only(tmp_path):
+    model = _randomise(STRNet(STRNetConfig(**SMALL)))
+    path = tmp_path / "w.pt"
+    export_weights(model, path, meta={"steps": 3})
+    blob = torch.load(path, weights_only=True)  # must not need pickle of arbitrary objects
+    assert blob["config"]["channels"] == 8
+    loaded, meta = load_weights(path)
+    assert meta["steps"] == 3
+    clip = torch.rand(1, 3, 3, 16, 16)
+    # fp16 storage: outputs agree to fp16 precision
+    assert torch.allclose(loaded(clip)[0], model(clip)[0], atol=2e-3)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_malicious_checkpoint_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"format": "vderain.strnet/1", "x": _Evil()}, f)
+    with pytest.raises(VderainError):
+        load_weights(path)
+
+
+def test_missing_weights_clear_error(tmp_path):
+    from vderain.methods import get_method
+    with pytest.raises(VderainError, match="not found"):
+        get_method(str(tmp_path / "nope.pt"), device="cpu")

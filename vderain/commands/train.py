@@ -1,0 +1,25 @@
+"""`vderain train --config configs/X.yaml [--out DIR] [--set key=value ...]`"""
+from __future__ import annotations
+
+
+def add_arguments(p):
+    p.add_argument("--config", required=True, help="YAML training config (see configs/)")
+    p.add_argument("--out", default=None, help="output folder (default runs/<name>)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.time_limit_s=600 (repeatable)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def main(args) -> int:
+    from vderain.train.config import load_config
+    from vderain.train.loop import train
+
+    cfg = load_config(args.config, args.overrides)
+    out = args.out or f"runs/{cfg.name}"
+    summary = train(cfg, out, device=args.device, resume=not args.no_resume, progress=not args.no_progress)
+    if summary.get("steps") is not None:
+        extras = " ".join(f"{k}={v:.2f}" for k, v in summary.items() if k.startswith("val_"))
+        print(f"trained {cfg.name}: {summary['steps']} steps in {summary['seconds']:.0f} s {extras} -> {out}/{cfg.name}.pt")
+    return 0

@@ -1,0 +1,53 @@
+"""The shipped networks (`fast`, `quality`, and their causal / frame-wise variants) as methods."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vderain import VderainError
+from vderain.methods import Method
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def weights_path(name: str, causal: bool = False, framewise: bool = False) -> Path:
+    if name.endswith(".pt"):
+        return Path(name)
+    suffix = "_framewise" if framewise else "_causal" if causal else ""
+    return WEIGHTS_DIR / f"{name}{suffix}.pt"
+
+
+class NetworkMethod(Method):
+    """Runs an STRNet on (B,T,3,H,W) clips; bf16 autocast on CUDA, fp32 on CPU."""
+
+    def __init__(self, model, device: torch.device, name: str = "network", half: bool | None = None, meta=None):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.half = (self.device.type == "cuda") if half is None else half
+        self.dtype = torch.bfloat16 if self.half else torch.float32
+        self.window = model.cfg.frames
+        self.target = model.cfg.target
+        self.name = name
+        self.meta = meta or {}
+
+    @classmethod
+    def from_name(cls, name: str, device="cpu", causal: bool = False, framewise: bool = False,
+                  weights: str | None = None, **kwargs) -> "NetworkMethod":
+        from vderain.train.checkpoint import load_weights
+        path = Path(weights) if weights else weights_path(name, causal, framewise)
+        if not path.is_file():
+            raise VderainError(f"weights for '{name}' not found at {path}; train them with "
+                               f"`vderain train --config configs/{name}.yaml` or use --method median")
+        model, meta = load_weights(path)
+        label = name if name.endswith(".pt") else name + ("-framewise" if framewise else "-causal" if causal else "")
+        return cls(model, device, name=label, meta=meta, **kwargs)
+
+    @torch.inference_mode()
+    def __call__(self, clips: torch.Tensor) -> torch.Tensor:
+        clips = clips.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.half):
+            out, _ = self.model(clips)
+        return out.float()

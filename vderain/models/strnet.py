@@ -1,0 +1,127 @@
+"""Spatio-temporal residual network (STRNet): predicts the rain layer of one frame from a window.
+
+Residual at two levels:
+  * task level: the network outputs the signed rain layer R of the target frame and the
+    derained frame is `rainy[target] - R` (clamped only at the very end);
+  * feature level: the body is a stack of residual blocks whose last conv starts at zero, so an
+    untrained block is the identity and added depth cannot make the result worse at init.
+
+Time: the T frames of the window are folded into channels (early fusion) after a lossless
+pixel-unshuffle, together with per-pixel temporal statistics (min / mean / max over the
+window). Rain flickers - a new random pattern every frame - so it shows up as the gap between a
+frame and its neighbours' minimum; texture moves coherently and stays in all of them. The 1x1
+fusion layer learns the frame differences it needs; the encoder / decoder give the context to
+tell a streak from a wire.
+
+Shape flow (s = scale, C = channels):
+  clip (B,T,3,H,W) -> unshuffle -> (B, (T+3)*3*s^2, H/s, W/s) -> 1x1 -> C
+  -> enc ResBlocks at H/s -> stride-2 conv -> 2C body ResBlocks at H/2s -> shuffle up -> + skip
+  -> dec ResBlocks -> conv -> 3*s^2 -> shuffle -> R (B,3,H,W)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class STRNetConfig:
+    frames: int = 5          # window length T
+    target: int = 2          # index of the restored frame in the window (T//2 centred, T-1/T-2 causal)
+    scale: int = 2           # pixel-unshuffle factor: the network works at H/scale
+    channels: int = 32       # C at H/scale; the body runs at 2C and H/(2*scale)
+    enc_blocks: int = 1
+    body_blocks: int = 4
+    dec_blocks: int = 1
+    temporal_stats: bool = True  # feed min/mean/max over the window as extra frames
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ResBlock(nn.Module):
+    """x + conv(act(conv(x))), second conv zero-initialised: identity at init."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = nn.LeakyReLU(0.1, inplace=True)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+class STRNet(nn.Module):
+    def __init__(self, cfg: STRNetConfig | None = None, **overrides):
+        super().__init__()
+        cfg = cfg or STRNetConfig()
+        if overrides:
+            cfg = STRNetConfig(**{**cfg.to_dict(), **overrides})
+        if not 0 <= cfg.target < cfg.frames:
+            raise ValueError(f"target {cfg.target} outside window of {cfg.frames} frames")
+        self.cfg = cfg
+        s, c = cfg.scale, cfg.channels
+        n_in = cfg.frames + (3 if cfg.temporal_stats and cfg.frames > 1 else 0)
+        self.fuse = nn.Conv2d(n_in * 3 * s * s, c, 1)
+        self.stem = nn.Conv2d(c, c, 3, padding=1)
+        self.enc = nn.Sequential(*[ResBlock(c) for _ in range(cfg.enc_blocks)])
+        self.down = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
+        self.body = nn.Sequential(*[ResBlock(2 * c) for _ in range(cfg.body_blocks)])
+        self.up = nn.Conv2d(2 * c, 4 * c, 1)  # -> pixel_shuffle(2) -> c
+        self.dec = nn.Sequential(*[ResBlock(c) for _ in range(cfg.dec_blocks)])
+        self.tail = nn.Conv2d(c, 3 * s * s, 3, padding=1)
+        self.act = nn.LeakyReLU(0.1, inplace=True)
+        # R = 0 at init: the untrained network returns its input, never something worse.
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    @property
+    def multiple(self) -> int:
+        return 2 * self.cfg.scale
+
+    def rain_layer(self, clip: torch.Tensor) -> torch.Tensor:
+        """clip (B,T,3,H,W) in [0,1] -> signed rain layer R (B,3,H,W) of the target frame."""
+        b, t, _, h, w = clip.shape
+        if t != self.cfg.frames:
+            raise ValueError(f"expected a window of {self.cfg.frames} frames, got {t}")
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        x = clip
+        if ph or pw:  # pad so any size works; cropped off again below
+            x = F.pad(x.reshape(b * t, 3, h, w), (0, pw, 0, ph), mode="replicate").reshape(b, t, 3, h + ph, w + pw)
+        s = self.cfg.scale
+        hs, ws = x.shape[-2] // s, x.shape[-1] // s
+        # Lossless space-to-depth straight into channels-last order (B, H/s, W/s, T, 3, s, s):
+        # one copy, and the 1x1 fusion conv reads it without another layout change.
+        x = x.reshape(b, t, 3, hs, s, ws, s).permute(0, 3, 5, 1, 2, 4, 6)
+        if self.cfg.temporal_stats and t > 1:
+            # flicker cues a 1x1 layer cannot form on its own (pointwise, so they commute with the fold)
+            x = torch.cat([x, x.amin(3, keepdim=True), x.mean(3, keepdim=True), x.amax(3, keepdim=True)], 3)
+        x = x.reshape(b, hs, ws, -1).permute(0, 3, 1, 2)                # (B, T'*3s^2, H/s, W/s)
+        f = self.act(self.fuse(x))
+        f = self.enc(self.act(self.stem(f)))                             # (B, C, H/s, W/s)
+        g = self.body(self.act(self.down(f)))                            # (B, 2C, H/2s, W/2s)
+        f = f + F.pixel_shuffle(self.up(g), 2)                           # (B, C, H/s, W/s)
+        r = F.pixel_shuffle(self.tail(self.dec(f)), s)                   # (B, 3, H', W')
+        return r[..., :h, :w]
+
+    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (derained target frame, rain layer), both (B,3,H,W); derained is clamped to [0,1]."""
+        r = self.rain_layer(clip)
+        rainy = clip[:, self.cfg.target]
+        return (rainy - r.to(rainy.dtype)).clamp(0, 1), r
+
+
+def count_macs_per_pixel(cfg: STRNetConfig) -> float:
+    """Multiply-accumulates per input pixel (convs only), for speed budgeting."""
+    s, c = cfg.scale, cfg.channels
+    n_in = cfg.frames + (3 if cfg.temporal_stats and cfg.frames > 1 else 0)
+    at_s = n_in * 3 * s * s * c + 9 * c * c * (1 + 2 * cfg.enc_blocks + 2 * cfg.dec_blocks) + 9 * c * 3 * s * s
+    at_2s = 9 * c * 2 * c + 9 * (2 * c) ** 2 * 2 * cfg.body_blocks + 2 * c * 4 * c
+    return at_s / (s * s) + at_2s / (4 * s * s)

@@ -1,0 +1,53 @@
+"""Checkpoints (resumable training state) and exported weights (what `vderain run` loads).
+
+Both are plain dicts of tensors, numbers and strings so they load with
+`torch.load(..., weights_only=True)`: a checkpoint can never execute code.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from vderain import VderainError
+from vderain.models.strnet import STRNet, STRNetConfig
+
+WEIGHTS_FORMAT = "vderain.strnet/1"
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def safe_load(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise VderainError(f"weights not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle refusing a non-tensor object lands here too
+        raise VderainError(f"cannot load weights {path}: {str(e).splitlines()[0]}")
+
+
+def export_weights(model: STRNet, path: str | Path, meta: dict | None = None, half: bool = True) -> None:
+    """Write the deployable weights: config + (fp16) state dict + provenance."""
+    state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
+             for k, v in model.state_dict().items()}
+    atomic_save({"format": WEIGHTS_FORMAT, "config": model.cfg.to_dict(), "state_dict": state,
+                 "meta": meta or {}}, path)
+
+
+def load_weights(path: str | Path) -> tuple[STRNet, dict]:
+    """Build the network a weights file (or a training checkpoint) describes."""
+    blob = safe_load(path)
+    if blob.get("format") != WEIGHTS_FORMAT and "model" not in blob:
+        raise VderainError(f"{path} is not a vderain weights file")
+    state = blob["state_dict"] if "state_dict" in blob else blob["model"]
+    cfg = STRNetConfig(**blob["config"]["model"] if "model" in blob["config"] else blob["config"])
+    model = STRNet(cfg)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.eval(), blob.get("meta", {})

@@ -1,0 +1,107 @@
+"""Training configuration: small YAML files mapped onto dataclasses (unknown keys are errors)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from vderain import VderainError
+from vderain.models.strnet import STRNetConfig
+
+
+@dataclass
+class DataConfig:
+    clean: list[str] = field(default_factory=list)  # video files / frame folders / globs; empty -> procedural scenes
+    crop: int = 192
+    batch: int = 16
+    max_short_side: int = 360       # clean footage is decoded once, downscaled to this
+    preset: str = "train"           # RainSynth preset mix
+    codec_prob: float = 0.0         # share of samples round-tripped through a real encoder (CPU only)
+    fps: float = 30.0
+
+
+@dataclass
+class LossConfig:
+    charbonnier: float = 1.0        # on the derained frame vs clean
+    ssim: float = 0.1               # 1 - SSIM (kornia), on the derained frame
+    layer_lowpass: float = 1.0      # L1 of the 8x8-average of (R_pred - R_true): guards against global tone shifts
+    temporal: float = 0.5           # |(o_t - o_{t-1}) - (c_t - c_{t-1})|: no flicker added, none left
+    tv: float = 0.0                 # total variation of the output (smoothness prior)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    max_steps: int = 20000
+    time_limit_s: float = 0.0       # > 0: stop (and anneal the LR) by wall-clock instead of steps
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    amp: str = "bf16"               # bf16 | fp16 | none (CUDA only; CPU always runs fp32)
+
+
+@dataclass
+class LogConfig:
+    every: int = 50
+    val_every: int = 1000
+    ckpt_every_s: float = 180.0
+    val_cases: list[str] = field(default_factory=lambda: ["light_pan", "heavy_static", "norain_stripes"])
+    val_frames: int = 12
+
+
+@dataclass
+class TrainConfig:
+    name: str = "model"
+    seed: int = 0
+    model: STRNetConfig = field(default_factory=STRNetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise VderainError(f"config: '{where}' must be a mapping")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise VderainError(f"config: unknown key(s) in '{where}': {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for name, value in values.items():
+        sub = known[name].default_factory if known[name].default_factory is not dataclasses.MISSING else None
+        if sub is not None and dataclasses.is_dataclass(sub):
+            kwargs[name] = _build(sub, value, f"{where}.{name}" if where else name)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    return _build(TrainConfig, values or {}, "")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config; `overrides` are 'a.b=value' strings (YAML-parsed values)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VderainError(f"config not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise VderainError(f"config {path} is not valid YAML: {str(e).splitlines()[0]}")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise VderainError(f"override '{item}' is not key=value")
+        node = values
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw)
+    return config_from_dict(values)

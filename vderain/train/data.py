@@ -1,0 +1,44 @@
+"""Where training clips come from: clean footage (files/folders/globs) or procedural scenes."""
+from __future__ import annotations
+
+import glob
+
+import torch
+
+from vderain import VderainError
+from vderain.train.config import DataConfig
+
+
+class ProceduralSource:
+    """Clean clips from the synthesiser's procedural scenes: for tests and smoke runs only
+    (the benchmark suite renders held-out seeds from the same generator)."""
+
+    def __init__(self, frames: int, size: int, device: torch.device, seed: int = 0):
+        self.frames, self.size, self.device = frames, size, device
+        self.seed = 10_000 + seed  # far from the suite's seeds
+
+    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        from vderain.synth.scenes import procedural_clip
+        motions = ("pan", "static", "zoom", "forward")
+        seeds = torch.randint(0, 1 << 30, (batch,), generator=generator, device=generator.device).tolist()
+        clips = [procedural_clip(self.frames, self.size, self.size, seed=self.seed + s,
+                                 motion=motions[s % len(motions)], stripes=bool(s % 2)) for s in seeds]
+        return torch.stack(clips).to(self.device)
+
+
+def expand_paths(patterns: list[str]) -> list[str]:
+    paths = []
+    for p in patterns:
+        hits = sorted(glob.glob(p))
+        if not hits:
+            raise VderainError(f"training data not found: {p}")
+        paths += hits
+    return paths
+
+
+def make_source(cfg: DataConfig, frames: int, device: torch.device, seed: int):
+    if not cfg.clean:
+        return ProceduralSource(frames, cfg.crop, device, seed)
+    from vderain.synth import CleanClipSource
+    return CleanClipSource(expand_paths(cfg.clean), frames=frames, size=cfg.crop, device=device,
+                           max_short_side=cfg.max_short_side, seed=seed)

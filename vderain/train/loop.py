@@ -1,0 +1,238 @@
+"""The training loop: synthetic pairs on the fly, resumable, single- or multi-process (DDP).
+
+One step: sample clean clips of T+1 frames -> add rain (on the training device) -> run the
+network on the two overlapping T-frame windows -> losses on both restored frames plus the
+temporal term between them -> AdamW step.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from vderain.models.strnet import STRNet
+from vderain.train import losses as L
+from vderain.train.checkpoint import atomic_save, export_weights, safe_load
+from vderain.train.config import TrainConfig
+from vderain.train.data import make_source
+
+LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_lowpass", "temporal", "tv",
+              "val_psnr_in", "val_psnr_out", "val_norain_psnr"]
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def _lr_factor(step: int, progress: float, warmup: int) -> float:
+    warm = min(1.0, (step + 1) / max(1, warmup))
+    return warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+
+
+def window_indices(n: int, window: int, target: int) -> list[list[int]]:
+    """For each frame i, the frame indices of its window, reflected at both ends."""
+    def reflect(j: int) -> int:
+        if n == 1:
+            return 0
+        period = 2 * (n - 1)
+        j = j % period
+        return j if j < n else period - j
+    return [[reflect(i - target + k) for k in range(window)] for i in range(n)]
+
+
+@torch.no_grad()
+def restore_frames(model: STRNet, frames: np.ndarray, device: torch.device, batch: int = 4) -> np.ndarray:
+    """(N,H,W,3) uint8 -> (N,H,W,3) uint8 with the network, windows reflected at the ends."""
+    x = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255  # (N,3,H,W)
+    idx = window_indices(len(frames), model.cfg.frames, model.cfg.target)
+    out = []
+    for i in range(0, len(idx), batch):
+        clips = torch.stack([x[w] for w in idx[i:i + batch]])               # (b,T,3,H,W)
+        y, _ = model(clips)
+        out.append((y * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu())
+    return torch.cat(out).numpy()
+
+
+def validate(model: STRNet, cases: list[str], frames: int, device: torch.device) -> dict:
+    """PSNR (RGB) on the held-out suite: rainy input, our output, and output-vs-input on rain-free cases."""
+    from vderain.synth.suite import render_case
+    model.eval()
+    rain_in, rain_out, norain = [], [], []
+    for name in cases:
+        case = render_case(name, frames=frames)
+        out = restore_frames(model, case["rainy"], device)
+        if case["meta"].get("rain_free", name.startswith("norain")):
+            norain.append(psnr(out, case["rainy"]))
+        else:
+            rain_in.append(psnr(case["rainy"], case["clean"]))
+            rain_out.append(psnr(out, case["clean"]))
+    model.train()
+    mean = lambda v: float(np.mean(v)) if v else float("nan")
+    return {"val_psnr_in": mean(rain_in), "val_psnr_out": mean(rain_out), "val_norain_psnr": mean(norain)}
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: bool = True,
+          progress: bool = True) -> dict:
+    """Train per `cfg`, writing `last.pt` (resumable), `log.csv` and `<name>.pt` (weights) to out_dir."""
+    rank, local_rank, world = _dist_info()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main_proc = rank == 0
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = STRNet(cfg.model).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
+    step, elapsed = 0, 0.0
+    ckpt_path = out_dir / "last.pt"
+    if resume and ckpt_path.is_file():
+        ck = safe_load(ckpt_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        step, elapsed = int(ck["step"]), float(ck["seconds"])
+        if world == 1 and "generator" in ck and device.type == "cpu":
+            gen.set_state(ck["generator"])
+        else:  # a fresh, step-dependent stream rather than replaying the start
+            gen.manual_seed(cfg.seed * 1000 + rank + 7919 * step)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    T, tgt = cfg.model.frames, cfg.model.target
+    source = make_source(cfg.data, T + 1, device, cfg.seed + rank)
+    from vderain.synth import RainSynth
+    synth = RainSynth(preset=cfg.data.preset, device=device, codec_prob=cfg.data.codec_prob)
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.optim.amp) if device.type == "cuda" else None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
+
+    log_path = out_dir / "log.csv"
+    log_file = None
+    if main_proc:
+        new = not log_path.is_file() or step == 0
+        log_file = open(log_path, "w" if new else "a", newline="")
+        writer = csv.DictWriter(log_file, fieldnames=LOG_FIELDS)
+        if new:
+            writer.writeheader()
+    bar = None
+    if progress and main_proc:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.optim.max_steps, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
+
+    w = cfg.loss
+    running: dict[str, float] = {}
+    last_ckpt = time.perf_counter()
+    t_start = time.perf_counter() - elapsed
+    val = {}
+
+    def save():
+        if main_proc:
+            atomic_save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+                         "seconds": time.perf_counter() - t_start, "config": cfg.to_dict(),
+                         "generator": gen.get_state() if device.type == "cpu" else torch.empty(0)}, ckpt_path)
+
+    model.train()
+    while step < cfg.optim.max_steps:
+        elapsed = time.perf_counter() - t_start
+        if cfg.optim.time_limit_s > 0 and elapsed >= cfg.optim.time_limit_s:
+            break
+        prog = step / cfg.optim.max_steps
+        if cfg.optim.time_limit_s > 0:
+            prog = max(prog, elapsed / cfg.optim.time_limit_s)
+        lr = cfg.optim.lr * _lr_factor(step, prog, cfg.optim.warmup_steps)
+        for g in opt.param_groups:
+            g["lr"] = lr
+
+        with torch.no_grad():
+            clean = source.sample(cfg.data.batch, gen)                 # (B,T+1,3,S,S)
+            sample = synth(clean, generator=gen, fps=cfg.data.fps)
+            rainy, clean, layer = sample["rainy"], sample["clean"], sample["layer"]
+        b = rainy.shape[0]
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            # both windows in one batch: (2B,T,3,S,S) -> R (2B,3,S,S) for frames tgt and tgt+1
+            r_both = net(torch.cat([rainy[:, :T], rainy[:, 1:]]))[1]
+        r_both = r_both.float()
+        x_both = torch.cat([rainy[:, tgt], rainy[:, tgt + 1]])
+        c_both = torch.cat([clean[:, tgt], clean[:, tgt + 1]])
+        l_both = torch.cat([layer[:, tgt], layer[:, tgt + 1]])
+        o_both = x_both - r_both  # unclamped: the clamp would hide errors from the gradient
+
+        parts = {"charbonnier": L.charbonnier(o_both, c_both) if w.charbonnier else None,
+                 "ssim": L.ssim_loss(o_both.clamp(0, 1), c_both) if w.ssim else None,
+                 "layer_lowpass": L.lowpass_l1(r_both, l_both) if w.layer_lowpass else None,
+                 "temporal": L.temporal_difference(o_both[:b], o_both[b:], c_both[:b], c_both[b:]) if w.temporal else None,
+                 "tv": L.total_variation(o_both) if w.tv else None}
+        loss = sum(getattr(w, k) * v for k, v in parts.items() if v is not None)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.optim.grad_clip > 0:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        step += 1
+
+        for k, v in [("loss", loss)] + [(k, v) for k, v in parts.items() if v is not None]:
+            running[k] = running.get(k, 0.0) + float(v.detach())
+        if bar is not None:
+            bar.update(1)
+        do_val = main_proc and cfg.log.val_every > 0 and step % cfg.log.val_every == 0
+        if do_val:
+            val = validate(model, cfg.log.val_cases, cfg.log.val_frames, device)
+        if main_proc and (step % cfg.log.every == 0 or do_val):
+            n = max(1, (step - 1) % cfg.log.every + 1)
+            row = {"step": step, "seconds": round(time.perf_counter() - t_start, 1), "lr": f"{lr:.3g}"}
+            row.update({k: f"{v / n:.5f}" for k, v in running.items()})
+            row.update({k: f"{v:.2f}" for k, v in val.items()})
+            writer.writerow(row)
+            log_file.flush()
+            if bar is not None:
+                bar.set_postfix(loss=row.get("loss"), **({"val": f"{val['val_psnr_out']:.2f}"} if val else {}))
+            running.clear()
+            val = {}
+        if time.perf_counter() - last_ckpt > cfg.log.ckpt_every_s:
+            save()
+            last_ckpt = time.perf_counter()
+
+    seconds = time.perf_counter() - t_start
+    save()
+    summary = {"steps": step, "seconds": round(seconds, 1)}
+    if main_proc:
+        final_val = validate(model, cfg.log.val_cases, cfg.log.val_frames, device) if cfg.log.val_cases else {}
+        summary.update(final_val)
+        export_weights(model, out_dir / f"{cfg.name}.pt",
+                       meta={"name": cfg.name, "steps": step, "seconds": round(seconds, 1),
+                             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                             "world_size": world, "train_config": cfg.to_dict(),
+                             **{k: round(v, 3) for k, v in final_val.items()}})
+        if bar is not None:
+            bar.close()
+        log_file.close()
+    if world > 1:
+        dist.barrier()
+    return summary
