@@ -45,7 +45,7 @@ def test_added_residual_blocks_start_as_identity():
 
 
 def test_output_depends_on_neighbours_only_through_window():
-    """Changing a neighbour frame changes the result (time is used); a causal net never sees the future."""
+    """Changing a neighbour frame changes the result: the window is used, not only the target."""
     model = _randomise(STRNet(STRNetConfig(**{**SMALL, "target": 2})))
     clip = torch.rand(1, 3, 3, 16, 16)
     base = model(clip)[0]

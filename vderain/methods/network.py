@@ -23,11 +23,13 @@ class NetworkMethod(Method):
 
     def __init__(self, model, device: torch.device, name: str = "network", half: bool | None = None, meta=None):
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
         self.half = (self.device.type == "cuda") if half is None else half
+        # bf16 weights and activations throughout on GPU: faster than autocast, and the
+        # network's residual form keeps the rounding in R, not in the passed-through frame.
         self.dtype = torch.bfloat16 if self.half else torch.float32
+        self.model = model.to(self.device, self.dtype).eval()
+        # channels-last is ~2x faster for these convs on CPU (oneDNN) and on GPU (cuDNN)
+        self.model = self.model.to(memory_format=torch.channels_last)
         self.window = model.cfg.frames
         self.target = model.cfg.target
         self.name = name
@@ -48,6 +50,6 @@ class NetworkMethod(Method):
     @torch.inference_mode()
     def __call__(self, clips: torch.Tensor) -> torch.Tensor:
         clips = clips.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.half):
-            out, _ = self.model(clips)
-        return out.float()
+        r = self.model.rain_layer(clips.to(self.dtype)).float()
+        # subtract in fp32 from the original frame so bf16 only ever rounds the rain layer
+        return (clips[:, self.target].float() - r).clamp(0, 1)

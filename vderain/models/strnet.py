@@ -14,7 +14,7 @@ fusion layer learns the frame differences it needs; the encoder / decoder give t
 tell a streak from a wire.
 
 Shape flow (s = scale, C = channels):
-  clip (B,T,3,H,W) -> unshuffle -> (B, (T+3)*3*s^2, H/s, W/s) -> 1x1 -> C
+  clip (B,T,3,H,W) + stats -> (B, (T+3)*3, H, W) -> s x s conv, stride s -> C at H/s
   -> enc ResBlocks at H/s -> stride-2 conv -> 2C body ResBlocks at H/2s -> shuffle up -> + skip
   -> dec ResBlocks -> conv -> 3*s^2 -> shuffle -> R (B,3,H,W)
 """
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 class STRNetConfig:
     frames: int = 5          # window length T
     target: int = 2          # index of the restored frame in the window (T//2 centred, T-1/T-2 causal)
-    scale: int = 2           # pixel-unshuffle factor: the network works at H/scale
+    scale: int = 2           # space-to-depth factor: the network works at H/scale
     channels: int = 32       # C at H/scale; the body runs at 2C and H/(2*scale)
     enc_blocks: int = 1
     body_blocks: int = 4
@@ -68,7 +68,8 @@ class STRNet(nn.Module):
         self.cfg = cfg
         s, c = cfg.scale, cfg.channels
         n_in = cfg.frames + (3 if cfg.temporal_stats and cfg.frames > 1 else 0)
-        self.fuse = nn.Conv2d(n_in * 3 * s * s, c, 1)
+        # space-to-depth + 1x1 fusion in one op: an s x s conv with stride s (no copy of the input)
+        self.fuse = nn.Conv2d(n_in * 3, c, s, stride=s)
         self.stem = nn.Conv2d(c, c, 3, padding=1)
         self.enc = nn.Sequential(*[ResBlock(c) for _ in range(cfg.enc_blocks)])
         self.down = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
@@ -95,20 +96,15 @@ class STRNet(nn.Module):
         x = clip
         if ph or pw:  # pad so any size works; cropped off again below
             x = F.pad(x.reshape(b * t, 3, h, w), (0, pw, 0, ph), mode="replicate").reshape(b, t, 3, h + ph, w + pw)
-        s = self.cfg.scale
-        hs, ws = x.shape[-2] // s, x.shape[-1] // s
-        # Lossless space-to-depth straight into channels-last order (B, H/s, W/s, T, 3, s, s):
-        # one copy, and the 1x1 fusion conv reads it without another layout change.
-        x = x.reshape(b, t, 3, hs, s, ws, s).permute(0, 3, 5, 1, 2, 4, 6)
         if self.cfg.temporal_stats and t > 1:
-            # flicker cues a 1x1 layer cannot form on its own (pointwise, so they commute with the fold)
-            x = torch.cat([x, x.amin(3, keepdim=True), x.mean(3, keepdim=True), x.amax(3, keepdim=True)], 3)
-        x = x.reshape(b, hs, ws, -1).permute(0, 3, 1, 2)                # (B, T'*3s^2, H/s, W/s)
+            # flicker cues a 1x1 layer cannot form on its own: per-pixel min / mean / max over time
+            x = torch.cat([x, x.amin(1, keepdim=True), x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
+        x = x.flatten(1, 2)                                              # (B, T'*3, H, W)
         f = self.act(self.fuse(x))
         f = self.enc(self.act(self.stem(f)))                             # (B, C, H/s, W/s)
         g = self.body(self.act(self.down(f)))                            # (B, 2C, H/2s, W/2s)
         f = f + F.pixel_shuffle(self.up(g), 2)                           # (B, C, H/s, W/s)
-        r = F.pixel_shuffle(self.tail(self.dec(f)), s)                   # (B, 3, H', W')
+        r = F.pixel_shuffle(self.tail(self.dec(f)), self.cfg.scale)                 # (B, 3, H', W')
         return r[..., :h, :w]
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
