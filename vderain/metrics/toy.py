@@ -53,8 +53,8 @@ def add_streaks(clean: np.ndarray, density: float = 0.004, length: int = 9, stre
     return out
 
 
-def toy_pair(frames: int = 12, h: int = 72, w: int = 96, seed: int = 0) -> dict:
+def toy_pair(frames: int = 12, h: int = 72, w: int = 96, seed: int = 0, speed=(1.3, 0.6)) -> dict:
     """{'rainy', 'clean': (T,H,W,3) uint8, 'fps', 'meta'} in the synthesiser suite's format."""
-    clean = translating(frames, h, w, seed=seed)
+    clean = translating(frames, h, w, speed=speed, seed=seed)
     rainy = add_streaks(clean, seed=seed + 1)
-    return dict(rainy=rainy, clean=clean, fps=25.0, meta=dict(kind="toy", speed=(1.3, 0.6), seed=seed))
+    return dict(rainy=rainy, clean=clean, fps=25.0, meta=dict(kind="toy", speed=tuple(speed), seed=seed))
