@@ -86,7 +86,12 @@ def validate(model: STRNet, cases: list[str], frames: int, device: torch.device)
 
 def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: bool = True,
           progress: bool = True) -> dict:
-    """Train per `cfg`, writing `last.pt` (resumable), `log.csv` and `<name>.pt` (weights) to out_dir."""
+    """Train per `cfg`, writing `last.pt` (resumable), `log.csv` and `<name>.pt` (weights) to out_dir.
+
+    Returns a summary: steps, seconds, final validation numbers, and the trained `model`.
+    Under torchrun (WORLD_SIZE > 1) it runs DistributedDataParallel (NCCL on GPU, gloo on CPU);
+    every rank draws different synthetic data, rank 0 logs and writes files.
+    """
     rank, local_rank, world = _dist_info()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -157,67 +162,73 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                          "generator": gen.get_state() if device.type == "cpu" else torch.empty(0)}, ckpt_path)
 
     model.train()
-    while step < cfg.optim.max_steps:
-        elapsed = time.perf_counter() - t_start
-        if cfg.optim.time_limit_s > 0 and elapsed >= cfg.optim.time_limit_s:
-            break
-        prog = step / cfg.optim.max_steps
-        if cfg.optim.time_limit_s > 0:
-            prog = max(prog, elapsed / cfg.optim.time_limit_s)
-        lr = cfg.optim.lr * _lr_factor(step, prog, cfg.optim.warmup_steps)
-        for g in opt.param_groups:
-            g["lr"] = lr
+    try:
+        while step < cfg.optim.max_steps:
+            elapsed = time.perf_counter() - t_start
+            if cfg.optim.time_limit_s > 0 and elapsed >= cfg.optim.time_limit_s:
+                break
+            prog = step / cfg.optim.max_steps
+            if cfg.optim.time_limit_s > 0:
+                prog = max(prog, elapsed / cfg.optim.time_limit_s)
+            lr = cfg.optim.lr * _lr_factor(step, prog, cfg.optim.warmup_steps)
+            for g in opt.param_groups:
+                g["lr"] = lr
 
-        with torch.no_grad():
-            clean = source.sample(cfg.data.batch, gen)                 # (B,T+1,3,S,S)
-            sample = synth(clean, generator=gen, fps=cfg.data.fps)
-            rainy, clean, layer = sample["rainy"], sample["clean"], sample["layer"]
-        b = rainy.shape[0]
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            # both windows in one batch: (2B,T,3,S,S) -> R (2B,3,S,S) for frames tgt and tgt+1
-            r_both = net(torch.cat([rainy[:, :T], rainy[:, 1:]]))[1]
-        r_both = r_both.float()
-        x_both = torch.cat([rainy[:, tgt], rainy[:, tgt + 1]])
-        c_both = torch.cat([clean[:, tgt], clean[:, tgt + 1]])
-        l_both = torch.cat([layer[:, tgt], layer[:, tgt + 1]])
-        o_both = x_both - r_both  # unclamped: the clamp would hide errors from the gradient
+            with torch.no_grad():
+                clean = source.sample(cfg.data.batch, gen)                 # (B,T+1,3,S,S)
+                sample = synth(clean, generator=gen, fps=cfg.data.fps)
+                rainy, clean, layer = sample["rainy"], sample["clean"], sample["layer"]
+            b = rainy.shape[0]
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                # both windows in one batch: (2B,T,3,S,S) -> R (2B,3,S,S) for frames tgt and tgt+1
+                r_both = net(torch.cat([rainy[:, :T], rainy[:, 1:]]))[1]
+            r_both = r_both.float()
+            x_both = torch.cat([rainy[:, tgt], rainy[:, tgt + 1]])
+            c_both = torch.cat([clean[:, tgt], clean[:, tgt + 1]])
+            l_both = torch.cat([layer[:, tgt], layer[:, tgt + 1]])
+            o_both = x_both - r_both  # unclamped: the clamp would hide errors from the gradient
 
-        parts = {"charbonnier": L.charbonnier(o_both, c_both) if w.charbonnier else None,
-                 "ssim": L.ssim_loss(o_both.clamp(0, 1), c_both) if w.ssim else None,
-                 "layer_lowpass": L.lowpass_l1(r_both, l_both) if w.layer_lowpass else None,
-                 "temporal": L.temporal_difference(o_both[:b], o_both[b:], c_both[:b], c_both[b:]) if w.temporal else None,
-                 "tv": L.total_variation(o_both) if w.tv else None}
-        loss = sum(getattr(w, k) * v for k, v in parts.items() if v is not None)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.optim.grad_clip > 0:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        step += 1
+            parts = {"charbonnier": L.charbonnier(o_both, c_both) if w.charbonnier else None,
+                     "ssim": L.ssim_loss(o_both.clamp(0, 1), c_both) if w.ssim else None,
+                     "layer_lowpass": L.lowpass_l1(r_both, l_both) if w.layer_lowpass else None,
+                     "temporal": L.temporal_difference(o_both[:b], o_both[b:], c_both[:b], c_both[b:]) if w.temporal else None,
+                     "tv": L.total_variation(o_both) if w.tv else None}
+            loss = sum(getattr(w, k) * v for k, v in parts.items() if v is not None)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.optim.grad_clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            step += 1
 
-        for k, v in [("loss", loss)] + [(k, v) for k, v in parts.items() if v is not None]:
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        if bar is not None:
-            bar.update(1)
-        do_val = main_proc and cfg.log.val_every > 0 and step % cfg.log.val_every == 0
-        if do_val:
-            val = validate(model, cfg.log.val_cases, cfg.log.val_frames, device)
-        if main_proc and (step % cfg.log.every == 0 or do_val):
-            n = max(1, (step - 1) % cfg.log.every + 1)
-            row = {"step": step, "seconds": round(time.perf_counter() - t_start, 1), "lr": f"{lr:.3g}"}
-            row.update({k: f"{v / n:.5f}" for k, v in running.items()})
-            row.update({k: f"{v:.2f}" for k, v in val.items()})
-            writer.writerow(row)
-            log_file.flush()
+            for k, v in [("loss", loss)] + [(k, v) for k, v in parts.items() if v is not None]:
+                running[k] = running.get(k, 0.0) + float(v.detach())
             if bar is not None:
-                bar.set_postfix(loss=row.get("loss"), **({"val": f"{val['val_psnr_out']:.2f}"} if val else {}))
-            running.clear()
-            val = {}
-        if time.perf_counter() - last_ckpt > cfg.log.ckpt_every_s:
-            save()
-            last_ckpt = time.perf_counter()
+                bar.update(1)
+            do_val = main_proc and cfg.log.val_every > 0 and step % cfg.log.val_every == 0
+            if do_val:
+                val = validate(model, cfg.log.val_cases, cfg.log.val_frames, device)
+            if main_proc and (step % cfg.log.every == 0 or do_val):
+                n = max(1, (step - 1) % cfg.log.every + 1)
+                row = {"step": step, "seconds": round(time.perf_counter() - t_start, 1), "lr": f"{lr:.3g}"}
+                row.update({k: f"{v / n:.5f}" for k, v in running.items()})
+                row.update({k: f"{v:.2f}" for k, v in val.items()})
+                writer.writerow(row)
+                log_file.flush()
+                if bar is not None:
+                    bar.set_postfix(loss=row.get("loss"), **({"val": f"{val['val_psnr_out']:.2f}"} if val else {}))
+                running.clear()
+                val = {}
+            if time.perf_counter() - last_ckpt > cfg.log.ckpt_every_s:
+                save()
+                last_ckpt = time.perf_counter()
+    except KeyboardInterrupt:
+        save()  # Ctrl-C keeps the progress: the next run resumes from here
+        if bar is not None:
+            bar.close()
+        raise
 
     seconds = time.perf_counter() - t_start
     save()
@@ -235,4 +246,5 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
         log_file.close()
     if world > 1:
         dist.barrier()
+    summary["model"] = model
     return summary
