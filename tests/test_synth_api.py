@@ -1,0 +1,120 @@
+"""Smoke tests of the training API: shapes, ranges, determinism, rain-free identity, sources."""
+import numpy as np
+import pytest
+import torch
+
+from vderain.synth import CleanClipSource, PRESETS, RainSynth
+from vderain.synth.scenes import procedural_clip
+
+
+def _batch(B=3, T=4, H=48, W=64, seed=0):
+    return torch.stack([procedural_clip(T, H, W, seed=seed + i, motion=m)
+                        for i, m in zip(range(B), ["pan", "static", "zoom", "forward"])])
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return _batch()
+
+
+def test_procedural_clip_shape_range_and_determinism():
+    a = procedural_clip(5, 40, 56, seed=3, motion="pan", stripes=True)
+    b = procedural_clip(5, 40, 56, seed=3, motion="pan", stripes=True)
+    c = procedural_clip(5, 40, 56, seed=4, motion="pan", stripes=True)
+    assert a.shape == (5, 3, 40, 56) and a.dtype == torch.float32
+    assert 0 <= float(a.min()) and float(a.max()) <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert float((a[1:] - a[:-1]).abs().mean()) > 1e-3       # the camera moves
+    s = procedural_clip(4, 40, 56, seed=3, motion="static")
+    assert float((s[1:] - s[:-1]).abs().max()) < 1e-6        # static means static
+
+
+@pytest.mark.parametrize("preset", ["train"] + list(PRESETS))
+def test_outputs_shapes_ranges(clips, preset):
+    out = RainSynth(preset)(clips, torch.Generator().manual_seed(1))
+    B, T, _, H, W = clips.shape
+    for k in ("rainy", "clean", "layer"):
+        assert out[k].shape == (B, T, 3, H, W), k
+    for k in ("streak_mask", "occlusion_mask"):
+        assert out[k].shape == (B, T, 1, H, W), k
+        assert 0 <= float(out[k].min()) and float(out[k].max()) <= 1
+    assert 0 <= float(out["rainy"].min()) and float(out["rainy"].max()) <= 1
+    assert 0 <= float(out["clean"].min()) and float(out["clean"].max()) <= 1
+    assert torch.allclose(out["layer"], out["rainy"] - out["clean"])
+    assert out["params"]["preset_id"].shape == (B,)
+
+
+def test_same_seed_same_output_and_different_seed_differs(clips):
+    s = RainSynth("train", dct_prob=0.5)
+    a = s(clips, torch.Generator().manual_seed(7))
+    b = RainSynth("train", dct_prob=0.5)(clips, torch.Generator().manual_seed(7))
+    c = s(clips, torch.Generator().manual_seed(8))
+    assert torch.equal(a["rainy"], b["rainy"]) and torch.equal(a["clean"], b["clean"])
+    assert not torch.equal(a["rainy"], c["rainy"])
+
+
+def test_rain_free_is_exact_identity(clips):
+    out = RainSynth("norain", tone_aug=True, negatives_prob=1.0)(clips, torch.Generator().manual_seed(2))
+    assert torch.equal(out["rainy"], out["clean"])
+    assert float(out["layer"].abs().max()) == 0.0
+    assert float(out["streak_mask"].max()) == 0.0
+    assert bool(out["params"]["rain_free"].all())
+
+
+def test_input_not_modified(clips):
+    before = clips.clone()
+    RainSynth("train", negatives_prob=1.0)(clips, torch.Generator().manual_seed(3))
+    assert torch.equal(before, clips)
+
+
+def test_rain_changes_frames(clips):
+    out = RainSynth("heavy")(clips, torch.Generator().manual_seed(4))
+    assert float(out["layer"].abs().mean()) > 0.01
+    assert float(out["streak_mask"].mean()) > 0.01
+
+
+def _write_video(path, frames, fps=25):
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as c:
+        st = c.add_stream("libx264", rate=fps)
+        st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        st.options = {"crf": "18", "preset": "ultrafast"}
+        for f in frames:
+            for p in st.encode(__import__("av").VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in st.encode():
+            c.mux(p)
+
+
+def test_clean_clip_source_video_and_still(tmp_path):
+    import cv2
+    clip = (procedural_clip(12, 48, 64, seed=11, motion="pan") * 255).byte().permute(0, 2, 3, 1).numpy()
+    _write_video(tmp_path / "a.mp4", np.ascontiguousarray(clip))
+    cv2.imwrite(str(tmp_path / "still.png"), cv2.cvtColor(clip[0], cv2.COLOR_RGB2BGR))
+    (tmp_path / "frames").mkdir()
+    for i, f in enumerate(clip[:8]):
+        cv2.imwrite(str(tmp_path / "frames" / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    src = CleanClipSource([str(tmp_path / "a.mp4"), str(tmp_path / "still.png"), str(tmp_path / "frames")],
+                          frames=4, size=32, max_short_side=40)
+    assert min(c.shape[-2] for c in src.clips) <= 40
+    a = src.sample(6, torch.Generator().manual_seed(0))
+    b = src.sample(6, torch.Generator().manual_seed(0))
+    assert a.shape == (6, 4, 3, 32, 32) and a.dtype == torch.float32
+    assert 0 <= float(a.min()) and float(a.max()) <= 1
+    assert torch.equal(a, b)
+    assert src.last_fps.shape == (6,)
+    motions = set()
+    for s in range(10):
+        src.sample(8, torch.Generator().manual_seed(s))
+        motions |= {i["motion"] for i in src.last_info}
+    assert {"pan", "zoom", "forward", "shake"} & motions
+
+
+def test_bad_inputs():
+    from vderain import VderainError
+    with pytest.raises(VderainError):
+        RainSynth("drizzle")
+    with pytest.raises(VderainError):
+        CleanClipSource(["/nonexistent/clip.mp4"])
+    with pytest.raises(VderainError):
+        RainSynth("light")(torch.rand(2, 3, 8, 8))

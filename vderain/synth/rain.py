@@ -1,0 +1,252 @@
+"""RainSynth: clean clips in, (rainy, clean, rain layer, masks, params) out. Pure torch, batched.
+
+Order of operations for a batch (B, T, 3, H, W):
+  1. scene (clean and rainy alike): tone/colour augmentation, day-to-night + lamps,
+     hard negatives (thin line textures)                              -> clean target
+  2. rain: veil (haze grows with a depth proxy, airlight relative to the scene so it can
+     darken as well as brighten), then streak/splash opacity alpha and a streak colour
+     from the scene (refraction of a wide view, glow near light sources), composited
+     with alpha (occludes, not only adds)                             -> rainy
+  3. camera (both): slight defocus, sensor noise with the same noise field in both
+  4. compression (rainy only, rain clips only): 8x8 block-DCT stand-in, or a real
+     encoder round trip (codec_prob, CPU, needs PyAV)
+Rain-free clips skip 2 and 4: their rainy clip *is* the clean clip (layer exactly 0).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vderain import VderainError
+from vderain.synth import effects, negatives
+from vderain.synth.presets import PARAM_NAMES, PRESET_NAMES, PRESETS, TRAIN_MIX, preset_table
+from vderain.synth.streaks import render_rain
+
+
+def _weights(preset) -> dict[str, float]:
+    if isinstance(preset, dict):
+        w = {k: float(v) for k, v in preset.items()}
+    elif preset == "train":
+        w = dict(TRAIN_MIX)
+    elif preset in PRESETS:
+        w = {preset: 1.0}
+    else:
+        raise VderainError(f"unknown rain preset '{preset}' (choose from train, {', '.join(PRESETS)})")
+    bad = [k for k in w if k not in PRESETS]
+    if bad:
+        raise VderainError(f"unknown rain preset(s) {bad} (choose from {', '.join(PRESETS)})")
+    if sum(w.values()) <= 0:
+        raise VderainError("preset weights must sum to more than 0")
+    return w
+
+
+class RainSynth:
+    """Synthetic rain for batches of clean clips.
+
+    preset: "train" (mix of all presets + ~18% rain-free + hard negatives + tone aug),
+            a preset name (light, heavy, night, dashcam, storm, norain) or a dict of weights.
+    codec_prob: share of rain clips sent through a real encoder (libx264, random CRF 18..34).
+    dct_prob: share of rain clips given the pure-torch block-DCT compression stand-in.
+    negatives_prob: share of clips that get a hard negative drawn into the scene.
+    tone_aug: shared exposure / tone curve / colour cast augmentation.
+    camera: shared defocus and sensor noise.
+    px_scale: frame short side / 360; scales streak lengths, widths and densities.
+    overrides: {param: value} fixes a preset parameter for every clip (tests, suite).
+    Defaults of the last five depend on the preset: on for "train"/dicts, off (no aug,
+    no negatives) for a single named preset, which is what `vderain synth` uses.
+    """
+
+    def __init__(self, preset: str | dict[str, float] = "train", device="cpu", codec_prob: float = 0.0,
+                 *, dct_prob: float | None = None, negatives_prob: float | None = None,
+                 tone_aug: bool | None = None, camera: bool = True, px_scale: float = 1.0,
+                 overrides: dict[str, float] | None = None):
+        self.device = torch.device(device)
+        w = _weights(preset)
+        training = preset == "train" or isinstance(preset, dict)
+        self.preset = preset
+        self.codec_prob = float(codec_prob)
+        self.dct_prob = float(dct_prob if dct_prob is not None else (0.3 if training else 0.0))
+        self.negatives_prob = float(negatives_prob if negatives_prob is not None else (0.3 if training else 0.0))
+        self.tone_aug = bool(tone_aug if tone_aug is not None else training)
+        self.camera = bool(camera)
+        self.px_scale = float(px_scale)
+        self.overrides = dict(overrides or {})
+        bad = [k for k in self.overrides if k not in PARAM_NAMES]
+        if bad:
+            raise VderainError(f"unknown rain parameter(s) {bad}")
+        lo, hi = preset_table()
+        self._lo = torch.tensor(lo, device=self.device)                        # (P, K)
+        self._hi = torch.tensor(hi, device=self.device)
+        self._mix = torch.tensor([w.get(n, 0.0) for n in PRESET_NAMES], device=self.device)
+        self._noise_bank = None
+
+    # ---- parameters ------------------------------------------------------------------
+    def sample_params(self, B: int, g: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        pid = torch.multinomial(self._mix, B, replacement=True, generator=g)     # (B,)
+        u = torch.rand(B, len(PARAM_NAMES), generator=g, device=self.device)
+        vals = self._lo[pid] + u * (self._hi[pid] - self._lo[pid])              # (B, K)
+        p = {name: vals[:, i] for i, name in enumerate(PARAM_NAMES)}
+        for k, v in self.overrides.items():
+            p[k] = torch.full((B,), float(v), device=self.device)
+        return pid, p
+
+    def _noise(self, n: int, T: int, H: int, W: int, g: torch.Generator) -> torch.Tensor:
+        """Gaussian noise (n, T, 3, H, W). Fresh randn is slow on CPU (~4 ns a number), so
+        small frames take random windows of a fixed bank made once per synthesiser."""
+        if H > 192 or W > 192:
+            return torch.randn(n, T, 3, H, W, generator=g, device=self.device)
+        if self._noise_bank is None:
+            bg = torch.Generator(device=self.device).manual_seed(0x5EED)
+            self._noise_bank = torch.randn(16, 3, 384, 384, generator=bg, device=self.device)
+        pick = torch.randint(0, 16, (n, T), generator=g, device=self.device)
+        off = torch.randint(0, 384 - 192, (n, 2), generator=g, device=self.device).tolist()
+        return torch.stack([self._noise_bank[pick[i], :, o[0]:o[0] + H, o[1]:o[1] + W]
+                            for i, o in enumerate(off)])
+
+    # ---- main ------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, clean: torch.Tensor, generator: torch.Generator | None = None,
+                 fps: float | torch.Tensor = 30.0) -> dict:
+        if clean.dim() != 5 or clean.shape[2] != 3:
+            raise VderainError(f"RainSynth wants clips (B, T, 3, H, W), got {tuple(clean.shape)}")
+        if clean.device != self.device:
+            raise VderainError(f"clips are on {clean.device} but RainSynth was built for {self.device}")
+        g = generator
+        if g is None:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(int(torch.randint(0, 2 ** 62, (1,))))
+        B, T, _, H, W = clean.shape
+        dev = self.device
+        x = clean.float()
+        if x.data_ptr() == clean.data_ptr():
+            x = x.clone()                       # in-place steps below must not touch the input
+        fps_b = torch.as_tensor(fps, dtype=torch.float32, device=dev).expand(B).clone()
+
+        pid, p = self.sample_params(B, g)
+        extra = torch.rand(B, 40, generator=g, device=dev)                      # misc randoms
+        rain = p["rain"] > 0.5
+        rec = {"preset_id": pid, "rain_free": ~rain, "fps": fps_b}
+
+        # 1. scene: identical in clean and rainy --------------------------------------
+        if self.tone_aug:
+            cast = 1 + (extra[:, 0:3] * 2 - 1) * p["cast"][:, None]
+            x = effects.tone(x, p["gain"], p["curve"], cast)
+        else:
+            for k in ("gain", "curve", "cast"):
+                p[k] = torch.zeros_like(p[k]) + (1.0 if k == "gain" else 0.0)
+        is_night = p["night"] > 0.5
+        if bool(is_night.any()):
+            idx = is_night.nonzero()[:, 0]
+            xn = effects.night(x[idx], torch.ones(len(idx), device=dev), extra[idx, 3:6])
+            u_l = torch.rand(len(idx), 4, 6, generator=g, device=dev)
+            xn = (xn + effects.lamps(len(idx), T, H, W, torch.floor(p["lamps"][idx]), u_l,
+                                     self.px_scale)).clamp(0, 1)
+            x = x.index_copy(0, idx, xn)
+        neg_kind = torch.full((B,), -1, dtype=torch.long, device=dev)
+        with_neg = extra[:, 6] < self.negatives_prob
+        if bool(with_neg.any()):
+            idx = with_neg.nonzero()[:, 0]
+            kinds = (extra[idx, 7] * len(negatives.KINDS)).long().clamp(max=len(negatives.KINDS) - 1)
+            u_n = torch.rand(len(idx), 20, generator=g, device=dev)
+            x = x.index_copy(0, idx, negatives.composite(x[idx], kinds, u_n, self.px_scale))
+            neg_kind[idx] = kinds
+        clean_out = x
+
+        # 2. rain ---------------------------------------------------------------------
+        lr = effects.low_res(x, 8)                                              # (B,T,3,h,w)
+        h8, w8 = lr.shape[-2:]
+        env = lr.mean((-2, -1), keepdim=True)                                   # (B,T,3,1,1)
+        lum_lr = lr.mean(2)                                                     # (B,T,h,w)
+        # veil: transmission t = exp(-veil * depth), airlight tied to the scene's mean
+        horizon = 0.25 + 0.35 * extra[:, 8]
+        depth = effects.depth_proxy(lum_lr[:, 0], horizon, torch.rand(B, 4, 4, generator=g, device=dev))
+        veil = p["veil"] * rain
+        trans_lr = torch.exp(-veil[:, None, None] * depth)                      # (B,h,w)
+        air = (env[:, :1] * p["veil_k"][:, None, None, None, None]).clamp(0, 1)  # (B,1,3,1,1)
+        air = 0.5 * air + 0.5 * air.mean(2, keepdim=True)                       # haze is greyish
+        trans = effects.upsample(trans_lr[:, None, None], H, W)                 # (B,1,1,H,W)
+        y = x * trans + air * (1 - trans)
+
+        # streak colour: a drop refracts a wide view of the scene, so it shows roughly the
+        # (local and global) scene colour, times env_k, plus specular white and glow near
+        # lights; some clips get darker-than-scene streaks (rain seen against the sky)
+        mix = extra[:, 9][:, None, None, None, None]
+        base = mix * lr + (1 - mix) * env
+        lights = effects.blur_lr(((lum_lr - 0.75) / 0.25).clamp(0, 1).reshape(B * T, 1, h8, w8), 3)
+        lights = lights.view(B, T, 1, h8, w8)
+        bc = lambda v: v[:, None, None, None, None]                             # (B,) -> (B,1,1,1,1)
+        col_lr = bc(p["env_k"]) * base + bc(p["spec"]) + bc(p["glow"]) * lights
+        dark = extra[:, 10] < p["dark"]
+        col_lr = torch.where(bc(dark), 0.65 * base, col_lr).clamp(0, 1)
+        col = effects.upsample(col_lr, H, W)
+
+        opac, _ = render_rain(p, B, T, H, W, fps_b, g, self.px_scale)            # (B,T,1,H,W)
+        alpha = 1 - torch.exp(-opac)                                           # overlaps saturate
+        y = y + alpha * (col - y)
+
+        # 3. camera: same for both ------------------------------------------------------
+        if self.camera:
+            blurred = p["defocus"] > 0.45
+            if bool(blurred.any()):
+                idx = blurred.nonzero()[:, 0]
+                n = len(idx)
+                sig = (p["defocus"][idx] * self.px_scale).repeat_interleave(T).repeat(2)
+                both = torch.cat([clean_out[idx], y[idx]]).view(2 * n * T, 3, H, W)
+                both = effects.gaussian_blur(both, sig).view(2, n, T, 3, H, W)
+                clean_out[idx] = both[0]
+                y[idx] = both[1]
+            p["defocus"] = torch.where(blurred, p["defocus"], torch.zeros_like(p["defocus"]))
+            # Poisson-Gaussian noise with the level taken from the clean scene (at 1/8
+            # resolution: cheap, and the level varies slowly) and the same noise field in
+            # both clips, so the rain layer stays exactly the rain and the model learns to
+            # keep a camera's noise rather than to smear it away
+            sd = effects.upsample(torch.sqrt(bc(p["noise_a"]) * lr + bc(p["noise_b"]) ** 2), H, W)
+            n = self._noise(B, T, H, W, g).mul_(sd)
+            clean_out = clean_out.add_(n).clamp_(0, 1)
+            y = y.add_(n)
+        else:
+            p["noise_a"] = torch.zeros_like(p["noise_a"])
+            p["noise_b"] = torch.zeros_like(p["noise_b"])
+            p["defocus"] = torch.zeros_like(p["defocus"])
+        y = y.clamp_(0, 1)
+
+        # 4. compression: rainy only, rain clips only -----------------------------------
+        dct_q = torch.zeros(B, device=dev)
+        crf = torch.zeros(B, device=dev)
+        use_codec = rain & (extra[:, 11] < self.codec_prob)
+        use_dct = rain & ~use_codec & (extra[:, 12] < self.dct_prob)
+        if bool(use_dct.any()):
+            idx = use_dct.nonzero()[:, 0]
+            q = 25 + 65 * extra[idx, 13]
+            yd = effects.block_dct_compress(y[idx].reshape(-1, 3, H, W), q.repeat_interleave(T))
+            y = y.index_copy(0, idx, yd.view(len(idx), T, 3, H, W))
+            dct_q[idx] = q
+        if bool(use_codec.any()):
+            idx = use_codec.nonzero()[:, 0]
+            for i in idx.tolist():
+                c = int(18 + 16 * float(extra[i, 14]))
+                frames = (y[i].permute(0, 2, 3, 1) * 255 + 0.5).clamp(0, 255).byte().cpu().numpy()
+                dec = effects.codec_roundtrip(frames, c, fps=max(1, int(round(float(fps_b[i])))))
+                y[i] = torch.from_numpy(dec).to(dev).permute(0, 3, 1, 2).float() / 255
+                crf[i] = c
+
+        # rain-free: the input *is* the target
+        for i in (~rain).nonzero()[:, 0].tolist():
+            y[i] = clean_out[i]
+        rainy = y
+        alpha = alpha * bc(rain.float())
+        trans = torch.where(bc(rain), trans, torch.ones_like(trans))
+
+        rec.update({k: v for k, v in p.items()})
+        rec.update({"negative_kind": neg_kind, "dark_streaks": dark & rain, "airlight": air[:, 0, :, 0, 0],
+                    "dct_quality": dct_q, "codec_crf": crf, "horizon": horizon})
+        return {
+            "rainy": rainy,
+            "clean": clean_out,
+            "layer": rainy - clean_out,
+            "streak_mask": alpha,
+            "occlusion_mask": (2 * alpha - 1).clamp(0, 1),
+            "transmission": trans,                                            # (B,1,1,H,W) veil
+            "params": rec,
+        }

@@ -1,0 +1,169 @@
+"""Rain streaks and splashes as opacity maps, drawn by scattering points along segments.
+
+Each drop is a line segment (centre, angle, length, opacity). Segments are sampled
+at ~1 px spacing and the samples are splatted bilinearly into a flat buffer with a
+single `scatter_add_`, so the cost follows the total streak length on screen, not
+the frame size, and there is no Python loop over drops.
+
+Depth sets the look: length = fall speed x exposure / depth, and the three depth
+layers are drawn at full, half and quarter resolution and upsampled, so nearer
+drops come out wider and softer (a wide, defocused streak) while far drops are 1 px.
+
+Drops live for the whole clip and fall by `speed / fps` pixels per frame. A drop
+that leaves the bottom re-enters at the top at a new random column, so at 24-30 fps,
+where a near drop moves further than the frame between frames, every frame shows
+(nearly) new streak positions, and at high frame rates the same drops are seen
+again, a little lower: the temporal correlation comes from the physics.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# name, density parameter, depth range, resolution factor, per-drop opacity range
+LAYERS = (
+    ("far", "dens_far", 2.5, 8.0, 1, (0.25, 0.6)),
+    ("mid", "dens_mid", 1.0, 2.5, 2, (0.3, 0.75)),
+    ("near", "dens_near", 0.35, 1.0, 4, (0.3, 0.85)),
+)
+MAX_SAMPLES = 96  # cap on points per segment (very long near streaks get sparser)
+
+
+def _rand(shape, g, device):
+    return torch.rand(shape, generator=g, device=device)
+
+
+def _active_drops(count: torch.Tensor, cap: int, g, device):
+    """Per-sample drop counts (B,) float -> batch index (M,) of the active drops.
+
+    Fractional counts are rounded at random so small densities still average right.
+    """
+    B = count.shape[0]
+    n = torch.floor(count + _rand((B,), g, device)).clamp(0, cap)          # (B,)
+    slots = torch.arange(cap, device=device).expand(B, cap)
+    active = slots < n[:, None]                                           # (B, cap)
+    return active.nonzero()[:, 0]                                         # (M,)
+
+
+def rasterise(cx, cy, ang, length, amp, bidx, T: int, B: int, h: int, w: int) -> torch.Tensor:
+    """Splat segments into opacity maps.
+
+    cx, cy, ang, length, amp: (T, M) per frame and drop (pixels of this layer, radians
+    from vertical, y down). bidx: (M,) sample of each drop. Returns (B, T, h, w).
+    Columns wrap (x is periodic), rows outside the frame are dropped.
+    """
+    out = torch.zeros(B * T * h * w, device=cx.device, dtype=torch.float32)
+    M = cx.shape[1]
+    if M == 0:
+        return out.view(B, T, h, w)
+    S = int(min(MAX_SAMPLES, max(2, math.ceil(float(length.max()) + 1))))
+    s = torch.linspace(-0.5, 0.5, S, device=cx.device)                     # (S,)
+    dx = (torch.sin(ang) * length)[..., None]                             # (T, M, 1)
+    dy = (torch.cos(ang) * length)[..., None]
+    px = cx[..., None] + s * dx                                           # (T, M, S)
+    py = cy[..., None] + s * dy
+    # each sample carries the segment length it stands for, so a streak's opacity
+    # per pixel of its length does not depend on S
+    wgt = (amp * (length / (S - 1)).clamp(max=1.0))[..., None].expand(-1, -1, S)
+    # bilinear across x (the thin direction of a near-vertical streak, where antialiasing
+    # shows), nearest along y (samples are ~1 px apart along the streak anyway)
+    x0 = torch.floor(px)
+    fx = px - x0
+    xa = torch.remainder(x0.long(), w)
+    xb = xa + 1
+    xb = torch.where(xb == w, 0, xb)
+    yy = torch.floor(py + 0.5).long()
+    inside = (yy >= 0) & (yy < h)
+    frame = (bidx[None, :] * T + torch.arange(T, device=cx.device)[:, None])  # (T, M)
+    row = ((frame * h)[..., None] + yy.clamp(0, h - 1)) * w                 # (T, M, S)
+    wgt = wgt * inside
+    idx = torch.cat([(row + xa).reshape(-1), (row + xb).reshape(-1)])
+    val = torch.cat([(wgt * (1 - fx)).reshape(-1), (wgt * fx).reshape(-1)])
+    out.scatter_add_(0, idx, val)
+    return out.view(B, T, h, w)
+
+
+def _upsample(x: torch.Tensor, f: int, H: int, W: int) -> torch.Tensor:
+    """(B, T, h, w) at 1/f resolution -> (B, T, H, W)."""
+    if f == 1:
+        return x
+    B, T, h, w = x.shape
+    up = F.interpolate(x.view(B * T, 1, h, w), size=(h * f, w * f), mode="bilinear",
+                       align_corners=False)
+    return up[:, :, :H, :W].reshape(B, T, H, W)
+
+
+def render_rain(p: dict[str, torch.Tensor], B: int, T: int, H: int, W: int, fps: torch.Tensor,
+                g: torch.Generator, px_scale: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """Rain opacity (before saturation) for a batch of clips.
+
+    p: per-sample parameters (B,) from the presets; fps: (B,). Returns the summed
+    opacity (B, T, 1, H, W) and extra per-sample info for the params record.
+    """
+    device = fps.device
+    total = torch.zeros(B, T, H, W, device=device)
+    area_ref = H * W / (px_scale * px_scale) / 1e4          # frame area in 100x100 ref px
+    rain = p["rain"] > 0.5
+    for name, key, z_lo, z_hi, f, (a_lo, a_hi) in LAYERS:
+        h, w = -(-H // f), -(-W // f)
+        Hv_extra = 1.6                                       # drops also live above/below the frame
+        count = p[key] * area_ref * Hv_extra * rain
+        cap = int(math.ceil(float(count.max()))) + 1 if B else 1
+        bidx = _active_drops(count, cap, g, device)          # (M,)
+        M = bidx.shape[0]
+        if M == 0:
+            continue
+        r = _rand((7, M), g, device)
+        # drops in a volume: number at depth z grows like z^2 (frustum), so sample z^3 uniformly
+        z = (z_lo ** 3 + r[0] * (z_hi ** 3 - z_lo ** 3)) ** (1.0 / 3.0)   # (M,)
+        xs = r[1] * w                                                      # start column
+        fps_b = fps[bidx]
+        scale = px_scale / f                                               # ref px -> layer px
+        speed = p["length"][bidx] * (30.0 / fps_b) / z * scale             # px per frame
+        # dashcam: forward motion tilts streaks away from the image centre and stretches them
+        off = (xs / w - 0.5) * 2                                            # -1..1
+        radial = p["radial"][bidx]
+        ang_deg = p["wind"][bidx] + p["jitter"][bidx] * (r[2] * 2 - 1) * 1.7 + radial * 35 * off
+        ang = ang_deg * (math.pi / 180)
+        speed = speed * (1 + radial * off.abs()) * (0.85 + 0.3 * r[3])
+        length = (speed * p["shutter"][bidx]).clamp(min=1.0)
+        amp = (a_lo + (a_hi - a_lo) * r[4]) * p["opacity"][bidx]
+        # fall: each drop moves `speed` along its direction per frame; wrapping vertically
+        # over a virtual height re-enters it at a new random column
+        Hv = h + length + 4                                                 # (M,)
+        t = torch.arange(T, device=device, dtype=torch.float32)[:, None]   # (T, 1)
+        y_raw = r[5] * Hv + t * speed * torch.cos(ang)                     # (T, M)
+        k = torch.floor(y_raw / Hv)
+        cy = y_raw - k * Hv - (length / 2 + 2)
+        cx = xs + t * speed * torch.sin(ang) + torch.frac(k * (0.618034 + r[6])) * w
+        layer = rasterise(cx, cy, ang.expand(T, -1), length.expand(T, -1), amp.expand(T, -1),
+                          bidx, T, B, h, w)
+        total += _upsample(layer, f, H, W)
+
+    # splashes: tiny crowns (two short arms thrown up-and-out) on the lower part of the
+    # frame, fresh every frame
+    ground = 0.4
+    hs = int(H * ground)
+    count = p["splash"] * (hs * W / (px_scale * px_scale) / 1e4) * rain
+    if hs > 0 and float(count.max()) > 0:
+        cap = int(math.ceil(float(count.max()))) + 1
+        bidx = _active_drops(count, cap, g, device)
+        M = bidx.shape[0]
+        if M:
+            r = _rand((5, T, M), g, device)
+            x = r[0] * W
+            y = H - hs + r[1] * hs
+            arm = (1.5 + 3.0 * r[2]) * px_scale
+            tilt = (45 + 30 * r[3]) * (math.pi / 180)
+            amp = 0.25 + 0.45 * r[4]
+            sp = torch.zeros(B, T, H, W, device=device)
+            for side in (-1.0, 1.0):
+                a = side * tilt
+                # segment from the impact point upward: centre half an arm up along the arm
+                cx = x + torch.sin(a) * arm / 2
+                cy = y - torch.cos(a) * arm / 2
+                sp += rasterise(cx, cy, a, arm, amp, bidx, T, B, H, W)
+            total += sp
+    return total.unsqueeze(2), {}
