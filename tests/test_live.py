@@ -1,0 +1,258 @@
+"""The live loop end to end without a camera: causal ring, frame drops, sinks, the CLI."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from live_helpers import FPS, free_port, index_of, make_clip, read_all, wait_for
+from vderain import VderainError
+from vderain.cli import main as cli
+from vderain.io.live import FileSink, FileSource, Sink, StreamSink, StreamSource
+from vderain.live import CausalRunner, build_live_method, run_live
+from vderain.methods import Identity, Method
+
+
+class Pick(Method):
+    """Returns the target frame; optionally sleeps, to play a model slower than the source."""
+
+    def __init__(self, window=1, target=None, sleep=0.0, name="pick"):
+        self.window = window
+        self.target = window - 1 if target is None else target
+        self.sleep = sleep
+        self.name = name
+        self.calls = 0
+
+    def __call__(self, clips):   # (B,T,3,H,W) -> (B,3,H,W)
+        self.calls += 1
+        time.sleep(self.sleep)
+        return clips[:, self.target]
+
+
+class Mean(Pick):
+    def __call__(self, clips):
+        return clips.mean(dim=1)
+
+
+class Record(Sink):
+    """Keeps what it is given; can ask to stop like the window's q key."""
+    name = "record"
+
+    def __init__(self, stop_after=None):
+        super().__init__()
+        self.frames, self.times = [], []
+        self.stop_after = stop_after
+
+    def write(self, rgb, capture_time):
+        self.frames.append(rgb.copy())
+        self.times.append(capture_time)
+        self._done(capture_time)
+        if self.stop_after and self.written >= self.stop_after:
+            self.wants_stop = True
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("live") / "clip.mp4", n=20)
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("live") / "long.mp4", n=45)
+
+
+def frames_of(path):
+    return [round(index_of(f)) for f in read_all(path)]
+
+
+# ------------------------------------------------------------------ causal ring
+
+def push_all(runner, n):
+    outs = []
+    for i in range(n):
+        rgb = np.full((4, 6, 3), 10 * i, np.uint8)
+        done = runner.push(rgb, float(i))
+        if done is not None:
+            outs.append(done)
+    return outs + runner.flush()
+
+
+@pytest.mark.parametrize("window,target", [(1, 0), (3, 2), (3, 1), (5, 3)])
+def test_causal_runner_emits_each_frame_once_in_order(window, target):
+    outs = push_all(CausalRunner(Pick(window, target)), 6)
+    # output for frame t is frame t itself (Pick returns its target), look-ahead or not
+    assert [t for _, _, t in outs] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [int(o[0, 0, 0]) for o, _, _ in outs] == [0, 10, 20, 30, 40, 50]
+
+
+def test_causal_runner_pads_the_start_with_the_first_frame():
+    outs = push_all(CausalRunner(Mean(window=3)), 3)
+    # means over [f0 f0 f0], [f0 f0 f1], [f0 f1 f2]
+    assert [int(o[0, 0, 0]) for o, _, _ in outs] == [0, 3, 10]
+
+
+def test_lookahead_one_waits_for_the_next_frame():
+    runner = CausalRunner(Pick(window=3, target=1))
+    assert runner.lookahead == 1
+    assert runner.push(np.zeros((4, 6, 3), np.uint8), 0.0) is None
+    assert runner.push(np.ones((4, 6, 3), np.uint8), 1.0)[2] == 0.0
+
+
+def test_methods_that_look_further_ahead_are_refused():
+    with pytest.raises(VderainError, match="looks 2 frames ahead"):
+        CausalRunner(Pick(window=5, target=2))
+    with pytest.raises(VderainError, match="causal"):
+        build_live_method("median", "cpu")
+    assert build_live_method("identity", "cpu").window == 1
+
+
+# ------------------------------------------------------------------ loop
+
+def test_realtime_file_through_the_loop_keeps_up(clip):
+    sink = Record()
+    stats = run_live(FileSource(clip), Identity(), [sink])
+    # one frame goes to warm-up; every other frame is processed or counted as dropped
+    assert stats.processed + stats.dropped_input == stats.captured
+    assert stats.captured + stats.warmup_dropped + 1 == 20
+    assert sink.written == stats.processed
+    idx = [round(index_of(f)) for f in sink.frames]
+    assert idx == sorted(set(idx)) and idx[-1] == 19
+    assert stats.seconds >= 17 / FPS             # it ran at the file's pace, not faster
+    assert stats.stopped_by == "end of source"
+
+
+def test_slow_model_drops_input_frames_instead_of_lagging(long_clip):
+    # 45 frames at 30 fps = 1.5 s; a 80 ms model handles ~12 fps. Without dropping, the
+    # last frame would come out ~2 s after its capture; with it the lag stays ~1 frame + 80 ms.
+    slow = Pick(sleep=0.08, name="slow")
+    sink = Record()
+    stats = run_live(FileSource(long_clip), slow, [sink])
+    assert stats.dropped_input > 0.3 * stats.captured
+    assert stats.processed + stats.dropped_input == stats.captured
+    assert stats.processed <= 1.5 / 0.08 + 2
+    assert max(sink.latencies) < 0.5
+    # the newest frame is the one processed: the output reaches the end of the clip
+    assert round(index_of(sink.frames[-1])) == 44
+    d = stats.to_dict()
+    assert d["drop_share"] == pytest.approx(stats.dropped_input / stats.captured, abs=1e-3)
+    assert d["latency_ms_p50"] <= d["latency_ms_p95"] < 500
+
+
+def test_lossless_file_mode_processes_every_frame(clip):
+    sink = Record()
+    stats = run_live(FileSource(clip, realtime=False), Pick(window=3, target=1), [sink])
+    assert stats.dropped_input == 0
+    # look-ahead 1: the last frame comes out at the end, padded with itself
+    assert [round(index_of(f)) for f in sink.frames] == list(range(1, 20))
+
+
+def test_q_and_ctrl_c_stop_cleanly_and_finish_the_file(clip, tmp_path):
+    stats = run_live(FileSource(clip, realtime=False), Identity(), [Record(stop_after=5)])
+    assert stats.stopped_by == "user (q)" and stats.processed == 5
+
+    class Interrupting(Pick):
+        def __call__(self, clips):
+            if self.calls == 8:      # 2 warm-up calls, then 6 frames
+                raise KeyboardInterrupt
+            return super().__call__(clips)
+
+    out = tmp_path / "interrupted.mp4"
+    stats = run_live(FileSource(clip, realtime=False), Interrupting(),
+                     [FileSink(out, FPS, crf=10, inputs=(clip,))])
+    assert stats.stopped_by == "interrupt"
+    assert frames_of(out) == list(range(1, 7))
+
+
+def test_max_frames_and_duration_stop(clip):
+    assert run_live(FileSource(clip, realtime=False), Identity(), [], max_frames=4).processed == 4
+    stats = run_live(FileSource(clip, loop=True), Identity(), [], duration=0.3)
+    assert stats.stopped_by == "duration" and 0.3 <= stats.seconds < 1.0
+
+
+def test_lost_stream_is_retried_then_ends_with_a_clear_error_and_a_finished_file(tmp_path):
+    sender = StreamSink("tcp://127.0.0.1:0?listen=1", FPS, gop=0.2)
+    port = sender.address[1]
+    out = tmp_path / "from_stream.mp4"
+    src = StreamSource(f"tcp://127.0.0.1:{port}", retries=2, retry_delay=0.1)
+    file_sink = FileSink(out, FPS, crf=10)
+    from test_live_io import send
+    feeder = threading.Thread(target=lambda: wait_for(lambda: sender.out.clients) and send(sender, 30))
+    feeder.start()
+    with pytest.raises(VderainError, match="gave up after 2 retries") as err:
+        run_live(src, Identity(), [file_sink])
+    feeder.join()
+    stats = err.value.stats
+    assert stats.processed >= 10
+    got = frames_of(out)
+    assert len(got) == file_sink.written == stats.processed
+    assert got == sorted(set(got)) and got[-1] == 29
+
+
+# ------------------------------------------------------------------ CLI
+
+def test_cli_file_to_file_and_stats(clip, tmp_path, capsys):
+    out, js = tmp_path / "out.mp4", tmp_path / "stats.json"
+    assert cli(["live", clip, "-o", str(out), "--method", "identity", "--stats-json", str(js),
+                "--crf", "10"]) == 0
+    stats = json.loads(js.read_text())
+    got = frames_of(out)
+    assert len(got) == stats["processed"] == stats["sinks"]["file"]["written"]
+    assert got == sorted(set(got)) and got[-1] == 19
+    assert stats["latency_ms_p95"] is not None and stats["fps"] > 0
+    assert "wrote" in capsys.readouterr().err
+
+
+def test_cli_stream_read_back_by_a_player(clip):
+    port = free_port()
+    got = []
+
+    def player():   # keeps trying until the server is up, like a user starting ffplay
+        for _ in range(200):
+            frames = read_all(f"tcp://127.0.0.1:{port}", timeout=(1, 2))
+            if frames:
+                got.extend(frames)
+                return
+            time.sleep(0.02)
+
+    reader = threading.Thread(target=player)
+    reader.start()
+    assert cli(["live", clip, "--stream", f"tcp://127.0.0.1:{port}?listen=1", "--method", "identity",
+                "--split", "--overlay", "all"]) == 0
+    reader.join(10)
+    assert len(got) >= 5
+    assert got[0].shape == (64, 192, 3)   # input | output
+    left, right = got[-1][:, :96].astype(int), got[-1][:, 96:].astype(int)
+    # identity: both halves alike between the fps text (top) and the labels (bottom)
+    assert np.abs(left[28:42] - right[28:42]).mean() < 3
+
+
+def test_cli_errors_are_one_line(clip, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    cases = [
+        (["live", clip, "--method", "identity"], "no display"),
+        (["live", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "o.mp4")], "no such video file"),
+        (["live", clip, "-o", clip, "--method", "identity"], "is the input"),
+        (["live", clip, "-o", str(tmp_path / "o.mp4"), "--method", str(tmp_path / "none.pt")], "not found"),
+        (["live", clip, "--stream", "rtmp://127.0.0.1:1/x", "--method", "identity"], "unsupported"),
+        (["live", clip, "-o", str(tmp_path / "o.mp4"), "--max-frames", "0"], "must be > 0"),
+    ]
+    for argv, message in cases:
+        assert cli(argv) == 1, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("vderain: error: ") and message in err[-1], err
+        assert "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_to_tensor_round_trip():
+    from vderain.live import to_rgb, to_tensor
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    t = to_tensor(rgb, torch.device("cpu"))
+    assert t.shape == (3, 5, 7) and t.dtype == torch.float32 and float(t.max()) <= 1
+    assert np.array_equal(to_rgb(t), rgb)

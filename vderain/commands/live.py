@@ -1,0 +1,123 @@
+"""`vderain live SOURCE [--output FILE] [--stream URL] [--window] ...`
+
+SOURCE: a camera index (0), a stream URL (rtsp://, udp://, tcp://, http://...) or a
+video file, which is played at its own frame rate as a stand-in for a camera.
+See docs/live.md.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from vderain import VderainError
+
+
+def add_arguments(p):
+    p.add_argument("source", help="camera index (0), stream URL, or video file played in real time")
+    out = p.add_argument_group("outputs (default: a window)")
+    out.add_argument("-o", "--output", help="also write the derained video to this file")
+    out.add_argument("--stream", metavar="URL",
+                     help="serve/send MPEG-TS: udp://HOST:PORT, tcp://HOST:PORT?listen=1, http://HOST:PORT/")
+    out.add_argument("--window", action=argparse.BooleanOptionalAction, default=None,
+                     help="show an on-screen window (default: only when no --output/--stream)")
+    out.add_argument("--split", action="store_true", help="show input | output side by side (all outputs)")
+    out.add_argument("--overlay", choices=("window", "all", "none"), default="window",
+                     help="where to draw fps / latency text (default: window)")
+    m = p.add_argument_group("model")
+    m.add_argument("--method", default="auto",
+                   help="auto (fast on CPU, quality on GPU) | fast | quality | identity | X.pt")
+    m.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    s = p.add_argument_group("source")
+    s.add_argument("--width", type=int, help="camera capture width to ask for")
+    s.add_argument("--height", type=int, help="camera capture height to ask for")
+    s.add_argument("--fps", type=float, help="camera frame rate to ask for")
+    s.add_argument("--loop", action="store_true", help="file source: start again at the end")
+    s.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
+                   help="file source: play at its frame rate, dropping frames the model cannot keep up "
+                        "with (default); --no-realtime processes every frame as fast as possible")
+    s.add_argument("--retries", type=int, default=3, help="reconnect attempts after a camera/stream is lost")
+    s.add_argument("--retry-delay", type=float, default=1.0, help="seconds between reconnect attempts")
+    e = p.add_argument_group("encoding")
+    e.add_argument("--codec", default="h264", help="--output codec (as in `vderain run`)")
+    e.add_argument("--crf", type=int, default=18, help="--output quality (lower is better)")
+    e.add_argument("--preset", default="veryfast", help="--output x264 preset (default veryfast: live)")
+    e.add_argument("--bitrate", help="--stream bitrate, e.g. 2M (default: constant quality)")
+    r = p.add_argument_group("run")
+    r.add_argument("--max-frames", type=int, help="stop after this many processed frames")
+    r.add_argument("--duration", type=float, help="stop after this many seconds")
+    r.add_argument("--stats-json", help="write the final stats (fps, drops, latency percentiles) here")
+    r.add_argument("--log-every", type=float, default=5.0, help="seconds between stats lines")
+
+
+def _bitrate(text: str | None) -> int | None:
+    if not text:
+        return None
+    mult = {"k": 1e3, "m": 1e6}.get(text[-1].lower(), 1)
+    try:
+        return int(float(text[:-1] if mult != 1 else text) * mult)
+    except ValueError:
+        raise VderainError(f"bad --bitrate '{text}' (e.g. 2M or 800k)") from None
+
+
+def main(args) -> int:
+    from vderain.io.live import (FileSink, FileSource, StreamSink, WindowSink, open_source)
+    from vderain.live import build_live_method, run_live
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for name, value in (("--max-frames", args.max_frames), ("--duration", args.duration)):
+        if value is not None and value <= 0:
+            raise VderainError(f"{name} must be > 0 (got {value})")
+    if args.retries < 0 or args.retry_delay < 0:
+        raise VderainError("--retries and --retry-delay must be >= 0")
+
+    source = open_source(args.source, width=args.width, height=args.height, fps=args.fps,
+                         realtime=args.realtime, loop=args.loop, retries=args.retries,
+                         retry_delay=args.retry_delay)
+    fps = source.fps or args.fps or 30.0
+    window = args.window if args.window is not None else not (args.output or args.stream)
+    method = build_live_method(args.method, args.device)   # missing weights: one-line error
+
+    sinks = []
+    try:
+        if window:
+            sinks.append(WindowSink(split=args.split, overlay=args.overlay != "none"))
+        if args.output:
+            inputs = (source.path,) if isinstance(source, FileSource) else ()
+            sinks.append(FileSink(args.output, fps, codec=args.codec, crf=args.crf, preset=args.preset,
+                                  split=args.split, overlay=args.overlay == "all", inputs=inputs))
+        if args.stream:
+            sinks.append(StreamSink(args.stream, fps, bitrate=_bitrate(args.bitrate),
+                                    split=args.split, overlay=args.overlay == "all"))
+            host, port = sinks[-1].address
+            logging.getLogger("vderain.live").info("live: streaming MPEG-TS on %s (%s:%d)", args.stream, host, port)
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+
+    # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C: files are finished.
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        stats = run_live(source, method, sinks, max_frames=args.max_frames, duration=args.duration,
+                         log_every=args.log_every)
+    except VderainError as e:
+        if args.stats_json and getattr(e, "stats", None) is not None:
+            e.stats.write_json(args.stats_json)
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+    if args.stats_json:
+        stats.write_json(args.stats_json)
+    if args.output:
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -1,0 +1,383 @@
+"""The real-time loop behind `vderain live`.
+
+    source (capture thread, newest frame only) -> ring of the last `window` frames
+        -> causal method -> sinks (window / file / stream), stats logged
+
+The method must be causal: its target frame is the last of the window (no
+look-ahead) or the one before it (one frame of look-ahead). With look-ahead 1
+the output for frame t is produced when frame t+1 arrives, which adds one frame
+interval (33 ms at 30 fps) to the latency; the measured latency includes it,
+because it is taken from the capture time of the frame being shown.
+
+Compute slower than the source never builds up lag: the source keeps only its
+newest frame, so frames are dropped at the input (counted and logged), and the
+ring then holds the frames that were actually processed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vderain import VderainError
+from vderain.io.live import LiveSource, Sink
+
+log = logging.getLogger("vderain.live")
+
+
+# ---------------------------------------------------------------- method
+
+def build_live_method(name: str = "auto", device: str | torch.device | None = "auto"):
+    """The causal flavour of a method; refuses methods that need more than one future frame."""
+    from vderain.methods import get_method
+    try:
+        method = get_method(name, device, causal=True)
+    except TypeError as e:
+        if "causal" not in str(e):
+            raise
+        # A method without a causal flavour (identity, median): usable only if its
+        # default window already looks at most one frame ahead.
+        method = get_method(name, device)
+    check_causal(method)
+    return method
+
+
+def lookahead_of(method) -> int:
+    return method.window - 1 - method.target
+
+
+def check_causal(method) -> None:
+    ahead = lookahead_of(method)
+    if not 0 <= ahead <= 1:
+        raise VderainError(f"method '{method.name}' looks {ahead} frames ahead; live needs a causal "
+                           "method with at most one frame of look-ahead (fast, quality or identity)")
+
+
+def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] on device (uploads the 4x smaller uint8)."""
+    return torch.from_numpy(rgb).to(device, non_blocking=True).permute(2, 0, 1).float().div_(255)
+
+
+def to_rgb(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8 (rounded on the device, then copied)."""
+    return image.clamp(0, 1).mul(255).add_(0.5).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+class CausalRunner:
+    """Keeps the last `window` frames and runs the method as each new one arrives.
+
+    push(frame) returns the finished output for the frame `lookahead` places back,
+    as (output_rgb, input_rgb, capture_time), or None while the look-ahead fills.
+    At the start the ring is padded by repeating the first frame.
+    """
+
+    def __init__(self, method):
+        check_causal(method)
+        self.method = method
+        self.lookahead = lookahead_of(method)
+        self.ring: deque = deque(maxlen=method.window)   # (tensor (3,H,W), rgb, capture_time)
+        self.seen = 0
+
+    def push(self, rgb: np.ndarray, capture_time: float):
+        item = (to_tensor(rgb, self.method.device), rgb, capture_time)
+        if not self.ring:
+            self.ring.extend([item] * self.method.window)
+        else:
+            self.ring.append(item)
+        self.seen += 1
+        if self.seen <= self.lookahead:
+            return None
+        return self._run()
+
+    def flush(self):
+        """At the end: outputs still waiting on look-ahead, padding with the last frame."""
+        outs = []
+        if self.ring:
+            for _ in range(min(self.lookahead, self.seen)):
+                self.ring.append(self.ring[-1])
+                outs.append(self._run())
+        return outs
+
+    def reset(self):
+        self.ring.clear()
+        self.seen = 0
+
+    def _run(self):
+        clip = torch.stack([t for t, _, _ in self.ring])[None]        # (1, T, 3, H, W)
+        with torch.inference_mode():
+            out = self.method(clip)[0]                                # (3, H, W)
+        _, rgb, t = self.ring[self.method.target]
+        return to_rgb(out), rgb, t
+
+
+# ---------------------------------------------------------------- stats
+
+def percentile_ms(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)) * 1000, 1) if values else None
+
+
+@dataclass
+class LiveStats:
+    source: str = ""
+    method: str = ""
+    device: str = ""
+    size: tuple[int, int] | None = None
+    source_fps: float | None = None
+    lookahead: int = 0
+    captured: int = 0            # frames the source delivered after warm-up
+    #   captured = processed + dropped_input (+ 1 if a frame was still waiting when stopped)
+    processed: int = 0           # frames the method ran on
+    dropped_input: int = 0       # captured but never processed (the model was busy)
+    warmup_dropped: int = 0      # dropped while the method warmed up (first calls are slow)
+    seconds: float = 0.0
+    # capture -> output ready (method done); per sink: capture -> displayed / written
+    ready_latencies: list = field(default_factory=list, repr=False)
+    sinks: dict = field(default_factory=dict)
+    stopped_by: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def drop_share(self) -> float:
+        return self.dropped_input / self.captured if self.captured else 0.0
+
+    def latencies(self) -> list[float]:
+        """The headline latency: to the first sink's display/write, else to output ready."""
+        for s in self.sinks.values():
+            return s["latencies"]
+        return self.ready_latencies
+
+    def to_dict(self) -> dict:
+        lat = self.latencies()
+        return {
+            "source": self.source, "method": self.method, "device": self.device,
+            "size": list(self.size) if self.size else None, "source_fps": self.source_fps,
+            "lookahead": self.lookahead, "seconds": round(self.seconds, 3),
+            "captured": self.captured, "processed": self.processed,
+            "dropped_input": self.dropped_input, "drop_share": round(self.drop_share, 4),
+            "warmup_dropped": self.warmup_dropped, "fps": round(self.fps, 2),
+            "latency_ms_p50": percentile_ms(lat, 50), "latency_ms_p95": percentile_ms(lat, 95),
+            "ready_latency_ms_p50": percentile_ms(self.ready_latencies, 50),
+            "ready_latency_ms_p95": percentile_ms(self.ready_latencies, 95),
+            "sinks": {name: {"written": s["written"], "dropped": s["dropped"],
+                             "latency_ms_p50": percentile_ms(s["latencies"], 50),
+                             "latency_ms_p95": percentile_ms(s["latencies"], 95)}
+                      for name, s in self.sinks.items()},
+            "stopped_by": self.stopped_by,
+        }
+
+    def summary(self) -> str:
+        d = self.to_dict()
+        lat = (f"latency p50 {d['latency_ms_p50']} ms, p95 {d['latency_ms_p95']} ms"
+               if d["latency_ms_p50"] is not None else "no latency measured")
+        return (f"live: {self.processed} frames in {self.seconds:.1f} s = {self.fps:.1f} fps, "
+                f"dropped {self.dropped_input}/{self.captured} at the input ({100 * self.drop_share:.1f}%), "
+                f"{lat} [{self.method} on {self.device}, stopped by {self.stopped_by}]")
+
+    def write_json(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+
+
+# ---------------------------------------------------------------- drawing
+
+def compose(out: np.ndarray, inp: np.ndarray, split: bool, text: str | None) -> np.ndarray:
+    """The picture a sink shows: output, or input | output, with an optional text overlay."""
+    import cv2
+    if split:
+        img = np.concatenate([inp, out], axis=1)
+        w = inp.shape[1]
+        for label, x in (("input", 8), ("derained", w + 8)):
+            _text(cv2, img, label, x, img.shape[0] - 10)
+    else:
+        img = out
+    if text:
+        img = img.copy() if img is out else img
+        _text(cv2, img, text, 8, 22)
+    return img
+
+
+def _text(cv2, img, text, x, y):
+    # A dark outline keeps the text readable on any background.
+    for color, thick in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, thick, cv2.LINE_AA)
+
+
+class _Rate:
+    """Frames per second over the last second, for the overlay."""
+
+    def __init__(self):
+        self.times: deque = deque()
+
+    def tick(self, now: float) -> float:
+        self.times.append(now)
+        while self.times and now - self.times[0] > 1.0:
+            self.times.popleft()
+        span = self.times[-1] - self.times[0] if len(self.times) > 1 else 0.0
+        return (len(self.times) - 1) / span if span > 0 else 0.0
+
+
+# ---------------------------------------------------------------- loop
+
+def run_live(source: LiveSource, method, sinks: list[Sink], *, max_frames: int | None = None,
+             duration: float | None = None, log_every: float = 5.0, warmup: int = 2,
+             first_frame_timeout: float = 30.0) -> LiveStats:
+    """Run until the source ends, `max_frames` are processed, `duration` s pass, a sink asks
+    to stop (q in the window) or Ctrl-C. Sinks are always closed (files finished) before
+    returning; a source that failed for good is re-raised as VderainError after that.
+    """
+    runner = CausalRunner(method)
+    stats = LiveStats(source=getattr(source, "name", "source"), method=method.name,
+                      device=str(method.device), lookahead=runner.lookahead)
+    rate = _Rate()
+    error: BaseException | None = None
+    started = None
+    try:
+        source.start()
+        first = _first_frame(source, first_frame_timeout)
+        stats.size = first.rgb.shape[1::-1]
+        stats.source_fps = source.fps
+        _warm_up(method, first.rgb, warmup)
+        stats.warmup_dropped = source.dropped
+        # A frame already waiting in the slot is counted as captured after warm-up.
+        base_captured, base_dropped = source.captured - source.pending, source.dropped
+        started = last_log = time.perf_counter()
+        interval = _Interval(source, sinks)
+        log.info("live: %s %dx%d @ %s fps -> %s, method %s on %s (look-ahead %d)",
+                 stats.source, *stats.size, f"{source.fps:.3g}" if source.fps else "?",
+                 ", ".join(s.name for s in sinks) or "no sink", method.name, method.device,
+                 runner.lookahead)
+        stats.stopped_by = "end of source"
+        while True:
+            frame = source.read(timeout=0.5)
+            if frame is None:
+                if source.ended:
+                    source.read(0)   # raises the source's error, if it had one
+                    break
+                continue
+            rgb = frame.rgb
+            if rgb.shape[1::-1] != stats.size:
+                rgb = _resize(rgb, stats.size)
+            done = runner.push(rgb, frame.time)
+            stats.processed += 1
+            stats.dropped_input = source.dropped - base_dropped
+            now = time.perf_counter()
+            if done is not None:
+                stats.ready_latencies.append(now - done[2])
+                _emit(sinks, done, stats, rate.tick(now))
+            if now - last_log >= log_every:
+                log.info("live: %s", interval.line(now))
+                last_log = now
+            if any(s.wants_stop for s in sinks):
+                stats.stopped_by = "user (q)"
+                break
+            if max_frames is not None and stats.processed >= max_frames:
+                stats.stopped_by = "max frames"
+                break
+            if duration is not None and now - started >= duration:
+                stats.stopped_by = "duration"
+                break
+        for done in runner.flush():
+            _emit(sinks, done, stats, rate.tick(time.perf_counter()))
+    except KeyboardInterrupt:
+        stats.stopped_by = "interrupt"
+    except VderainError as e:
+        stats.stopped_by = "error"
+        error = e
+    finally:
+        end = time.perf_counter()
+        source.stop()
+        for sink in sinks:
+            try:
+                sink.close()
+            except VderainError as e:
+                error = error or e
+        if started is not None:
+            stats.seconds = end - started
+            stats.captured = source.captured - base_captured
+            stats.dropped_input = source.dropped - base_dropped
+        for sink in sinks:
+            stats.sinks[_unique(stats.sinks, sink.name)] = {
+                "latencies": sink.latencies, "written": sink.written, "dropped": sink.dropped}
+    if started is not None:
+        log.info("%s", stats.summary())
+    if error is not None:
+        error.stats = stats   # the caller may still want the numbers (--stats-json)
+        raise error
+    return stats
+
+
+def _first_frame(source: LiveSource, timeout: float):
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        frame = source.read(timeout=0.5)
+        if frame is not None:
+            return frame
+        if source.ended:
+            source.read(0)   # raises the source's error
+            raise VderainError(f"{source.name} ended before delivering a frame")
+    raise VderainError(f"no frame from {source.name} within {timeout:.0f} s")
+
+
+def _warm_up(method, rgb: np.ndarray, calls: int) -> None:
+    """First calls allocate memory and pick kernels: keep them out of the timing."""
+    clip = to_tensor(rgb, method.device)[None, None].expand(1, method.window, -1, -1, -1)
+    with torch.inference_mode():
+        for _ in range(calls):
+            to_rgb(method(clip.contiguous())[0])
+
+
+def _emit(sinks, done, stats: LiveStats, fps_now: float) -> None:
+    out, inp, capture_time = done
+    lat = (time.perf_counter() - capture_time) * 1000
+    seen = stats.processed + stats.dropped_input
+    text = f"{fps_now:4.1f} fps  {lat:3.0f} ms  dropped {stats.dropped_input / max(seen, 1):.0%}"
+    cache = {}
+    for sink in sinks:
+        key = (sink.split, sink.overlay)
+        if key not in cache:
+            cache[key] = compose(out, inp, sink.split, text if sink.overlay else None)
+        sink.write(cache[key], capture_time)
+
+
+class _Interval:
+    """Stats since the last log line."""
+
+    def __init__(self, source, sinks):
+        self.source, self.sinks = source, sinks
+        self.t = time.perf_counter()
+        self.captured, self.dropped = source.captured, source.dropped
+        self.lat_pos = [len(s.latencies) for s in sinks]
+
+    def line(self, now: float) -> str:
+        captured = self.source.captured - self.captured
+        dropped = self.source.dropped - self.dropped
+        fps = (captured - dropped) / (now - self.t)
+        parts = [f"{fps:.1f} fps, dropped {dropped}/{captured}"]
+        for i, s in enumerate(self.sinks):
+            lat = s.latencies[self.lat_pos[i]:]
+            if lat:
+                parts.append(f"{s.name} latency p50 {percentile_ms(lat, 50)} ms p95 {percentile_ms(lat, 95)} ms")
+            self.lat_pos[i] = len(s.latencies)
+        self.t, self.captured, self.dropped = now, self.source.captured, self.source.dropped
+        return ", ".join(parts)
+
+
+def _resize(rgb: np.ndarray, size) -> np.ndarray:
+    # A stream that reconnects at another size: keep the sinks' geometry.
+    import cv2
+    return cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_AREA)
+
+
+def _unique(existing: dict, name: str) -> str:
+    n, key = 2, name
+    while key in existing:
+        key, n = f"{name}{n}", n + 1
+    return key
