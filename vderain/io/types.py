@@ -25,6 +25,8 @@ class VideoInfo:
     color_trc: int | None = None
     source: str = ""                # path/URL the reader opened
     has_audio: bool = False
+    is_stream: bool = False         # network/live source: unbounded, not seekable
+    bit_depth: int = 8              # of the decoded pixel format (frames are always 8-bit RGB)
     extra: dict = field(default_factory=dict)
 
 

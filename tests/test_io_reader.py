@@ -1,0 +1,166 @@
+"""Streaming reader: containers, timestamps, metadata, frame folders, URLs, damaged files."""
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from vderain import VderainError
+from vderain.io import open_video
+from videogen import make_frame_folder, make_video, pattern_frames, read_all
+
+
+def test_reads_every_frame_with_timestamps(clips):
+    frames, times, info = read_all(clips["basic"])
+    assert frames.shape == (24, 64, 96, 3) and frames.dtype == np.uint8
+    assert (info.width, info.height, info.n_frames) == (96, 64, 24)
+    assert info.fps == pytest.approx(24)
+    assert times == pytest.approx([i / 24 for i in range(24)], abs=1e-3)
+    err = np.abs(frames.astype(int) - pattern_frames(24)).mean()
+    assert err < 6, err  # lossy H.264, but the right picture in the right order
+
+
+def test_lossless_input_decodes_exactly(clips):
+    frames, _, info = read_all(clips["lossless"])
+    np.testing.assert_array_equal(frames, pattern_frames(16))
+    assert info.codec == "ffv1"
+
+
+def test_variable_frame_rate_timestamps_kept(clips):
+    _, times, info = read_all(clips["vfr"])
+    want = [0, 40, 80, 200, 240, 280, 500, 510, 520, 530, 700, 740]
+    assert times == pytest.approx([p / 1000 for p in want], abs=1e-3)
+
+
+def test_rotation_is_reported_not_applied(clips):
+    frames, _, info = read_all(clips["rotated"])
+    assert info.rotation == 90
+    assert frames.shape[1:] == (64, 96, 3)  # pixels stay as coded
+    assert info.has_audio
+
+
+def test_odd_size_decodes_exactly(clips):
+    frames, _, info = read_all(clips["odd"])
+    assert (info.width, info.height) == (97, 65)
+    np.testing.assert_array_equal(frames, pattern_frames(12, 97, 65))
+
+
+def test_ten_bit_input_becomes_8bit_rgb(clips):
+    frames, _, info = read_all(clips["tenbit"])
+    assert info.bit_depth == 10 and "10" in info.pix_fmt
+    assert frames.dtype == np.uint8 and frames.shape == (12, 64, 96, 3)
+    assert np.abs(frames.astype(int) - pattern_frames(12)).mean() < 5
+
+
+def test_colour_tags_read_and_matrix_honoured(clips):
+    frames, _, info = read_all(clips["bt709"])
+    assert (info.color_space, info.color_range, info.color_primaries, info.color_trc) == (1, 1, 1, 1)
+    # make_video encoded with swscale's default (BT.601) matrix but tagged BT.709, so a reader
+    # that honours the tag sees slightly different colours than one that ignores it: the
+    # tag must change the decoded pixels.
+    untagged, _, _ = read_all(clips["basic"])
+    assert np.abs(frames.astype(int) - untagged[:12]).mean() > 0.5
+
+
+def test_start_and_duration_select_frames(clips):
+    with open_video(clips["basic"], start=0.5, duration=0.25) as r:
+        frames = list(r)
+    assert [round(f.time * 24) for f in frames] == list(range(12, 18))
+    assert [f.index for f in frames] == list(range(6))
+    ref = pattern_frames(18)[12]
+    assert np.abs(frames[0].rgb.astype(int) - ref).mean() < 6
+
+
+def test_frame_folder_in_natural_order(tmp_path):
+    folder = make_frame_folder(tmp_path / "seq", n=12, width=64, height=48)
+    with open_video(folder, fps=30) as r:
+        frames = list(r)
+    assert r.info.fps == 30 and r.info.n_frames == 12
+    np.testing.assert_array_equal(np.stack([f.rgb for f in frames]), pattern_frames(12, 64, 48))
+    assert frames[11].time == pytest.approx(11 / 30)
+
+
+def test_frame_folder_skips_unreadable_images(tmp_path):
+    folder = make_frame_folder(tmp_path / "seq", n=5)
+    (tmp_path / "seq" / "frame_3.png").write_bytes(b"not a png")
+    with open_video(folder) as r:
+        n = len(list(r))
+    assert n == 4 and len(r.errors) == 1 and "frame_3" in r.problems()
+
+
+def test_decord_backend_matches_pyav(clips):
+    pytest.importorskip("decord")
+    a, ta, _ = read_all(clips["basic"])
+    b, tb, info = read_all(clips["basic"], backend="decord")
+    assert b.shape == a.shape and info.n_frames == 24
+    assert np.abs(a.astype(int) - b).mean() < 5  # decord converts YUV->RGB its own way
+    assert tb == pytest.approx(ta, abs=2e-3)
+    with open_video(clips["basic"], backend="decord", start=0.5, duration=0.25) as r:
+        assert len(list(r)) == 6
+
+
+def test_http_url(clips):
+    folder = str(clips.folder)
+    clips["basic"]
+    handler = functools.partial(_QuietHandler, directory=folder)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/basic.mp4"
+        with open_video(url) as r:
+            n = len(list(r))
+        assert n == 24 and r.info.is_stream
+    finally:
+        server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_reader_is_single_pass(clips):
+    with open_video(clips["basic"]) as r:
+        list(r)
+        with pytest.raises(RuntimeError):
+            list(r)
+
+
+def test_truncated_file_decodes_what_is_there(clips, tmp_path):
+    data = open(clips["faststart"], "rb").read()
+    bad = tmp_path / "cut.mp4"
+    bad.write_bytes(data[: len(data) * 6 // 10])
+    with open_video(bad) as r:
+        n = len(list(r))
+    assert 5 < n < 48
+    assert r.missing_frames == 48 - n
+    assert "truncated" in r.problems()
+
+
+def test_corrupt_bytes_are_skipped_and_reported(clips, tmp_path):
+    data = bytearray(open(clips["faststart"], "rb").read())
+    mid = len(data) // 2
+    data[mid:mid + 1500] = np.random.default_rng(0).integers(0, 256, 1500, dtype=np.uint8).tobytes()
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(bytes(data))
+    with open_video(bad) as r:
+        n = len(list(r))
+    assert n > 10
+    assert r.problems() is not None
+
+
+def test_missing_and_non_video_inputs(tmp_path):
+    with pytest.raises(VderainError, match="not found"):
+        open_video(tmp_path / "nope.mp4")
+    txt = tmp_path / "notes.mp4"
+    txt.write_text("hello, I am not a video\n" * 50)
+    with pytest.raises(VderainError, match="cannot read"):
+        open_video(txt)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(VderainError, match="without image frames"):
+        open_video(empty)

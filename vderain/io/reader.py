@@ -1,0 +1,397 @@
+"""Streaming readers: video files, network streams and folders of numbered frames.
+
+Every reader yields `Frame`s one at a time, so memory does not grow with the
+video's length. Damaged input is decoded as far as it goes: packets that fail
+to decode are skipped and listed in `reader.errors` instead of stopping the run.
+"""
+from __future__ import annotations
+
+import os
+import re
+from fractions import Fraction
+from typing import Iterator
+
+import numpy as np
+
+from vderain import VderainError
+from vderain.io.types import Frame, VideoInfo
+
+URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "udp", "tcp", "http", "https", "srt", "rtp")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+NETWORK_TIMEOUT_S = 15.0
+
+
+
+def is_url(source: str) -> bool:
+    m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", str(source))
+    return bool(m) and m.group(1).lower() in URL_SCHEMES
+
+
+def open_video(source, backend: str = "pyav", start: float | None = None,
+               duration: float | None = None, fps: float | None = None,
+               options: dict | None = None) -> "VideoReader":
+    """Open a video file, a network URL or a folder of numbered frames for streaming.
+
+    start/duration are in seconds from the start of the stream. `fps` only applies to
+    frame folders (default 25). `options` are passed to FFmpeg (e.g. {"rtsp_transport": "udp"}).
+    """
+    source = os.fspath(source) if not isinstance(source, str) else source
+    if start is not None and start < 0:
+        raise VderainError(f"--start must be >= 0 (got {start})")
+    if duration is not None and duration <= 0:
+        raise VderainError(f"--duration must be > 0 (got {duration})")
+    if is_url(source):
+        if backend != "pyav":
+            raise VderainError(f"backend '{backend}' cannot read network streams; use pyav")
+        return PyAVReader(source, start=start, duration=duration, options=options)
+    if not os.path.exists(source):
+        raise VderainError(f"input not found: {source}")
+    if os.path.isdir(source):
+        return FrameFolderReader(source, start=start, duration=duration, fps=fps)
+    if backend == "pyav":
+        return PyAVReader(source, start=start, duration=duration, options=options)
+    if backend == "decord":
+        return DecordReader(source, start=start, duration=duration)
+    raise VderainError(f"unknown backend '{backend}' (choose pyav or decord)")
+
+
+class VideoReader:
+    """Iterator of Frame with `.info`, `.errors` (skipped decode failures) and `.frames_read`."""
+    info: VideoInfo
+
+    def __init__(self):
+        self.errors: list[str] = []
+        self.frames_read = 0
+        self._started = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._started:
+            raise RuntimeError("a reader can only be iterated once; open the video again")
+        self._started = True
+        for frame in self._frames():
+            self.frames_read += 1
+            yield frame
+
+    def _frames(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    @property
+    def missing_frames(self) -> int:
+        """Frames the container announced but that never decoded (0 when unknown)."""
+        if self.info.n_frames is None or self.info.is_stream:
+            return 0
+        return max(0, self.info.n_frames - self.frames_read)
+
+    def problems(self) -> str | None:
+        """One line describing what was skipped, or None if the input decoded cleanly."""
+        parts = []
+        if self.errors:
+            parts.append(f"{len(self.errors)} packet(s) failed to decode ({self.errors[0]})")
+        if self.missing_frames:
+            parts.append(f"{self.missing_frames} of {self.info.n_frames} announced frames never "
+                         f"arrived (truncated file?)")
+        return "; ".join(parts) or None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _time_window(start, duration):
+    lo = start or 0.0
+    hi = None if duration is None else lo + duration
+    return lo, hi
+
+
+def _rgb_flags():
+    from av.video.reformatter import Interpolation as I
+    return I.BILINEAR | I.ACCURATE_RND | I.FULL_CHR_H_INT
+
+
+_RGB_FLAGS = None
+
+
+def frame_to_rgb(frame) -> np.ndarray:
+    """PyAV VideoFrame -> (H, W, 3) uint8 RGB, with the frame's own colour matrix and range.
+
+    swscale's default YUV->RGB fast path truncates: every pixel comes out about one level
+    too dark (-1.08 on average, measured against the exact BT.709 formula), so each
+    decode/encode generation darkens the video. Accurate rounding with interpolated chroma
+    is unbiased (-0.02) and treats 8- and 10-bit input alike, at ~3-6 ms per 720p frame
+    instead of ~0.7 ms on this machine.
+    """
+    global _RGB_FLAGS
+    if _RGB_FLAGS is None:
+        _RGB_FLAGS = _rgb_flags()
+    return frame.to_ndarray(format="rgb24", interpolation=_RGB_FLAGS)
+
+
+class PyAVReader(VideoReader):
+    def __init__(self, source: str, start=None, duration=None, options=None):
+        super().__init__()
+        import av
+        self._av = av
+        self.source = source
+        self._lo, self._hi = _time_window(start, duration)
+        url = is_url(source)
+        opts = dict(options or {})
+        if url and source.lower().startswith("rtsp") and "rtsp_transport" not in opts:
+            opts["rtsp_transport"] = "tcp"  # UDP loses packets -> smeared frames
+        try:
+            self.container = av.open(source, options=opts,
+                                     timeout=NETWORK_TIMEOUT_S if url else None)
+        except FileNotFoundError:
+            raise VderainError(f"input not found: {source}") from None
+        except IsADirectoryError:
+            raise VderainError(f"input is a folder without frames: {source}") from None
+        except PermissionError:
+            raise VderainError(f"no permission to read {source}") from None
+        except av.error.InvalidDataError:
+            raise VderainError(f"cannot read {source}: not a video FFmpeg can open "
+                               f"(wrong file type, or damaged/truncated beyond repair)") from None
+        except (av.error.FFmpegError, OSError) as e:
+            raise VderainError(f"cannot open {source}: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            self._setup(url)
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _setup(self, url: bool):
+        av = self._av
+        videos = [s for s in self.container.streams.video
+                  if not (s.disposition & av.stream.Disposition.attached_pic)]  # cover art
+        if not videos:
+            kind = "audio-only file" if self.container.streams.audio else "no picture streams"
+            raise VderainError(f"{self.source} has no video stream ({kind})")
+        stream = self.stream = videos[0]
+        stream.thread_type = "AUTO"
+        cc = stream.codec_context
+        tb = stream.time_base or Fraction(1, 90000)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 25.0
+        n = stream.frames or None
+        duration = None
+        if stream.duration is not None:
+            duration = float(stream.duration * tb)
+        elif self.container.duration is not None:
+            duration = self.container.duration / 1_000_000
+        if n is None and duration and not url:
+            n = None  # an estimate would mislead the truncation check; keep unknown
+        fmt = cc.format
+        self.info = VideoInfo(
+            width=cc.width, height=cc.height, fps=fps, time_base=tb, n_frames=n,
+            duration=duration, codec=cc.name, pix_fmt=fmt.name if fmt else "",
+            source=self.source, has_audio=bool(self.container.streams.audio), is_stream=url,
+            bit_depth=max((c.bits for c in fmt.components), default=8) if fmt else 8,
+        )
+        self._t0 = stream.start_time if stream.start_time is not None else None
+        if self._lo > 0:
+            if url:
+                raise VderainError("--start cannot seek in a network stream")
+            target = int(self._lo / tb) + (self._t0 or 0)
+            try:
+                self.container.seek(target, stream=stream, backward=True)
+            except self._av.error.FFmpegError:
+                pass  # not seekable: decode from the start and drop frames instead
+        # Decode the first frame now: it carries rotation/colour tags and proves the file has
+        # pictures before the output is created.
+        self._packets = self.container.demux(stream)
+        self._pending = []
+        self._eof = False
+        first = self._next_decoded()
+        if first is None:
+            raise VderainError(f"no video frames could be decoded from {self.source}"
+                               + (f" ({self.errors[0]})" if self.errors else ""))
+        self._pending.insert(0, first)
+        self.info.rotation = int(first.rotation or 0)
+        cs = first.colorspace if first.colorspace != 2 else cc.colorspace
+        self.info.color_space = cs if cs not in (None, 2) else None
+        cr = first.color_range or cc.color_range
+        self.info.color_range = cr if cr in (1, 2) else None
+        prim = first.color_primaries if first.color_primaries != 2 else cc.color_primaries
+        self.info.color_primaries = prim if prim not in (None, 2) else None
+        trc = first.color_trc if first.color_trc != 2 else cc.color_trc
+        self.info.color_trc = trc if trc not in (None, 2) else None
+        if self.info.width != first.width or self.info.height != first.height or not self.info.width:
+            self.info.width, self.info.height = first.width, first.height
+        if self._lo > 0 and self.info.n_frames:
+            self.info.n_frames = None  # the whole file's count no longer applies
+        if self._lo > 0 or self._hi is not None:
+            left = (duration - self._lo) if duration else None
+            span = self._hi - self._lo if self._hi is not None else left
+            if span is not None:
+                self.info.duration = max(0.0, min(span, left) if left is not None else span)
+                self.info.n_frames = None
+
+    def _next_decoded(self):
+        """Next decoded PyAV frame (or None at the end), skipping packets that fail."""
+        av = self._av
+        while not self._pending:
+            if self._eof:
+                return None
+            try:
+                packet = next(self._packets)
+            except StopIteration:
+                self._eof = True
+                return None
+            except av.error.FFmpegError as e:  # demuxer hit garbage: stop, keep what decoded
+                self.errors.append(f"demux: {e.strerror or e}")
+                self._eof = True
+                return None
+            try:
+                self._pending.extend(packet.decode())
+            except av.error.FFmpegError as e:
+                t = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
+                where = f" at {t:.2f}s" if t is not None else ""
+                self.errors.append(f"{e.strerror or type(e).__name__}{where}")
+        return self._pending.pop(0)
+
+    def _frames(self) -> Iterator[Frame]:
+        tb = self.info.time_base
+        half = 0.5 / max(self.info.fps, 1e-3)
+        index = 0
+        last_pts = None
+        while True:
+            f = self._next_decoded()
+            if f is None:
+                return
+            pts = f.pts
+            if pts is None:  # raw streams without timestamps: synthesise from the frame rate
+                pts = (last_pts + max(1, round(1 / (self.info.fps * tb)))) if last_pts is not None else 0
+            if self._t0 is None:
+                self._t0 = pts
+            t = float((pts - self._t0) * tb)
+            last_pts = pts
+            if t < self._lo - half:
+                continue
+            if self._hi is not None and t >= self._hi - half:
+                return
+            rgb = frame_to_rgb(f)
+            yield Frame(rgb=rgb, index=index, pts=pts, time=t)
+            index += 1
+
+    def close(self):
+        try:
+            self.container.close()
+        except Exception:
+            pass
+
+
+def _natural_key(name: str):
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
+
+
+class FrameFolderReader(VideoReader):
+    """A folder of numbered images (png/jpg/...), in natural order (2.png before 10.png)."""
+
+    def __init__(self, folder: str, start=None, duration=None, fps: float | None = None):
+        super().__init__()
+        import cv2
+        self._cv2 = cv2
+        self.source = folder
+        names = sorted((n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTS)),
+                       key=_natural_key)
+        if not names:
+            raise VderainError(f"{folder} is a folder without image frames ({', '.join(IMAGE_EXTS)})")
+        fps = float(fps or 25.0)
+        if fps <= 0:
+            raise VderainError(f"--fps must be > 0 (got {fps})")
+        tb = Fraction(fps).limit_denominator(1001) ** -1
+        lo, hi = _time_window(start, duration)
+        first_i = int(np.ceil(lo * fps - 1e-6))
+        last_i = len(names) if hi is None else min(len(names), int(np.ceil(hi * fps - 1e-6)))
+        self.paths = [os.path.join(folder, n) for n in names[first_i:last_i]]
+        self.first_index = first_i
+        if not self.paths:
+            raise VderainError(f"no frames in {folder} between {lo}s and {hi}s")
+        first = self._read(self.paths[0])
+        if first is None:
+            raise VderainError(f"cannot read image {self.paths[0]}")
+        h, w = first.shape[:2]
+        self.info = VideoInfo(width=w, height=h, fps=fps, time_base=tb, n_frames=len(self.paths),
+                              duration=len(self.paths) / fps, codec="png" if names[0].lower().endswith(".png") else "image",
+                              pix_fmt="rgb24", source=folder)
+        self._first = first
+
+    def _read(self, path):
+        cv2 = self._cv2
+        img = cv2.imread(path, cv2.IMREAD_COLOR)  # 16-bit/grey/alpha -> 8-bit BGR
+        if img is None:
+            return None
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    def _frames(self) -> Iterator[Frame]:
+        step = round(1 / (self.info.fps * self.info.time_base))
+        index = 0
+        for k, path in enumerate(self.paths):
+            rgb = self._first if k == 0 else self._read(path)
+            self._first = None
+            if rgb is None:
+                self.errors.append(f"unreadable image {os.path.basename(path)}")
+                continue
+            if rgb.shape[:2] != (self.info.height, self.info.width):
+                self.errors.append(f"{os.path.basename(path)} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                                   f"not {self.info.width}x{self.info.height}")
+                continue
+            i = self.first_index + k
+            yield Frame(rgb=rgb, index=index, pts=i * step, time=i / self.info.fps)
+            index += 1
+
+    @property
+    def missing_frames(self) -> int:
+        return 0  # skipped images are already counted in .errors
+
+
+class DecordReader(VideoReader):
+    """decord backend: PyAV probes the metadata (rotation, colour), decord decodes."""
+
+    def __init__(self, source: str, start=None, duration=None):
+        super().__init__()
+        try:
+            import decord
+        except ImportError:
+            raise VderainError("backend 'decord' is not installed (pip install vderain[decord])") from None
+        with PyAVReader(source) as probe:
+            self.info = probe.info
+        self.source = source
+        try:
+            self.vr = decord.VideoReader(source, ctx=decord.cpu(0))
+        except Exception as e:  # decord raises its own DECORDError for everything
+            raise VderainError(f"decord cannot read {source}: {str(e).splitlines()[0][:200]}") from None
+        n = len(self.vr)
+        lo, hi = _time_window(start, duration)
+        self._first = 0
+        self._stop = n
+        if lo > 0 or hi is not None:
+            times = self.vr.get_frame_timestamp(np.arange(n))[:, 0]
+            self._first = int(np.searchsorted(times, lo - 1e-6))
+            if hi is not None:
+                self._stop = int(np.searchsorted(times, hi - 1e-6))
+        self.info.n_frames = self._stop - self._first
+        self.info.fps = float(self.vr.get_avg_fps()) or self.info.fps
+
+    def _frames(self) -> Iterator[Frame]:
+        tb = self.info.time_base
+        if self._first:
+            self.vr.seek_accurate(self._first)
+        else:
+            self.vr.seek(0)
+        for k, i in enumerate(range(self._first, self._stop)):
+            try:
+                rgb = self.vr.next().asnumpy()
+            except StopIteration:
+                return
+            except Exception as e:
+                self.errors.append(str(e).splitlines()[0][:200])
+                return
+            t = float(self.vr.get_frame_timestamp(i)[0])
+            yield Frame(rgb=rgb, index=k, pts=round(t / tb), time=t)
+
+    def close(self):
+        self.vr = None

@@ -1,0 +1,79 @@
+"""Run a method on overlapping spatial tiles and blend them back without seams.
+
+Frames too large for (GPU) memory are cut into tiles that overlap. Each tile's
+output is weighted by a ramp across the overlap that is 0 over the outer quarter of
+the overlap (where a convolution sees the tile's artificial border) and rises
+linearly to 1; the two ramps of neighbouring tiles sum to 1, so a pointwise method
+gives exactly the untiled result and a convolutional one matches it when its
+receptive radius is at most overlap // 4.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Evenly spread tile origins covering [0, size) with at least `overlap` between neighbours."""
+    if tile >= size:
+        return [0]
+    step = tile - overlap
+    n = -(-(size - overlap) // step)  # ceil((size - overlap) / step)
+    n = max(n, 2)
+    return [round(i * (size - tile) / (n - 1)) for i in range(n)]
+
+
+def _ramp(length: int, starts: list[int], tile: int, k: int, device, dtype) -> torch.Tensor:
+    """1-D weight of tile k along one axis: ramps in the overlaps with its neighbours."""
+    w = torch.ones(tile, device=device, dtype=dtype)
+    pos = torch.arange(tile, device=device, dtype=dtype)
+    a = starts[k]
+    if k > 0:  # overlap with the previous tile: [a, prev_end)
+        ov = starts[k - 1] + tile - a
+        m = ov // 4
+        span = max(ov - 2 * m, 1)
+        w = torch.minimum(w, ((pos - m + 0.5) / span).clamp(0, 1))
+    if k < len(starts) - 1:  # overlap with the next tile: [next_start, a + tile)
+        ov = a + tile - starts[k + 1]
+        m = ov // 4
+        span = max(ov - 2 * m, 1)
+        rel = (a + tile) - (a + pos) - 0.5  # distance from this tile's far edge
+        w = torch.minimum(w, ((rel - m) / span).clamp(0, 1))
+    return w
+
+
+def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], clips: torch.Tensor,
+                tile: int | tuple[int, int], overlap: int = 32,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """fn: (B, T, 3, h, w) -> (B, C, h, w); clips: (B, T, 3, H, W) -> (B, C, H, W).
+
+    tile:    tile size in pixels (int or (th, tw)); clipped to the frame.
+    overlap: pixels shared by neighbouring tiles (at most half the tile).
+    device:  where fn runs; tiles move there one at a time while the full-size
+             input and the blended output stay on clips.device (e.g. CPU).
+    """
+    B, T, C, H, W = clips.shape
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    th, tw = min(th, H), min(tw, W)
+    oh = min(overlap, th // 2)
+    ow = min(overlap, tw // 2)
+    ys, xs = tile_starts(H, th, oh), tile_starts(W, tw, ow)
+    if len(ys) == 1 and len(xs) == 1:
+        return fn(clips if device is None else clips.to(device)).to(clips.device)
+    out = wsum = None
+    for i, y in enumerate(ys):
+        wy = _ramp(H, ys, th, i, clips.device, torch.float32)
+        for j, x in enumerate(xs):
+            wx = _ramp(W, xs, tw, j, clips.device, torch.float32)
+            part = clips[..., y:y + th, x:x + tw]
+            if device is not None:
+                part = part.to(device, non_blocking=True)
+            res = fn(part).to(clips.device, torch.float32)  # (B, C', th, tw)
+            if out is None:
+                out = torch.zeros(B, res.shape[1], H, W, dtype=torch.float32, device=clips.device)
+                wsum = torch.zeros(1, 1, H, W, dtype=torch.float32, device=clips.device)
+            w = wy[:, None] * wx[None, :]  # (th, tw)
+            out[..., y:y + th, x:x + tw] += res * w
+            wsum[..., y:y + th, x:x + tw] += w
+    return (out / wsum).to(clips.dtype)

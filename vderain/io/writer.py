@@ -1,0 +1,527 @@
+"""Writers: an encoded video file or a folder of PNG frames, behind one interface.
+
+Output goes to a hidden temporary file (or folder) beside the target and is renamed
+onto it only when complete, so an interrupted run leaves the old target (or nothing),
+never a half-written file, and the input is never touched.
+"""
+from __future__ import annotations
+
+import io
+import os
+from fractions import Fraction
+
+import numpy as np
+
+from vderain import VderainError
+from vderain.io.types import VideoInfo
+
+# name -> (FFmpeg encoder, pixel format, default crf). RGB formats keep frames bit-exact.
+CODECS = {
+    "h264": ("libx264", "yuv420p", 18),
+    "hevc": ("libx265", "yuv420p", 20),
+    "av1": ("libsvtav1", "yuv420p", 30),
+    "vp9": ("libvpx-vp9", "yuv420p", 31),
+    "ffv1": ("ffv1", "bgr0", None),
+    "x264-lossless": ("libx264rgb", "bgr24", None),
+    "png": (None, None, None),
+}
+ALIASES = {"h265": "hevc", "x264": "h264", "avc": "h264", "x265": "hevc", "svt-av1": "av1"}
+CODEC_CHOICES = ("h264", "hevc", "av1", "vp9", "ffv1", "x264-lossless", "lossless", "png")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")
+_SVT_PRESET = dict(zip(X264_PRESETS, (12, 11, 10, 9, 8, 7, 5, 4, 2, 1)))
+_VP9_CPU_USED = dict(zip(X264_PRESETS, (8, 7, 6, 5, 4, 2, 1, 1, 0, 0)))
+_SWS_COLORSPACES = {1, 4, 5, 6, 7, 9, 10}
+_REENCODE_AUDIO = {"webm": "libopus", "ogg": "libopus"}  # everything else gets AAC
+
+
+def is_folder_target(path: str, codec: str | None = None) -> bool:
+    """A path ending in a separator, an existing folder, or a name without extension is a PNG folder."""
+    path = os.fspath(path)
+    if codec == "png" or path.endswith(("/", os.sep)) or os.path.isdir(path):
+        return True
+    return os.path.splitext(os.path.basename(path))[1] == ""
+
+
+def resolve_codec(codec: str | None, path: str) -> str:
+    """Canonical codec name for this target; raises VderainError for unknown names."""
+    folder = is_folder_target(path, codec)
+    if codec in (None, "", "auto"):
+        return "png" if folder else "h264"
+    name = ALIASES.get(codec.lower(), codec.lower())
+    if name == "lossless":
+        ext = os.path.splitext(path)[1].lower()
+        return "png" if folder else ("ffv1" if ext in (".mkv", ".avi", ".nut") else "x264-lossless")
+    if name not in CODECS:
+        raise VderainError(f"unknown codec '{codec}' (choose from {', '.join(CODEC_CHOICES)})")
+    if folder and name != "png":
+        raise VderainError(f"{path} is a folder target (PNG frames); --codec {codec} needs a file "
+                           f"name with an extension such as .mp4 or .mkv")
+    if not folder and name == "png":
+        raise VderainError(f"--codec png writes a folder of frames; give a folder path ending in '/' "
+                           f"(got {path})")
+    return name
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(path, inputs=(), codec: str | None = None) -> str:
+    """Fail early (before any decoding) if `path` cannot be written or would clobber an input."""
+    path = os.fspath(path)
+    folder = is_folder_target(path, codec)
+    target = path.rstrip("/" + os.sep) or path
+    for src in inputs:
+        if src and os.path.exists(src) and os.path.exists(target) and _same_file(src, target):
+            raise VderainError(f"output {path} is the input; choose another output name "
+                               f"(the input is never overwritten)")
+        if src and os.path.realpath(src) == os.path.realpath(target):
+            raise VderainError(f"output {path} is the input; choose another output name")
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        raise VderainError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise VderainError(f"output folder is not writable: {parent}")
+    if folder:
+        if os.path.isfile(target):
+            raise VderainError(f"{target} is a file, but the output is a folder of PNG frames")
+        if os.path.isdir(target) and os.listdir(target):
+            raise VderainError(f"output folder {target} already exists and is not empty")
+    elif os.path.isdir(target):
+        raise VderainError(f"output {target} is an existing folder; give a file name")
+    return target
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _temp_path(target: str) -> str:
+    parent, name = os.path.split(os.path.abspath(target))
+    prefix = f".{name}."
+    # A run killed with SIGKILL cannot clean up after itself; the next run to the same target does.
+    for other in os.listdir(parent):
+        if other.startswith(prefix) and ".vderain-tmp" in other:
+            pid = other[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                _remove(os.path.join(parent, other))
+    ext = os.path.splitext(name)[1]
+    return os.path.join(parent, f"{prefix}{os.getpid()}.vderain-tmp{ext}")
+
+
+def _remove(path: str) -> None:
+    try:
+        if os.path.isdir(path):
+            for n in os.listdir(path):
+                os.remove(os.path.join(path, n))
+            os.rmdir(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    except OSError:
+        pass
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    return Fraction(fps).limit_denominator(1001) if fps and fps > 0 else Fraction(25)
+
+
+class VideoWriter:
+    """Encode RGB frames to `path`, or to a folder of PNGs when `path` is a folder target.
+
+    info:       geometry, timing and colour tags to reproduce (usually the reader's `.info`;
+                give a copy with another width for side-by-side output).
+    codec:      h264 (default) | hevc | av1 | vp9 | ffv1 | x264-lossless | lossless | png.
+    crf/preset: quality and speed (x264 names; mapped for av1/vp9). crf=None: codec default.
+    audio_from: path of a source whose audio/subtitle/data streams are copied alongside.
+    trim_aux:   only copy side streams inside the written video's time span (for --start/--duration).
+    """
+
+    def __init__(self, path, info: VideoInfo, codec: str | None = None, crf: int | None = None,
+                 preset: str = "medium", audio_from: str | None = None, trim_aux: bool = False,
+                 inputs=(), options: dict | None = None):
+        self.path = check_output(path, tuple(inputs) + ((audio_from,) if audio_from else ()), codec)
+        self.codec = resolve_codec(codec, os.fspath(path))
+        self.info = info
+        self.notes: list[str] = []  # one-line remarks for the user (audio re-encoded, stream dropped...)
+        self.frames_written = 0
+        self._closed = False
+        self._tmp = _temp_path(self.path)
+        self._pending_pts = None
+        self._last_pts = None
+        self._pts0 = None
+        try:
+            if self.codec == "png":
+                os.mkdir(self._tmp)
+                self._sink = _PngSink(self._tmp)
+            else:
+                try:
+                    open(self._tmp, "xb").close()  # fail fast on permissions before encoding
+                except OSError as e:
+                    raise VderainError(f"cannot write {self._tmp}: {e.strerror}") from None
+                self._sink = _ContainerSink(self._tmp, info, self.codec, crf, preset, audio_from,
+                                            trim_aux, options or {}, self.notes)
+        except BaseException:
+            _remove(self._tmp)
+            raise
+
+    # -- frames ---------------------------------------------------------------------------
+    def write(self, rgb: np.ndarray, pts: int | None = None) -> None:
+        """Append one (H, W, 3) uint8 RGB frame; pts in info.time_base units (None: next frame)."""
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        h, w = self.info.height, self.info.width
+        if rgb.shape != (h, w, 3) or rgb.dtype != np.uint8:
+            raise ValueError(f"frame must be ({h}, {w}, 3) uint8, got {rgb.shape} {rgb.dtype}")
+        self._sink.write(np.ascontiguousarray(rgb), self._next_pts(pts))
+        self.frames_written += 1
+
+    def _next_pts(self, pts):
+        step = max(1, round(1 / (_fps_fraction(self.info.fps) * Fraction(self.info.time_base))))
+        if pts is None:
+            pts = (self._last_pts + step) if self._last_pts is not None else 0
+        else:
+            if self._pts0 is None:
+                self._pts0 = pts
+            pts = pts - self._pts0  # the output starts at 0 (matters after --start)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1  # encoders and muxers need strictly increasing timestamps
+        self._last_pts = pts
+        return pts
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> str:
+        """Finish encoding and move the result onto the target path; returns the path."""
+        if self._closed:
+            return self.path
+        self._closed = True
+        try:
+            if self.frames_written == 0:
+                raise VderainError("no frames were written; output not created")
+            self._sink.close()
+            if os.path.isdir(self._tmp) and os.path.isdir(self.path):
+                os.rmdir(self.path)  # checked empty at open; rename cannot replace a full folder
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._sink.abort()
+            _remove(self._tmp)
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far; the target path is left as it was."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sink.abort()
+        _remove(self._tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class _PngSink:
+    def __init__(self, folder: str):
+        import cv2
+        self._cv2 = cv2
+        self.folder = folder
+        self.n = 0
+
+    def write(self, rgb, pts):
+        cv2 = self._cv2
+        path = os.path.join(self.folder, f"{self.n:06d}.png")
+        if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            raise VderainError(f"cannot write {path}")
+        self.n += 1
+
+    def close(self):
+        pass
+
+    def abort(self):
+        pass
+
+
+class _ContainerSink:
+    def __init__(self, tmp, info: VideoInfo, codec, crf, preset, audio_from, trim_aux, options, notes):
+        import av
+        self._av = av
+        self.notes = notes
+        encoder, pix_fmt, default_crf = CODECS[codec]
+        self.pix_fmt = pix_fmt
+        self.tb = Fraction(info.time_base)
+        try:
+            self.container = av.open(tmp, "w")
+        except (ValueError, av.error.FFmpegError) as e:
+            raise VderainError(f"cannot write {os.path.splitext(tmp)[1] or 'this'} files: "
+                               f"FFmpeg does not know the format ({e})") from None
+        try:
+            self._setup_video(info, codec, encoder, pix_fmt, default_crf if crf is None else crf,
+                              preset, options)
+            self.aux = _AuxCopier(self.container, audio_from, trim_aux, notes) if audio_from else None
+            try:
+                self.container.start_encoding()  # opens the encoder: bad settings fail here, early
+            except av.error.FFmpegError as e:
+                raise VderainError(f"cannot start the {encoder} encoder: {e.strerror or e}") from None
+        except BaseException:
+            self.abort()
+            raise
+
+    def _setup_video(self, info, codec, encoder, pix_fmt, crf, preset, options):
+        av = self._av
+        fmt_name = self.container.format.name.split(",")[0]
+        codec_id = {"libx264": "h264", "libx264rgb": "h264", "libx265": "hevc", "libsvtav1": "av1",
+                    "libvpx-vp9": "vp9", "ffv1": "ffv1"}[encoder]
+        if codec_id not in self.container.supported_codecs:
+            ext = os.path.splitext(self.container.name)[1]
+            raise VderainError(f"a {ext} file cannot hold {codec} video; use .mkv or .mp4 "
+                               f"(or another --codec)")
+        if preset not in X264_PRESETS and not str(preset).isdigit():
+            raise VderainError(f"unknown preset '{preset}' (choose from {', '.join(X264_PRESETS)})")
+        subsampled = pix_fmt.startswith("yuv4")
+        # 4:2:0 needs even sizes: pad the last row/column by repeating it (nothing is cropped).
+        self.pad_h = info.height % 2 if subsampled else 0
+        self.pad_w = info.width % 2 if subsampled else 0
+        if self.pad_w or self.pad_h:
+            self.notes.append(f"odd size {info.width}x{info.height} padded to "
+                              f"{info.width + self.pad_w}x{info.height + self.pad_h} (4:2:0 needs even sizes)")
+        self.fps = _fps_fraction(info.fps)
+        stream = self.stream = self.container.add_stream(encoder, rate=self.fps)
+        stream.width = info.width + self.pad_w
+        stream.height = info.height + self.pad_h
+        stream.pix_fmt = pix_fmt
+        # VFR survives only if the encoder works in the input's time base (NOTES.md).
+        stream.codec_context.time_base = self.tb
+        stream.time_base = self.tb
+        opts = {}
+        if encoder in ("libx264", "libx265"):
+            opts.update(crf=str(crf), preset=preset if preset in X264_PRESETS else "medium")
+            if encoder == "libx265":
+                opts["x265-params"] = "log-level=error"
+                if fmt_name in ("mov", "mp4"):
+                    stream.codec_tag = "hvc1"  # Apple players only accept this tag
+        elif encoder == "libx264rgb":
+            opts.update(qp="0", preset=preset if preset in X264_PRESETS else "medium")
+        elif encoder == "libsvtav1":
+            os.environ.setdefault("SVT_LOG", "1")  # SVT prints its banner to stdout otherwise
+            opts.update(crf=str(crf), preset=str(_SVT_PRESET.get(preset, preset)))
+        elif encoder == "libvpx-vp9":
+            opts.update(crf=str(crf), b="0", deadline="good", **{"cpu-used": str(_VP9_CPU_USED.get(preset, 4)),
+                                                                  "row-mt": "1"})
+        elif encoder == "ffv1":
+            opts.update(level="3", slices="4", slicecrc="1")
+        opts.update(options)
+        stream.options = opts
+        self.rotation = info.rotation
+        if info.rotation:
+            stream.set_display_rotation(info.rotation)  # metadata only: pixels stay as coded
+        cc = stream.codec_context
+        self.colorspace = info.color_space if info.color_space in _SWS_COLORSPACES else None
+        self.color_range = info.color_range if info.color_range in (1, 2) else None
+        if subsampled:
+            for attr, value in (("color_range", self.color_range), ("colorspace", info.color_space),
+                                ("color_primaries", info.color_primaries), ("color_trc", info.color_trc)):
+                if value is not None:
+                    setattr(cc, attr, value)
+        else:
+            self.colorspace = self.color_range = None  # RGB output: no matrix to tag
+        self._yuv = subsampled
+
+    def write(self, rgb, pts):
+        av = self._av
+        if self.pad_h or self.pad_w:
+            rgb = np.pad(rgb, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if self._yuv:
+            kw = {}
+            if self.colorspace is not None:
+                kw["dst_colorspace"] = self.colorspace
+            if self.color_range is not None:
+                kw["dst_color_range"] = self.color_range
+            frame = frame.reformat(format=self.pix_fmt, **kw)
+        else:
+            frame = frame.reformat(format=self.pix_fmt)
+        frame.pts = pts
+        frame.time_base = self.tb
+        if self.aux is not None:
+            self.aux.copy_until(float(pts * self.tb))
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+        self._last_time = float(pts * self.tb)
+
+    def close(self):
+        for packet in self.stream.encode(None):
+            self.container.mux(packet)
+        if self.aux is not None:
+            end = getattr(self, "_last_time", 0.0) + 1 / float(self.fps)
+            self.aux.finish(end)
+        self.container.close()
+
+    def abort(self):
+        try:
+            if getattr(self, "aux", None) is not None:
+                self.aux.close()
+            self.container.close()
+        except Exception:
+            pass
+
+
+class _AuxCopier:
+    """Copies audio/subtitle/data streams packet by packet, interleaved with the video.
+
+    Packets are remuxed unchanged when the output container accepts the codec; audio that
+    it does not accept is re-encoded (AAC, or Opus for WebM); other streams are dropped with a note.
+    Times are shifted by the first video frame's time so that the output starts at 0.
+    """
+
+    def __init__(self, out, source: str, trim: bool, notes: list):
+        import av
+        self._av = av
+        self.out = out
+        self.trim = trim
+        self.notes = notes
+        self.shift = None  # seconds subtracted from every side-stream timestamp
+        try:
+            self.src = av.open(source)
+        except (av.error.FFmpegError, OSError) as e:
+            raise VderainError(f"cannot open {source} to copy its audio: {e}") from None
+        fmt = out.format.name.split(",")[0]
+        self.map = {}  # source stream index -> (output stream, encoder state or None)
+        for s in self.src.streams:
+            if s.type not in ("audio", "subtitle", "data"):
+                continue
+            if self._can_copy(fmt, s):
+                self.map[s.index] = (out.add_stream_from_template(s), None)
+            elif s.type == "audio":
+                self.map[s.index] = self._reencoder(s, fmt)
+            else:
+                name = s.codec_context.name if s.codec_context else "data"
+                notes.append(f"{s.type} stream #{s.index} ({name}) dropped: a .{fmt} file cannot hold it")
+        self.streams = [self.src.streams[i] for i in self.map]
+        self.packets = self.src.demux(*self.streams) if self.streams else iter(())
+        self.held = None  # next packet not yet due
+        self.done = not self.streams
+
+    def _can_copy(self, fmt, s) -> bool:
+        av = self._av
+        name = s.codec_context.name if s.codec_context else None
+        if name and name not in self.out.supported_codecs:
+            return False
+        try:  # the muxer has the final word: try writing a header with this stream alone
+            probe = av.open(io.BytesIO(), "w", format=fmt)
+            probe.add_stream_from_template(s)
+            probe.start_encoding()
+            return True
+        except (ValueError, av.error.FFmpegError):
+            return False
+
+    def _reencoder(self, s, fmt):
+        av = self._av
+        encoder = _REENCODE_AUDIO.get(fmt, "aac")
+        rates = av.codec.Codec(encoder, "w").audio_rates or ()
+        rate = s.rate if (not rates or s.rate in rates) else 48000
+        o = self.out.add_stream(encoder, rate=rate)
+        layout = s.layout.name if s.layout and s.layout.nb_channels <= 2 else "stereo"
+        o.layout = layout
+        fmt_name = av.codec.Codec(encoder, "w").audio_formats[0].name
+        resampler = av.AudioResampler(format=fmt_name, layout=layout, rate=rate)
+        self.notes.append(f"audio stream #{s.index} ({s.codec_context.name}) re-encoded to "
+                          f"{encoder}: a .{fmt} file cannot hold it")
+        return o, resampler
+
+    def _time(self, packet):
+        ts = packet.pts if packet.pts is not None else packet.dts
+        return None if ts is None or packet.time_base is None else float(ts * packet.time_base)
+
+    def _next(self):
+        if self.held is not None or self.done:
+            return
+        try:
+            self.held = next(self.packets)
+        except (StopIteration, self._av.error.FFmpegError):
+            self.done = True
+
+    def copy_until(self, t_video: float) -> None:
+        """Mux every side packet due at or before `t_video` (absolute source time, seconds)."""
+        if self.shift is None:
+            self.shift = t_video
+        while True:
+            self._next()
+            if self.held is None:
+                return
+            t = self._time(self.held)
+            if t is not None and t > t_video:
+                return
+            self._emit(self.held, t)
+            self.held = None
+
+    def finish(self, end_time: float) -> None:
+        """Copy what remains: all of it, or only up to `end_time` when trimming."""
+        if self.shift is None:
+            self.shift = 0.0
+        while True:
+            self._next()
+            if self.held is None:
+                break
+            t = self._time(self.held)
+            if self.trim and t is not None and t >= end_time:
+                break
+            self._emit(self.held, t)
+            self.held = None
+        for out_stream, resampler in self.map.values():
+            if resampler is not None:
+                for f in resampler.resample(None):
+                    for p in out_stream.encode(f):
+                        self.out.mux(p)
+                for p in out_stream.encode(None):
+                    self.out.mux(p)
+        self.close()
+
+    def _emit(self, packet, t):
+        if packet.size == 0 and packet.pts is None:
+            return  # demuxer flush packet
+        if self.trim and t is not None and t < self.shift - 1e-6:
+            return  # before the trimmed start
+        out_stream, resampler = self.map[packet.stream.index]
+        shift = round(self.shift / packet.time_base) if packet.time_base else 0
+        if resampler is None:
+            if packet.pts is not None:
+                packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+            packet.stream = out_stream
+            self.out.mux(packet)
+            return
+        try:
+            frames = packet.decode()
+        except self._av.error.FFmpegError:
+            return
+        for f in frames:
+            if f.pts is not None:
+                f.pts -= shift
+                if f.pts < 0:
+                    continue
+            for rf in resampler.resample(f):
+                for p in out_stream.encode(rf):
+                    self.out.mux(p)
+
+    def close(self):
+        try:
+            self.src.close()
+        except Exception:
+            pass
+
