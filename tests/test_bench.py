@@ -1,0 +1,174 @@
+"""`vderain bench`: dataset layouts, external outputs, skipped methods, report files."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from vderain import VderainError, bench
+from vderain.cli import main
+from vderain.metrics.report import terminal_table
+from vderain.metrics.toy import add_streaks, translating
+
+
+def write_frames(folder, frames):
+    os.makedirs(folder, exist_ok=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(os.path.join(folder, f"{i + 1}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+
+
+def write_video(path, frames, fps=25):
+    import av
+    with av.open(path, "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv444p"
+        s.options = {"qp": "0"}
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def pair(seed, n=8, h=48, w=64, speed=(0.0, 0.0)):
+    clean = translating(n, h, w, speed=speed, seed=seed)
+    return add_streaks(clean, seed=seed + 100), clean
+
+
+@pytest.fixture
+def suffixed(tmp_path):
+    """NTURain-like: <name>_Rain/ beside <name>_GT/, frames 1.png, 2.png, ... (10 sorts after 9)."""
+    root = tmp_path / "data"
+    for name, seed, speed in (("a1", 1, (0, 0)), ("b2", 2, (1.0, 0.5))):
+        rainy, clean = pair(seed, n=11, speed=speed)
+        write_frames(root / f"{name}_Rain", rainy)
+        write_frames(root / f"{name}_GT", clean)
+    return root
+
+
+def run(args):
+    return main(["bench", "--no-progress"] + [str(a) for a in args])
+
+
+def test_layouts_are_discovered(tmp_path, suffixed):
+    specs = bench.discover_pairs(str(suffixed))
+    assert [s.name for s in specs] == ["a1", "b2"] and specs[0].rain.endswith("a1_Rain")
+    # rain/ + gt/ trees of per-sequence folders and videos
+    trees = tmp_path / "trees"
+    rainy, clean = pair(3)
+    write_frames(trees / "rainy" / "s1", rainy)
+    write_frames(trees / "gt" / "s1", clean)
+    write_video(str(trees / "rainy" / "v.mp4"), rainy)
+    write_video(str(trees / "gt" / "v.mp4"), clean)
+    specs = {s.name: s for s in bench.discover_pairs(str(trees))}
+    assert sorted(specs) == ["s1", "v"]
+    video = bench.load_pair(specs["v"])                       # paired videos decode like frame folders
+    assert video.rainy.shape == video.clean.shape == (8, 48, 64, 3)
+    assert np.abs(video.clean.astype(int) - clean).mean() < 3  # lossless-ish H.264 4:4:4
+    # a single pair: rain/*.png + gt/*.png
+    single = tmp_path / "single"
+    write_frames(single / "rain", rainy)
+    write_frames(single / "clean", clean)
+    assert [s.name for s in bench.discover_pairs(str(single))] == ["single"]
+    # one folder per sequence
+    per = tmp_path / "per"
+    write_frames(per / "x" / "input", rainy)
+    write_frames(per / "x" / "target", clean)
+    assert [s.name for s in bench.discover_pairs(str(per))] == ["x"]
+    with pytest.raises(VderainError, match="no rainy/clean pairs"):
+        bench.discover_pairs(str(tmp_path / "trees" / "gt" / "s1"))
+
+
+def test_frames_load_in_numeric_order(suffixed):
+    seq = bench.load_pair(bench.discover_pairs(str(suffixed))[0])
+    rainy, clean = pair(1, n=11)
+    np.testing.assert_array_equal(seq.clean, clean)            # 1..11.png in order, not 1, 10, 11, 2...
+    np.testing.assert_array_equal(seq.rainy, rainy)
+
+
+def test_pairs_with_builtin_and_external_methods(tmp_path, suffixed):
+    # An "external method" whose outputs are the ground truth itself must score perfectly,
+    # with exactly the code that scores the built-in methods.
+    ext = tmp_path / "ext"
+    for name, seed, speed in (("a1", 1, (0, 0)), ("b2", 2, (1.0, 0.5))):
+        write_frames(ext / name, pair(seed, n=11, speed=speed)[1])
+    out = tmp_path / "report"
+    assert run(["--pairs", suffixed, "--methods", "identity,median", "--external", f"oracle={ext}",
+                "--out", out, "--skip", 1]) == 0
+    for f in ("table.md", "results.csv", "results.json", "report.html", "curve_a1.png", "profile_b2.png"):
+        assert (out / f).stat().st_size > 0, f
+    res = json.loads((out / "results.json").read_text())
+    summ = res["summary"]
+    assert summ["oracle"]["mean"]["psnr_y"] == 100 and summ["oracle"]["mean"]["ewarp_gap"] == pytest.approx(0)
+    assert summ["median"]["mean"]["psnr_y"] > summ["identity"]["mean"]["psnr_y"] + 5
+    assert summ["median"]["mean"]["flicker_ratio"] < 0.5
+    assert summ["median"]["perf"]["fps"] > 0 and "perf" not in summ["oracle"]
+    seq = res["sequences"][0]
+    assert seq["protocol"]["frames_scored"] == 9 and len(seq["results"]["median"]["per_frame"]["psnr_y"]) == 9
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+    assert "oracle" in (out / "table.md").read_text()
+
+
+def test_external_problems_are_reported_not_fatal(tmp_path, suffixed, capsys):
+    ext = tmp_path / "ext"
+    write_frames(ext / "a1", pair(1, n=10)[1])                # one frame short; b2 missing
+    out = tmp_path / "r"
+    assert run(["--pairs", suffixed, "--methods", "identity", "--external", f"other={ext}", "--out", out]) == 0
+    res = json.loads((out / "results.json").read_text())
+    st = {s["name"]: s["results"]["other"]["status"] for s in res["sequences"]}
+    assert st["a1"].startswith("failed:") and "10 frames" in st["a1"]
+    assert st["b2"].startswith("missing:")
+    assert "other" in capsys.readouterr().err
+    assert run(["--pairs", suffixed, "--methods", "identity", "--external", f"other={ext}", "--out", out,
+                "--strict"]) == 1
+
+
+def test_method_without_weights_is_skipped(tmp_path, monkeypatch, capsys):
+    import vderain.methods as methods
+    real = methods.get_method
+
+    def fake(name, device="auto", **kw):
+        if name == "quality":
+            raise VderainError("weights for 'quality' not found")
+        return real(name, device, **kw)
+    monkeypatch.setattr(methods, "get_method", fake)
+    out = tmp_path / "r"
+    assert run(["--suite", "toy", "--methods", "identity,quality-framewise", "--out", out]) == 0
+    captured = capsys.readouterr()
+    assert "quality-framewise" in captured.err and "weights for 'quality' not found" in captured.err
+    res = json.loads((out / "results.json").read_text())
+    assert res["summary"]["quality-framewise"]["status"].startswith("skipped:")
+    assert res["summary"]["identity"]["status"] == "ok"
+    assert "skipped" in captured.out                           # visible in the terminal table too
+
+
+def test_real_footage_without_ground_truth(tmp_path):
+    still = np.repeat(translating(1, 48, 64, seed=5), 8, axis=0)
+    write_frames(tmp_path / "clip", add_streaks(still, seed=6))
+    out = tmp_path / "r"
+    assert run(["--real", tmp_path / "clip", "--methods", "identity,median", "--out", out]) == 0
+    res = json.loads((out / "results.json").read_text())
+    m = res["summary"]["median"]["mean"]
+    assert "psnr_y" not in m and m["flicker_ratio"] < 0.5
+    assert res["summary"]["identity"]["mean"]["flicker_ratio"] == pytest.approx(1)
+    assert "input" in res["sequences"][0]["protocol"]["warp_flow"]
+
+
+def test_bad_arguments(tmp_path, capsys):
+    assert run(["--suite", "toy", "--methods", "identity,nope", "--out", tmp_path / "r"]) == 1
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert run(["--suite", "nope", "--out", tmp_path / "r"]) == 1
+    (tmp_path / "empty").mkdir()
+    assert run(["--pairs", tmp_path / "empty", "--out", tmp_path / "r"]) == 1
+    assert "no rainy/clean pairs" in capsys.readouterr().err
+    assert run(["--suite", "toy", "--external", "x", "--out", tmp_path / "r"]) == 1
+
+
+def test_library_api_and_terminal_table():
+    seqs = list(bench.suite_sequences("toy", ["toy-still"], frames=6))
+    res = bench.run_bench(seqs, bench.parse_methods("identity,median"), bench.BenchOptions(progress=False),
+                          log=lambda m: None)
+    text = terminal_table(res)
+    assert "median" in text and "PSNR-Y" in text and "(ground truth)" in text
+    assert res["summary"]["median"]["mean"]["psnr_y"] > res["summary"]["identity"]["mean"]["psnr_y"]

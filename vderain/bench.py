@@ -1,0 +1,520 @@
+"""`vderain bench` as a library: load paired sequences, run methods, score them alike.
+
+    seqs = suite_sequences("synthetic")            # or pair_sequences(discover_pairs(DIR))
+    methods = parse_methods("identity,median", externals=["other=/path/to/outputs"])
+    result = run_bench(seqs, methods, device="cpu")
+    write_report(result, "runs/bench")            # vderain.metrics.report
+
+Sequences are loaded one at a time (lazily) and every method's output is scored by the
+same `SequenceScorer`, built once per sequence. Only what the report needs is kept per
+method (per-frame metrics, one pixel row per frame for the temporal profile).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import cv2
+import numpy as np
+import torch
+
+from vderain import VderainError, __version__
+from vderain.metrics.perf import ResourceMeter
+from vderain.metrics.plot import temporal_profile
+from vderain.metrics.sequence import SequenceScorer
+
+VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".y4m")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+RAIN_WORDS = ("rain", "rainy", "rainstreak", "input", "inputs", "in", "lq", "degraded")
+GT_WORDS = ("gt", "clean", "norain", "groundtruth", "ground_truth", "target", "targets", "label", "hq", "gts")
+BUILTIN = {  # bench label -> (get_method name, kwargs)
+    "identity": ("identity", {}),
+    "median": ("median", {}),
+    "fast": ("fast", {}),
+    "quality": ("quality", {}),
+    "quality-framewise": ("quality", {"framewise": True}),
+}
+
+
+# ------------------------------------------------------------------ sequences
+
+@dataclass
+class Sequence:
+    name: str
+    rainy: np.ndarray                 # (T,H,W,3) uint8
+    clean: np.ndarray | None          # (T,H,W,3) uint8, None for real footage
+    fps: float = 25.0
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class PairSpec:
+    """Where one sequence's frames live (a frame folder or a video each); loaded on demand."""
+    name: str
+    rain: str
+    gt: str | None
+
+
+def _natural_key(name: str):
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
+
+
+def _is_video(path: str) -> bool:
+    return os.path.isfile(path) and path.lower().endswith(VIDEO_EXTS)
+
+
+def _has_images(folder: str) -> bool:
+    return os.path.isdir(folder) and any(n.lower().endswith(IMAGE_EXTS) for n in os.listdir(folder))
+
+
+def _is_sequence(path: str) -> bool:
+    return _is_video(path) or _has_images(path)
+
+
+def _stem(path: str) -> str:
+    base = os.path.basename(path.rstrip("/"))
+    return os.path.splitext(base)[0] if os.path.isfile(path) else base
+
+
+def read_frames(path: str, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """A video file or a folder of numbered images -> ((T,H,W,3) uint8 RGB, fps)."""
+    from vderain.io import open_video
+    frames = []
+    with open_video(path) as reader:
+        fps = float(reader.info.fps or 25.0)
+        for f in reader:
+            frames.append(f.rgb)
+            if max_frames and len(frames) >= max_frames:
+                break
+    if not frames:
+        raise VderainError(f"no frames could be read from {path}")
+    return np.stack(frames), fps
+
+
+def _entries(folder: str) -> dict[str, str]:
+    """Sequence-like children of a folder (frame folders and videos) by name."""
+    out = {}
+    for n in sorted(os.listdir(folder), key=_natural_key):
+        p = os.path.join(folder, n)
+        if _is_sequence(p):
+            out[_stem(p)] = p
+    return out
+
+
+def _word_dirs(root: str, words: Iterable[str]) -> list[str]:
+    words = set(words)
+    return [os.path.join(root, n) for n in sorted(os.listdir(root))
+            if os.path.isdir(os.path.join(root, n)) and n.lower() in words]
+
+
+def _layout_split_trees(root: str) -> list[PairSpec]:
+    """root/rain/<seq>{/|.mp4} + root/gt/<seq>{/|.mp4}, or root/rain/*.png + root/gt/*.png."""
+    rains, gts = _word_dirs(root, RAIN_WORDS), _word_dirs(root, GT_WORDS)
+    if not rains or not gts:
+        return []
+    rain, gt = rains[0], gts[0]
+    if _has_images(rain) and _has_images(gt):
+        return [PairSpec(os.path.basename(os.path.abspath(root)), rain, gt)]
+    r, g = _entries(rain), _entries(gt)
+    return [PairSpec(name, r[name], g[name]) for name in r if name in g]
+
+
+_SUFFIX = re.compile(r"^(?P<name>.+?)[_\-. ](?P<word>[A-Za-z_]+)$")
+
+
+def _layout_suffixed(root: str) -> list[PairSpec]:
+    """root/<name>_Rain{/|.mp4} beside root/<name>_GT{/|.mp4} (any case, _ or - separator)."""
+    rain, gt = {}, {}
+    for stem, path in _entries(root).items():
+        m = _SUFFIX.match(stem)
+        if not m:
+            continue
+        word = m.group("word").lower()
+        if word in RAIN_WORDS:
+            rain[m.group("name")] = path
+        elif word in GT_WORDS:
+            gt[m.group("name")] = path
+    return [PairSpec(name, rain[name], gt[name]) for name in sorted(rain, key=_natural_key) if name in gt]
+
+
+def _layout_per_sequence(root: str) -> list[PairSpec]:
+    """root/<seq>/rain{/|.mp4} + root/<seq>/gt{/|.mp4} (one folder per sequence)."""
+    specs = []
+    for n in sorted(os.listdir(root), key=_natural_key):
+        d = os.path.join(root, n)
+        if not os.path.isdir(d) or _has_images(d):
+            continue
+        inner = _layout_split_trees(d) or _layout_suffixed(d)
+        if len(inner) == 1:
+            specs.append(PairSpec(n, inner[0].rain, inner[0].gt))
+        else:
+            specs.extend(PairSpec(f"{n}/{s.name}", s.rain, s.gt) for s in inner)
+    return specs
+
+
+LAYOUTS: list[tuple[str, Callable[[str], list[PairSpec]]]] = [
+    ("rain/ + gt/ trees", _layout_split_trees),
+    ("<name>_Rain beside <name>_GT", _layout_suffixed),
+    ("<seq>/rain + <seq>/gt", _layout_per_sequence),
+]
+
+
+def discover_pairs(root: str) -> list[PairSpec]:
+    """Find rainy/clean pairs under `root` in any of the supported layouts."""
+    if not os.path.isdir(root):
+        raise VderainError(f"--pairs expects a folder, got {root}")
+    for _, layout in LAYOUTS:
+        specs = layout(root)
+        if specs:
+            return specs
+    raise VderainError(f"no rainy/clean pairs found in {root}: expected one of "
+                       + "; ".join(name for name, _ in LAYOUTS)
+                       + f" (rain names: {', '.join(RAIN_WORDS[:4])}...; clean names: {', '.join(GT_WORDS[:4])}...)")
+
+
+def discover_real(path: str) -> list[PairSpec]:
+    """Rainy footage without ground truth: one video/frame folder, or a folder of them."""
+    if not os.path.exists(path):
+        raise VderainError(f"input not found: {path}")
+    if _is_sequence(path):
+        return [PairSpec(_stem(path), path, None)]
+    specs = [PairSpec(n, p, None) for n, p in _entries(path).items()]
+    if not specs:
+        raise VderainError(f"no videos or frame folders in {path}")
+    return specs
+
+
+def load_pair(spec: PairSpec, max_frames: int | None = None) -> Sequence:
+    rainy, fps = read_frames(spec.rain, max_frames)
+    clean = None
+    if spec.gt is not None:
+        clean, _ = read_frames(spec.gt, max_frames)
+        n = min(len(rainy), len(clean))
+        if len(rainy) != len(clean):
+            # Datasets sometimes ship one extra frame on one side; score the common part.
+            rainy, clean = rainy[:n], clean[:n]
+        if rainy.shape != clean.shape:
+            raise VderainError(f"{spec.name}: rainy frames are {rainy.shape[2]}x{rainy.shape[1]}, "
+                               f"clean ones {clean.shape[2]}x{clean.shape[1]}")
+    src = spec.rain if spec.gt is None else f"{spec.rain} | {spec.gt}"
+    return Sequence(spec.name, rainy, clean, fps, src)
+
+
+def pair_sequences(specs: list[PairSpec], max_frames: int | None = None) -> Iterator[Sequence]:
+    for spec in specs:
+        yield load_pair(spec, max_frames)
+
+
+SUITES = ("synthetic", "toy")
+
+
+def suite_names(suite: str) -> list[str]:
+    if suite == "synthetic":
+        try:
+            from vderain.synth.suite import SUITE_CASES
+        except ImportError as e:
+            raise VderainError(f"the synthetic test suite is not available in this build ({e})") from None
+        return list(SUITE_CASES)
+    if suite == "toy":
+        return ["toy-still", "toy-pan"]
+    raise VderainError(f"unknown suite '{suite}' (choose from {', '.join(SUITES)})")
+
+
+def suite_sequences(suite: str = "synthetic", cases: list[str] | None = None, frames: int | None = None,
+                    height: int | None = None, width: int | None = None) -> Iterator[Sequence]:
+    """Render the named suite's cases one at a time (all of them unless `cases` picks some)."""
+    names = suite_names(suite)
+    for name in cases or names:
+        if name not in names:
+            raise VderainError(f"unknown case '{name}' in suite '{suite}' (cases: {', '.join(names)})")
+        if suite == "toy":
+            from vderain.metrics.toy import toy_pair
+            speed = (0.0, 0.0) if name == "toy-still" else (1.3, 0.6)
+            case = toy_pair(frames or 12, height or 72, width or 96, seed=len(name), speed=speed)
+        else:
+            from vderain.synth.suite import render_case
+            case = render_case(name, frames=frames, height=height, width=width)
+        yield Sequence(name, case["rainy"], case["clean"], float(case.get("fps", 25.0)),
+                       f"suite:{suite}/{name}", dict(case.get("meta", {})))
+
+
+# ------------------------------------------------------------------ methods
+
+@dataclass
+class MethodSpec:
+    label: str
+    kind: str                 # "builtin" or "external"
+    name: str = ""            # get_method name for builtins
+    kwargs: dict = field(default_factory=dict)
+    path: str = ""            # outputs folder for externals
+    explicit: bool = True     # asked for by the user (a failure is shown loudly)
+
+
+def parse_methods(methods: str | None, externals: list[str] | None = None,
+                  default: str = "identity,median,fast,quality") -> list[MethodSpec]:
+    specs = []
+    explicit = methods is not None
+    for label in (methods if explicit else default).split(","):
+        label = label.strip()
+        if not label:
+            continue
+        if label in BUILTIN:
+            name, kw = BUILTIN[label]
+            specs.append(MethodSpec(label, "builtin", name, dict(kw), explicit=explicit))
+        elif label.endswith(".pt"):
+            specs.append(MethodSpec(os.path.basename(label)[:-3], "builtin", label, explicit=explicit))
+        else:
+            raise VderainError(f"unknown method '{label}' (choose from {', '.join(BUILTIN)}, a .pt "
+                               f"checkpoint, or score other outputs with --external NAME=DIR)")
+    for item in externals or []:
+        if "=" not in item:
+            raise VderainError(f"--external expects NAME=DIR, got '{item}'")
+        label, path = item.split("=", 1)
+        label, path = label.strip(), path.strip()
+        if not label or not os.path.isdir(path) and not _is_video(path):
+            raise VderainError(f"--external {item}: '{path}' is not a folder or video")
+        specs.append(MethodSpec(label, "external", path=path))
+    labels = [s.label for s in specs]
+    dup = {x for x in labels if labels.count(x) > 1}
+    if dup:
+        raise VderainError(f"method names must be unique, repeated: {', '.join(sorted(dup))}")
+    if not specs:
+        raise VderainError("no methods to score")
+    return specs
+
+
+def find_external(root: str, seq_name: str, single: bool) -> str | None:
+    """The output of sequence `seq_name` inside an external method's folder.
+
+    Looks for <root>/<seq>/ (frames), <root>/<seq>.<video>, the same with the dataset's
+    rain suffixes (<seq>_Rain...), and, when only one sequence is scored, root itself.
+    """
+    if _is_video(root):
+        return root if single else None
+    flat = seq_name.replace("/", "_")
+    candidates = [seq_name, flat] + [f"{flat}_{w}" for w in ("Rain", "rain", "rainy", "out", "derain", "output")]
+    entries = _entries(root)
+    for c in candidates:
+        if c in entries:
+            return entries[c]
+    if single and _has_images(root):
+        return root
+    return None
+
+
+def derain_frames(frames: np.ndarray, method, device) -> np.ndarray:
+    """Run a Method over a whole sequence: (N,H,W,3) uint8 -> (N,H,W,3) uint8.
+
+    Uses the pipeline's `derain_frames` when the build has it (same code path as
+    `vderain run`), else a plain loop over reflected windows.
+    """
+    try:
+        from vderain.pipeline import derain_frames as pipeline_derain
+    except ImportError:
+        pipeline_derain = None
+    if pipeline_derain is not None:
+        return np.asarray(pipeline_derain(frames, method=method, device=device))
+    return _derain_local(frames, method)
+
+
+def _derain_local(frames: np.ndarray, method, batch: int = 4) -> np.ndarray:
+    """Reflected windows -> method -> uint8, converting each input frame to float only once."""
+    from vderain.io.clips import batched, iter_windows
+    n, h, w, _ = frames.shape
+    dtype = getattr(method, "dtype", torch.float32)
+    out = np.empty_like(frames)
+    cache: dict[int, np.ndarray] = {}
+
+    def chw(i: int) -> np.ndarray:                      # (3,H,W) float32 in [0,1]
+        if i not in cache:
+            planes = np.empty((3, h, w), np.float32)
+            for c, p in enumerate(cv2.split(frames[i])):
+                planes[c] = p
+            planes *= 1 / 255
+            cache[i] = planes
+        return cache[i]
+
+    k = 0
+    with torch.inference_mode():
+        for group in batched(iter_windows(range(n), method.window, method.target), batch):
+            # numpy, not torch.stack: the latter was 10x slower here on 2 busy cores (OpenMP)
+            clips = np.stack([np.stack([chw(i) for i in win]) for win, _ in group])      # (B,T,3,H,W)
+            clips = torch.from_numpy(clips).to(method.device, dtype)
+            y = method(clips)                                                            # (B,3,H,W)
+            hwc = y.detach().float().permute(0, 2, 3, 1).contiguous().cpu().numpy()      # (B,H,W,3)
+            flat = hwc.reshape(-1, w * 3)
+            out[k:k + len(group)] = cv2.convertScaleAbs(cv2.max(flat, 0.0), alpha=255.0).reshape(hwc.shape)
+            k += len(group)
+            lowest = group[-1][1] - method.window            # windows move forward: drop old frames
+            for i in [i for i in cache if i < lowest]:
+                del cache[i]
+    return out
+
+
+def _dtype_label(method) -> str:
+    from vderain.methods.median import TemporalMedian
+    if isinstance(method, TemporalMedian):
+        return "uint8 (OpenCV)"
+    return str(getattr(method, "dtype", torch.float32)).replace("torch.", "")
+
+
+# ------------------------------------------------------------------ the run
+
+@dataclass
+class BenchOptions:
+    device: str = "auto"
+    border: int = 0
+    skip: int = 0
+    flow_preset: str = "medium"
+    save_outputs: str | None = None     # folder to write every output as PNG frames
+    profile_row: float = 0.5            # temporal profile row, as a fraction of the height
+    progress: bool = True
+
+
+def run_bench(sequences: Iterable[Sequence], methods: list[MethodSpec], options: BenchOptions | None = None,
+              log: Callable[[str], None] = print, total: int | None = None) -> dict:
+    """Score every method on every sequence; returns the report dict (see docs/bench.md).
+
+    `sequences` may be a lazy iterator (one sequence in memory at a time); `total` is its
+    length when known (a single sequence lets an external folder hold its frames directly).
+    """
+    from tqdm import tqdm
+
+    from vderain.methods import get_method, resolve_device
+    opt = options or BenchOptions()
+    device = resolve_device(opt.device)
+    loaded: dict[str, object] = {}
+    status: dict[str, str] = {}
+    for spec in methods:
+        if spec.kind != "builtin":
+            status[spec.label] = "ok"
+            continue
+        try:
+            loaded[spec.label] = get_method(spec.name, device=device, **spec.kwargs)
+            status[spec.label] = "ok"
+        except VderainError as e:
+            status[spec.label] = f"skipped: {e}"
+            log(f"vderain: {'warning: ' if spec.explicit else ''}method '{spec.label}' skipped: {e}")
+
+    result = dict(
+        vderain_version=__version__,
+        created=time.strftime("%Y-%m-%d %H:%M:%S"),
+        host=dict(platform=platform.platform(), python=platform.python_version(), torch=torch.__version__,
+                  opencv=cv2.__version__, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                  opencv_threads=cv2.getNumThreads(), device=str(device),
+                  gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None),
+        options=dict(border=opt.border, skip=opt.skip, flow_preset=opt.flow_preset),
+        methods=[dict(label=s.label, kind=s.kind, name=s.name or None, path=s.path or None,
+                      kwargs=s.kwargs, explicit=s.explicit, status=status[s.label],
+                      dtype=_dtype_label(loaded[s.label]) if s.label in loaded else None,
+                      device=str(loaded[s.label].device) if s.label in loaded else None)
+                 for s in methods],
+        sequences=[],
+    )
+    runnable = [s for s in methods if status[s.label] == "ok"]
+    warmed: set[str] = set()
+    if total is None and isinstance(sequences, (list, tuple)):
+        total = len(sequences)
+    for seq in sequences:
+        t0 = time.perf_counter()
+        scorer = SequenceScorer(seq.rainy, seq.clean, border=opt.border, skip=opt.skip,
+                                flow_preset=opt.flow_preset)
+        t, h, w = seq.rainy.shape[:3]
+        row = min(h - 1, int(opt.profile_row * h))
+        entry = dict(name=seq.name, source=seq.source, frames=t, height=h, width=w, fps=seq.fps,
+                     meta=seq.meta, paired=seq.clean is not None, protocol=scorer.protocol,
+                     reference=scorer.reference_values(), profile_row=row,
+                     profiles={"input": temporal_profile(seq.rainy, row)}, results={})
+        if seq.clean is not None:
+            entry["profiles"]["ground truth"] = temporal_profile(seq.clean, row)
+        single = total == 1
+        bar = tqdm(runnable, desc=f"{seq.name} {w}x{h}x{t}", unit="method", leave=False,
+                   disable=not opt.progress)
+        for spec in bar:
+            bar.set_postfix_str(spec.label)
+            entry["results"][spec.label] = _run_one(spec, loaded.get(spec.label), seq, scorer, device, single,
+                                                    row, opt, entry["profiles"], log, warmed)
+        entry["seconds"] = time.perf_counter() - t0
+        result["sequences"].append(entry)
+        done = ", ".join(f"{k} {v['mean'].get('psnr_y', float('nan')):.2f}" if v["status"] == "ok" else f"{k} {v['status']}"
+                         for k, v in entry["results"].items())
+        log(f"{seq.name}: {done}" + (" (PSNR-Y dB)" if seq.clean is not None else ""))
+    result["summary"] = summarize(result)
+    return result
+
+
+def _run_one(spec: MethodSpec, method, seq: Sequence, scorer: SequenceScorer, device, single: bool,
+             row: int, opt: BenchOptions, profiles: dict, log, warmed: set) -> dict:
+    perf = None
+    try:
+        if spec.kind == "external":
+            path = find_external(spec.path, seq.name, single)
+            if path is None:
+                return dict(status=f"missing: no output for '{seq.name}' in {spec.path}")
+            out, _ = read_frames(path)
+            if len(out) != len(seq.rainy):
+                return dict(status=f"failed: {path} has {len(out)} frames, the sequence has {len(seq.rainy)}")
+            if out.shape[1:3] != seq.rainy.shape[1:3]:
+                return dict(status=f"failed: {path} frames are {out.shape[2]}x{out.shape[1]}, "
+                                   f"the sequence's are {seq.rainy.shape[2]}x{seq.rainy.shape[1]}")
+        else:
+            if spec.label not in warmed:
+                # Untimed warm-up (lazy imports, allocator, cuDNN autotune) so the first
+                # sequence's fps is not charged for one-off start-up costs.
+                derain_frames(seq.rainy[:min(len(seq.rainy), method.window + 1)], method, device)
+                warmed.add(spec.label)
+            if hasattr(method, "_flows"):       # the median's flow cache: start each sequence cold
+                method._flows.clear()
+            with ResourceMeter(method.device) as meter:
+                out = derain_frames(seq.rainy, method, device)
+            perf = meter.result(len(out), _dtype_label(method))
+        scores = scorer.score(out)
+    except VderainError as e:
+        log(f"vderain: warning: {spec.label} on {seq.name} failed: {e}")
+        return dict(status=f"failed: {e}")
+    except Exception as e:  # a crashing method must not take the whole bench down
+        log(f"vderain: warning: {spec.label} on {seq.name} failed: {type(e).__name__}: {e}")
+        return dict(status=f"failed: {type(e).__name__}: {e}")
+    profiles[spec.label] = temporal_profile(out, row)
+    if opt.save_outputs:
+        _save_frames(out, os.path.join(opt.save_outputs, spec.label, seq.name.replace("/", "_")))
+    return dict(status="ok", mean=scores["mean"], per_frame=scores["per_frame"], perf=perf)
+
+
+def _save_frames(frames: np.ndarray, folder: str) -> None:
+    os.makedirs(folder, exist_ok=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(os.path.join(folder, f"{i:05d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+
+
+def summarize(result: dict) -> dict:
+    """Per method: the mean over sequences of each per-sequence mean (every sequence weighs
+    the same), total frames / total seconds, the largest peak memory."""
+    out = {}
+    for m in result["methods"]:
+        label = m["label"]
+        runs = [s["results"].get(label) for s in result["sequences"]]
+        ok = [r for r in runs if r and r["status"] == "ok"]
+        problems = [r["status"] for r in runs if r and r["status"] != "ok"]
+        entry = dict(status=m["status"] if m["status"] != "ok" else ("ok" if ok else (problems[0] if problems else "no sequences")),
+                     sequences=len(ok), problems=len(problems), mean={})
+        keys = sorted({k for r in ok for k in r["mean"]})
+        for k in keys:
+            vals = [r["mean"][k] for r in ok if k in r["mean"] and np.isfinite(r["mean"][k])]
+            entry["mean"][k] = float(np.mean(vals)) if vals else float("nan")
+        perfs = [r["perf"] for r in ok if r.get("perf")]
+        if perfs:
+            frames = sum(p["frames"] for p in perfs)
+            secs = sum(p["seconds"] for p in perfs)
+            entry["perf"] = dict(frames=frames, seconds=secs, fps=frames / secs if secs else float("nan"),
+                                 peak_rss_mb=max(p["peak_rss_mb"] for p in perfs),
+                                 rss_increase_mb=max(p["rss_increase_mb"] for p in perfs),
+                                 gpu_peak_mb=max((p["gpu_peak_mb"] or 0) for p in perfs) if perfs[0]["gpu_peak_mb"] is not None else None,
+                                 device=perfs[0]["device"], threads=perfs[0]["threads"], dtype=perfs[0]["dtype"])
+        out[label] = entry
+    return out
