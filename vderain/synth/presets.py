@@ -65,7 +65,7 @@ BASE: dict[str, tuple[float, float]] = {
 PRESETS: dict[str, dict[str, tuple[float, float]]] = {
     "light": {},
     "heavy": {
-        "dens_far": (60, 150), "dens_mid": (12, 35), "dens_near": (1.0, 4.0),
+        "dens_far": (50, 130), "dens_mid": (12, 35), "dens_near": (1.0, 4.0),
         "length": (35, 75), "opacity": (0.6, 1.0),
         "veil": (0.3, 0.9), "splash": (10, 40), "jitter": (2, 7),
     },
@@ -81,7 +81,7 @@ PRESETS: dict[str, dict[str, tuple[float, float]]] = {
         "veil": (0.1, 0.6), "splash": (0, 20),
     },
     "storm": {
-        "dens_far": (120, 260), "dens_mid": (30, 70), "dens_near": (3.0, 9.0),
+        "dens_far": (90, 200), "dens_mid": (30, 70), "dens_near": (3.0, 9.0),
         "length": (45, 100), "wind": (-40, 40), "jitter": (3, 9), "opacity": (0.7, 1.0),
         "veil": (0.6, 1.4), "veil_k": (0.8, 1.15), "splash": (20, 60), "spec": (0.05, 0.3),
     },

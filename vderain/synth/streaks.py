@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 # name, density parameter, depth range, resolution factor, per-drop opacity range
 LAYERS = (
-    ("far", "dens_far", 2.5, 8.0, 1, (0.25, 0.6)),
-    ("mid", "dens_mid", 1.0, 2.5, 2, (0.3, 0.75)),
+    ("far", "dens_far", 2.5, 8.0, 1, (0.35, 0.9)),
+    ("mid", "dens_mid", 1.0, 2.5, 2, (0.4, 0.9)),
     ("near", "dens_near", 0.35, 1.0, 4, (0.3, 0.85)),
 )
 MAX_SAMPLES = 96  # cap on points per segment (very long near streaks get sparser)
