@@ -28,7 +28,8 @@ LAYERS = (
     ("mid", "dens_mid", 1.0, 2.5, 2, (0.4, 0.9)),
     ("near", "dens_near", 0.35, 1.0, 4, (0.3, 0.85)),
 )
-MAX_SAMPLES = 96  # cap on points per segment (very long near streaks get sparser)
+MAX_SAMPLES = 192  # cap on rows per segment
+MAX_TILT = math.radians(60)
 
 
 def _rand(shape, g, device):
@@ -51,34 +52,37 @@ def rasterise(cx, cy, ang, length, amp, bidx, T: int, B: int, h: int, w: int) ->
     """Splat segments into opacity maps.
 
     cx, cy, ang, length, amp: (T, M) per frame and drop (pixels of this layer, radians
-    from vertical, y down). bidx: (M,) sample of each drop. Returns (B, T, h, w).
-    Columns wrap (x is periodic), rows outside the frame are dropped.
+    from vertical, y down; pixel centres at integer coordinates). bidx: (M,) sample of
+    each drop. Returns (B, T, h, w). Columns wrap (x is periodic), rows outside the
+    frame are dropped.
+
+    Rain is near-vertical, so a segment is drawn one row at a time: in every row it
+    crosses, its exact x is splatted bilinearly across the two nearest columns (an
+    antialiased line without staircase; the ends get fractional row coverage).
+    Angles are limited to +-60 degrees from vertical.
     """
     out = torch.zeros(B * T * h * w, device=cx.device, dtype=torch.float32)
     M = cx.shape[1]
     if M == 0:
         return out.view(B, T, h, w)
-    S = int(min(MAX_SAMPLES, max(2, math.ceil(float(length.max()) + 1))))
-    s = torch.linspace(-0.5, 0.5, S, device=cx.device)                     # (S,)
-    dx = (torch.sin(ang) * length)[..., None]                             # (T, M, 1)
-    dy = (torch.cos(ang) * length)[..., None]
-    px = cx[..., None] + s * dx                                           # (T, M, S)
-    py = cy[..., None] + s * dy
-    # each sample carries the segment length it stands for, so a streak's opacity
-    # per pixel of its length does not depend on S
-    wgt = (amp * (length / (S - 1)).clamp(max=1.0))[..., None].expand(-1, -1, S)
-    # bilinear across x (the thin direction of a near-vertical streak, where antialiasing
-    # shows), nearest along y (samples are ~1 px apart along the streak anyway)
+    ang = ang.clamp(-MAX_TILT, MAX_TILT)
+    half = length * torch.cos(ang) / 2                                    # vertical half-extent
+    K = int(min(MAX_SAMPLES // 2, math.ceil(float(half.max())) + 1))
+    k = torch.arange(-K, K + 1, device=cx.device, dtype=torch.float32)    # (S,)
+    rows = torch.round(cy)[..., None] + k                                 # (T, M, S)
+    dy = rows - cy[..., None]
+    cover = (half[..., None] + 0.5 - dy.abs()).clamp_(0, 1)               # row coverage at the ends
+    px = cx[..., None] + dy * torch.tan(ang)[..., None]
     x0 = torch.floor(px)
     fx = px - x0
     xa = torch.remainder(x0.long(), w)
     xb = xa + 1
     xb = torch.where(xb == w, 0, xb)
-    yy = torch.floor(py + 0.5).long()
+    yy = rows.long()
     inside = (yy >= 0) & (yy < h)
+    wgt = amp[..., None] * cover * inside
     frame = (bidx[None, :] * T + torch.arange(T, device=cx.device)[:, None])  # (T, M)
     row = ((frame * h)[..., None] + yy.clamp(0, h - 1)) * w                 # (T, M, S)
-    wgt = wgt * inside
     idx = torch.cat([(row + xa).reshape(-1), (row + xb).reshape(-1)])
     val = torch.cat([(wgt * (1 - fx)).reshape(-1), (wgt * fx).reshape(-1)])
     out.scatter_add_(0, idx, val)
@@ -156,7 +160,7 @@ def render_rain(p: dict[str, torch.Tensor], B: int, T: int, H: int, W: int, fps:
             x = r[0] * W
             y = H - hs + r[1] * hs
             arm = (1.5 + 3.0 * r[2]) * px_scale
-            tilt = (45 + 30 * r[3]) * (math.pi / 180)
+            tilt = (40 + 20 * r[3]) * (math.pi / 180)
             amp = 0.25 + 0.45 * r[4]
             sp = torch.zeros(B, T, H, W, device=device)
             for side in (-1.0, 1.0):
