@@ -95,7 +95,7 @@ def test_pairs_with_builtin_and_external_methods(tmp_path, suffixed):
         write_frames(ext / name, pair(seed, n=11, speed=speed)[1])
     out = tmp_path / "report"
     assert run(["--pairs", suffixed, "--methods", "identity,median", "--external", f"oracle={ext}",
-                "--out", out, "--skip", 1]) == 0
+                "--out", out, "--skip", 1, "--save-outputs"]) == 0
     for f in ("table.md", "results.csv", "results.json", "report.html", "curve_a1.png", "profile_b2.png"):
         assert (out / f).stat().st_size > 0, f
     res = json.loads((out / "results.json").read_text())
@@ -108,6 +108,13 @@ def test_pairs_with_builtin_and_external_methods(tmp_path, suffixed):
     assert seq["protocol"]["frames_scored"] == 9 and len(seq["results"]["median"]["per_frame"]["psnr_y"]) == 9
     assert "data:image/png;base64," in (out / "report.html").read_text()
     assert "oracle" in (out / "table.md").read_text()
+    # Saved outputs scored as an external method give the same numbers as the built-in run.
+    again = tmp_path / "again"
+    assert run(["--pairs", suffixed, "--methods", "identity", "--external", f"saved={out / 'outputs' / 'median'}",
+                "--out", again, "--skip", 1]) == 0
+    saved = json.loads((again / "results.json").read_text())["summary"]["saved"]["mean"]
+    for k, v in summ["median"]["mean"].items():
+        assert saved[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
 
 
 def test_external_problems_are_reported_not_fatal(tmp_path, suffixed, capsys):

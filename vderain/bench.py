@@ -441,9 +441,10 @@ def run_bench(sequences: Iterable[Sequence], methods: list[MethodSpec], options:
                                                     row, opt, entry["profiles"], log, warmed)
         entry["seconds"] = time.perf_counter() - t0
         result["sequences"].append(entry)
-        done = ", ".join(f"{k} {v['mean'].get('psnr_y', float('nan')):.2f}" if v["status"] == "ok" else f"{k} {v['status']}"
-                         for k, v in entry["results"].items())
-        log(f"{seq.name}: {done}" + (" (PSNR-Y dB)" if seq.clean is not None else ""))
+        key, unit, scale = ("psnr_y", "PSNR-Y dB", 1) if seq.clean is not None else ("ewarp", "Ewarp x1e3", 1e3)
+        done = ", ".join(f"{k} {v['mean'].get(key, float('nan')) * scale:.2f}" if v["status"] == "ok"
+                         else f"{k} {v['status'].split(':')[0]}" for k, v in entry["results"].items())
+        log(f"{seq.name}: {done} ({unit}; {entry['seconds']:.1f} s)")
     result["summary"] = summarize(result)
     return result
 

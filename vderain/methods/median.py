@@ -105,8 +105,10 @@ class TemporalMedian(Method):
         self.flow = flow
         preset = "ultrafast" if flow == "dis" else flow.removeprefix("dis-")
         self._dis = DISFlow(preset) if flow != "none" else None
-        # Enough for every ordered pair of a window plus the next window's new ones.
-        self._flows = _LRU(4 * self.window * self.window)
+        # The last two windows' ordered pairs (target <-> each neighbour): a sliding window
+        # reuses the previous one's pairs with the newer frames. Bounded because one 1080p
+        # flow field is 16 MB.
+        self._flows = _LRU(max(4, 4 * (self.window - 1)))
 
     def __call__(self, clips: torch.Tensor) -> torch.Tensor:  # (B,T,3,H,W) -> (B,3,H,W)
         if clips.ndim != 5 or clips.shape[2] != 3:
