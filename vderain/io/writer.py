@@ -110,7 +110,11 @@ def _temp_path(target: str) -> str:
     parent, name = os.path.split(os.path.abspath(target))
     prefix = f".{name}."
     # A run killed with SIGKILL cannot clean up after itself; the next run to the same target does.
-    for other in os.listdir(parent):
+    try:
+        others = os.listdir(parent)
+    except OSError:
+        others = []
+    for other in others:
         if other.startswith(prefix) and ".vderain-tmp" in other:
             pid = other[len(prefix):].split(".", 1)[0]
             if pid.isdigit() and not _pid_alive(int(pid)):
@@ -160,14 +164,17 @@ class VideoWriter:
         self._last_pts = None
         self._pts0 = None
         try:
+            try:  # fail fast on permissions/full disks, before any encoding
+                if self.codec == "png":
+                    os.mkdir(self._tmp)
+                else:
+                    open(self._tmp, "xb").close()
+            except OSError as e:
+                raise VderainError(f"cannot write to output folder {os.path.dirname(self._tmp)}: "
+                                   f"{e.strerror}") from None
             if self.codec == "png":
-                os.mkdir(self._tmp)
                 self._sink = _PngSink(self._tmp)
             else:
-                try:
-                    open(self._tmp, "xb").close()  # fail fast on permissions before encoding
-                except OSError as e:
-                    raise VderainError(f"cannot write {self._tmp}: {e.strerror}") from None
                 self._sink = _ContainerSink(self._tmp, info, self.codec, crf, preset, audio_from,
                                             trim_aux, options or {}, self.notes)
         except BaseException:

@@ -1,0 +1,183 @@
+"""derain_frames / derain_video: windows reach the method, outputs land in order, nothing leaks."""
+from __future__ import annotations
+
+import os
+import tracemalloc
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from vderain import VderainError, derain_frames, derain_video
+from vderain.io import reflect_index
+from vderain.methods import Identity, Method
+from videogen import make_video, pattern_frames, read_all, stream_summary
+
+
+class FirstOfWindow(Method):
+    """Returns the window's first frame: shows which frames the pipeline put in each window."""
+    name = "first"
+
+    def __init__(self, window=5):
+        self.window, self.target = window, window // 2
+
+    def __call__(self, clips):
+        return clips[:, 0]
+
+
+class Darken(Method):
+    name = "darken"
+    tileable = True
+
+    def __call__(self, clips):
+        return clips[:, self.target] * 0.5
+
+
+class Fails(Identity):
+    def __init__(self, after, exc):
+        super().__init__()
+        self.calls, self.after, self.exc = 0, after, exc
+
+    def __call__(self, clips):
+        self.calls += 1
+        if self.calls > self.after:
+            raise self.exc
+        return super().__call__(clips)
+
+
+def _index_frames(n, h=8, w=8):
+    return np.stack([np.full((h, w, 3), 10 * i, np.uint8) for i in range(n)])
+
+
+def test_identity_is_exact():
+    frames = pattern_frames(7)
+    np.testing.assert_array_equal(derain_frames(frames, method="identity"), frames)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_windows_are_reflected_and_in_order(batch):
+    n, window = 9, 5
+    out = derain_frames(_index_frames(n), method=FirstOfWindow(window), batch=batch)
+    got = [int(o[0, 0, 0]) // 10 for o in out]
+    assert got == [reflect_index(i - 2, n) for i in range(n)]  # [2, 1, 0, 1, 2, ...]
+
+
+def test_tiled_equals_untiled_for_a_pointwise_method():
+    frames = pattern_frames(4, 97, 70)
+    tiled = derain_frames(frames, method=Darken(), tile=32, tile_overlap=8).astype(int)
+    whole = derain_frames(frames, method=Darken()).astype(int)
+    # blending is exact up to float rounding, which can flip a value sitting on .5
+    assert np.abs(tiled - whole).max() <= 1 and (tiled != whole).mean() < 0.02
+
+
+def test_named_methods_and_window():
+    frames = pattern_frames(6)
+    out = derain_frames(frames, method="median", window=3)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    with pytest.raises(VderainError, match="unknown method"):
+        derain_frames(frames, method="nope")
+
+
+def test_bad_arrays():
+    with pytest.raises(VderainError, match="uint8"):
+        derain_frames(np.zeros((2, 8, 8, 3), np.float32), method="identity")
+    with pytest.raises(VderainError, match="RGB"):
+        derain_frames(np.zeros((8, 8, 3), np.uint8), method="identity")
+
+
+def test_video_identity_lossless_keeps_pixels_time_and_audio(clips, tmp_path):
+    src = make_video(tmp_path / "in.mkv", n=10, codec="ffv1", pix_fmt="bgr0", audio=True)
+    s = derain_video(src, tmp_path / "out.mkv", method="identity", codec="ffv1", progress=False)
+    assert s["frames"] == 10 and s["output"] == str(tmp_path / "out.mkv")
+    a, ta, _ = read_all(src)
+    b, tb, _ = read_all(tmp_path / "out.mkv")
+    np.testing.assert_array_equal(a, b)
+    assert ta == pytest.approx(tb, abs=1e-3)
+    assert [x[:2] for x in stream_summary(tmp_path / "out.mkv")] == [("video", "ffv1"), ("audio", "aac")]
+
+
+def test_video_vfr_and_rotation(clips, tmp_path):
+    derain_video(clips["vfr"], tmp_path / "v.mp4", method="median", window=3, progress=False)
+    assert read_all(tmp_path / "v.mp4")[1] == pytest.approx(read_all(clips["vfr"])[1], abs=1e-3)
+    derain_video(clips["rotated"], tmp_path / "r.mp4", method="identity", progress=False)
+    assert read_all(tmp_path / "r.mp4")[2].rotation == 90
+
+
+def test_side_by_side_and_rain_layer(tmp_path):
+    src = make_video(tmp_path / "in.mkv", n=6, codec="ffv1", pix_fmt="bgr0")
+    s = derain_video(src, tmp_path / "sbs.mkv", method=Darken(), codec="ffv1", side_by_side=True,
+                     rain_layer=tmp_path / "rain.mkv", progress=False)
+    inp = read_all(src)[0].astype(int)
+    sbs = read_all(tmp_path / "sbs.mkv")[0].astype(int)
+    rain = read_all(tmp_path / "rain.mkv")[0].astype(int)
+    assert sbs.shape == (6, 64, 192, 3) and s["rain_layer"] == str(tmp_path / "rain.mkv")
+    np.testing.assert_array_equal(sbs[:, :, :96], inp)
+    assert np.abs(sbs[:, :, 96:] - inp / 2).max() <= 1
+    assert np.abs(rain - inp / 2).max() <= 1  # removed layer = input - output
+
+
+def test_start_duration(clips, tmp_path):
+    s = derain_video(clips["audio"], tmp_path / "o.mp4", method="identity", start=0.5, duration=0.25,
+                     progress=False)
+    frames, times, _ = read_all(tmp_path / "o.mp4")
+    assert s["frames"] == len(frames) == 6
+    assert times[0] == pytest.approx(0, abs=1e-3)
+    ref = read_all(clips["audio"])[0][12]
+    assert np.abs(frames[0].astype(int) - ref).mean() < 3
+    with pytest.raises(VderainError, match="past the end"):
+        derain_video(clips["audio"], tmp_path / "p.mp4", method="identity", start=60, progress=False)
+
+
+def test_frame_folder_in_png_folder_out(tmp_path):
+    from videogen import make_frame_folder
+    folder = make_frame_folder(tmp_path / "seq", n=5)
+    derain_video(folder, tmp_path / "out/", method="identity", progress=False)
+    out = read_all(tmp_path / "out")[0]
+    np.testing.assert_array_equal(out, pattern_frames(5, 64, 48))
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("model crashed"), KeyboardInterrupt()])
+def test_failure_mid_run_leaves_nothing(clips, tmp_path, exc):
+    before = open(clips["audio"], "rb").read()
+    with pytest.raises(type(exc)):
+        derain_video(clips["audio"], tmp_path / "o.mp4", method=Fails(5, exc),
+                     rain_layer=tmp_path / "rain.mp4", progress=False)
+    assert os.listdir(tmp_path) == []
+    assert open(clips["audio"], "rb").read() == before
+
+
+def test_memory_does_not_grow_with_length(tmp_path):
+    short = make_video(tmp_path / "short.mp4", n=16)
+    long = make_video(tmp_path / "long.mp4", n=128)
+
+    def peak(path):
+        tracemalloc.start()
+        derain_video(path, tmp_path / f"o_{os.path.basename(path)}", method="identity", progress=False)
+        p = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return p
+
+    peak(short)  # warm-up: first-use imports and caches
+    p_short, p_long = peak(short), peak(long)
+    frame_bytes = 96 * 64 * 3
+    # holding the long clip's frames would add 112 frames (~2 MB) to the peak
+    assert p_long - p_short < 20 * frame_bytes, (p_short, p_long)
+
+
+def test_method_instance_and_summary(clips, tmp_path):
+    s = derain_video(clips["basic"], tmp_path / "o.mp4", method=Identity(window=3), progress=False)
+    assert s["method"] == "identity" and s["device"] == "cpu" and s["fps"] > 0
+    assert s["decode_problems"] is None and s["notes"] == []
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert c.streams.video[0].frames == 24
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_path_matches_cpu(clips, tmp_path):
+    frames = pattern_frames(6)
+    cpu = derain_frames(frames, method=Darken())
+    m = Darken()
+    m.device = torch.device("cuda")
+    gpu = derain_frames(frames, method=m, batch=3)
+    assert np.abs(cpu.astype(int) - gpu).max() <= 1

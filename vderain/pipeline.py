@@ -1,0 +1,384 @@
+"""read -> windows -> method -> write, with decoding, compute and encoding overlapped.
+
+    from vderain import derain_video, derain_frames
+    summary = derain_video("rainy.mp4", "clean.mp4", method="median")
+    clean = derain_frames(frames_uint8_NHWC, method="identity")
+
+Three threads share the work: a decoder fills a small queue of frames, the caller's
+thread builds reflected windows and runs the method in batches, and an encoder drains
+a small queue of results. The queues are bounded, so memory does not depend on the
+video's length, and a GPU is not left waiting for the CPU to decode or encode.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import threading
+import time
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+import torch
+
+from vderain import VderainError
+from vderain.io import (Frame, VideoWriter, batched, check_output, iter_windows, open_video,
+                        resolve_codec, tiled_apply)
+from vderain.methods import Method, get_method
+
+_DONE = object()
+
+
+# ------------------------------------------------------------------ methods
+
+def resolve_method(method="auto", device="auto", window: int | None = None) -> Method:
+    """A Method instance from a name (or pass an instance through unchanged)."""
+    if not isinstance(method, str):
+        if not all(hasattr(method, a) for a in ("window", "target")) or not callable(method):
+            raise VderainError("method must be a name or a callable with .window and .target")
+        return method
+    kwargs = {} if window is None else {"window": int(window)}
+    try:
+        return get_method(method, device, **kwargs)
+    except TypeError as e:
+        if window is not None and "window" in str(e):
+            raise VderainError(f"method '{method}' has a fixed window; drop --window") from None
+        raise
+
+
+# ------------------------------------------------------------------ conversions
+
+def _to_chw_float(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] (OpenCV split: faster than torch on CPU)."""
+    h, w = rgb.shape[:2]
+    out = np.empty((3, h, w), np.float32)
+    for c, plane in enumerate(cv2.split(rgb)):
+        np.multiply(plane, np.float32(1 / 255), out=out[c], dtype=np.float32)
+    return out
+
+
+def _to_hwc_uint8(chw: np.ndarray) -> np.ndarray:
+    """(3, H, W) float -> (H, W, 3) uint8, rounded and saturated (OpenCV SIMD, ~7x torch)."""
+    chw = np.ascontiguousarray(chw, dtype=np.float32)
+    flat = cv2.max(chw.reshape(-1, chw.shape[-1]), 0.0)  # convertScaleAbs would mirror negatives
+    u8 = cv2.convertScaleAbs(flat, alpha=255.0).reshape(chw.shape)
+    return cv2.merge([u8[0], u8[1], u8[2]])
+
+
+class _Runner:
+    """Runs the method on batches of windows; returns (target Frame, output rgb, rain rgb | None)."""
+
+    def __init__(self, method: Method, tile=None, tile_overlap: int = 32, rain: bool = False):
+        self.method = method
+        self.device = torch.device(getattr(method, "device", "cpu"))
+        self.tile = tile
+        self.overlap = tile_overlap
+        self.rain = rain
+        self.notes: list[str] = []
+        if tile and not getattr(method, "tileable", True):
+            self.notes.append(f"method '{getattr(method, 'name', method)}' needs whole frames; --tile ignored")
+            self.tile = None
+        self._cache: dict[int, np.ndarray] = {}  # frame index -> (3,H,W) float32, CPU path
+
+    def __call__(self, group: list[tuple[list[Frame], Frame]]):
+        if self.device.type == "cpu":
+            clips, targets = self._clips_cpu(group)
+        else:
+            clips, targets = self._clips_gpu(group)
+        with torch.inference_mode():
+            out = self._apply(clips)  # (B,3,H,W)
+            rain = (targets - out).clamp_(0, 1) if self.rain else None
+        results = []
+        if self.device.type == "cpu":
+            out_np = out.float().numpy()
+            rain_np = rain.float().numpy() if rain is not None else None
+            for b, (_, frame) in enumerate(group):
+                results.append((frame, _to_hwc_uint8(out_np[b]),
+                                _to_hwc_uint8(rain_np[b]) if rain_np is not None else None))
+        else:
+            out_u8 = _gpu_to_uint8(out)
+            rain_u8 = _gpu_to_uint8(rain) if rain is not None else None
+            for b, (_, frame) in enumerate(group):
+                results.append((frame, out_u8[b], rain_u8[b] if rain_u8 is not None else None))
+        return results
+
+    def _clips_cpu(self, group):
+        window = len(group[0][0])
+        for frames, _ in group:
+            for f in frames:
+                if f.index not in self._cache:
+                    self._cache[f.index] = _to_chw_float(f.rgb)
+        arr = np.stack([np.stack([self._cache[f.index] for f in frames]) for frames, _ in group])
+        targets = np.stack([self._cache[t.index] for _, t in group]) if self.rain else None
+        last = group[-1][1].index
+        for k in [k for k in self._cache if k < last - window]:
+            del self._cache[k]  # no later window reaches back this far
+        return torch.from_numpy(arr), (torch.from_numpy(targets) if self.rain else None)  # (B,T,3,H,W), (B,3,H,W)
+
+    def _clips_gpu(self, group):
+        # Upload uint8 (4x less traffic than float) and convert on the GPU.
+        arr = np.stack([np.stack([f.rgb for f in frames]) for frames, _ in group])  # (B,T,H,W,3)
+        x = torch.from_numpy(arr).pin_memory().to(self.device, non_blocking=True)
+        clips = x.permute(0, 1, 4, 2, 3).float().div_(255)  # (B,T,3,H,W)
+        t = self.method.target
+        return clips, clips[:, t]
+
+    def _apply(self, clips):
+        while True:
+            try:
+                if self.tile:
+                    return tiled_apply(self.method, clips, self.tile, self.overlap).to(clips.device)
+                return self.method(clips).to(clips.device)
+            except torch.cuda.OutOfMemoryError:
+                if not getattr(self.method, "tileable", True):
+                    raise VderainError("out of GPU memory and this method cannot be tiled; "
+                                       "try --batch 1 or --device cpu") from None
+                torch.cuda.empty_cache()
+                h, w = clips.shape[-2:]
+                new = min(1024, max(h, w) // 2) if not self.tile else self.tile // 2
+                if new < 128:
+                    raise VderainError("out of GPU memory even with 128-pixel tiles; "
+                                       "try --batch 1 or --device cpu") from None
+                self.tile = new
+                self.notes.append(f"out of GPU memory: tiling frames in {new}-pixel tiles")
+
+
+def _gpu_to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B,3,H,W) float on any device -> (B,H,W,3) uint8 numpy."""
+    u8 = x.float().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    return u8.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def derain_iter(frames: Iterable[Frame], method: Method, batch: int = 1, tile=None,
+                tile_overlap: int = 32, rain: bool = False, notes: list | None = None
+                ) -> Iterator[tuple[Frame, np.ndarray, np.ndarray | None]]:
+    """Core loop: Frames in, (frame, derained rgb, rain rgb or None) out, in order, O(window) memory."""
+    runner = _Runner(method, tile, tile_overlap, rain)
+    try:
+        for group in batched(iter_windows(frames, method.window, method.target), max(1, batch)):
+            yield from runner(group)
+    finally:
+        if notes is not None:
+            notes.extend(n for n in runner.notes if n not in notes)
+
+
+def _default_batch(method) -> int:
+    return 4 if torch.device(getattr(method, "device", "cpu")).type == "cuda" else 1
+
+
+# ------------------------------------------------------------------ arrays
+
+def derain_frames(frames, method="auto", device="auto", window: int | None = None, tile=None,
+                  tile_overlap: int = 32, batch: int | None = None) -> np.ndarray:
+    """Derain a whole sequence held in memory: (N, H, W, 3) uint8 RGB -> same shape and dtype."""
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise VderainError(f"frames must be (N, H, W, 3) RGB, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise VderainError(f"frames must be uint8, got {arr.dtype}")
+    m = resolve_method(method, device, window)
+    items = (Frame(rgb=np.ascontiguousarray(a), index=i, pts=None, time=i / 25.0) for i, a in enumerate(arr))
+    out = np.empty_like(arr)
+    for frame, rgb, _ in derain_iter(items, m, batch or _default_batch(m), tile, tile_overlap):
+        out[frame.index] = rgb
+    return out
+
+
+# ------------------------------------------------------------------ files
+
+class _Worker(threading.Thread):
+    """A thread whose exception is kept for the caller to re-raise."""
+
+    def __init__(self, target, name):
+        super().__init__(name=name, daemon=True)
+        self._fn = target
+        self.error: BaseException | None = None
+
+    def run(self):
+        try:
+            self._fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            self.error = e
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event, others=()):
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return _DONE
+            for t in others:
+                if t.error is not None:
+                    raise t.error
+
+
+def derain_video(input, output, method="auto", device="auto", window: int | None = None,
+                 tile=None, tile_overlap: int = 32, batch: int | None = None, crf: int | None = None,
+                 preset: str = "medium", codec: str | None = None, side_by_side: bool = False,
+                 rain_layer=None, start: float | None = None, duration: float | None = None,
+                 fps: float | None = None, backend: str = "pyav", audio: bool = True,
+                 progress: bool = True) -> dict:
+    """Derain a video file, frame folder or stream URL into `output`.
+
+    Returns a summary dict: frames, seconds, fps, output, rain_layer, method, device,
+    notes (one-line remarks), decode_problems (None, or what was skipped in damaged input).
+    Output appears only when complete (temp file + rename); on error nothing is left behind.
+    """
+    t0 = time.perf_counter()
+    input, output = os.fspath(input), os.fspath(output)
+    rain_path = os.fspath(rain_layer) if rain_layer else None
+    # Cheap checks first, so a typo fails before a model loads or a frame decodes.
+    if not os.path.exists(input) and "://" not in input:
+        raise VderainError(f"input not found: {input}")
+    check_output(output, [input], codec)
+    resolve_codec(codec, output)
+    if rain_path:
+        check_output(rain_path, [input, output], codec)
+        if os.path.realpath(rain_path) == os.path.realpath(output):
+            raise VderainError("--rain-layer must differ from the output path")
+        resolve_codec(codec, rain_path)
+    # The input next: a bad file should say so even when the method's weights are missing.
+    reader = open_video(input, backend=backend, start=start, duration=duration, fps=fps)
+    try:
+        m = resolve_method(method, device, window)
+    except BaseException:
+        reader.close()
+        raise
+    batch = batch or _default_batch(m)
+    notes: list[str] = []
+    writers: list[VideoWriter] = []
+    stop = threading.Event()       # everything stops (error, Ctrl-C on a file)
+    stop_read = threading.Event()  # only decoding stops (Ctrl-C on a live stream: keep the rest)
+    threads: list[_Worker] = []
+    bar = None
+    interrupted = False
+    try:
+        info = reader.info
+        out_info = dataclasses.replace(info, width=info.width * 2) if side_by_side else info
+        copy_from = input if (audio and not os.path.isdir(input) and "://" not in input) else None
+        trim = start is not None or duration is not None
+        writers.append(VideoWriter(output, out_info, codec=codec, crf=crf, preset=preset,
+                                   audio_from=copy_from, trim_aux=trim, inputs=[input]))
+        if rain_path:
+            writers.append(VideoWriter(rain_path, info, codec=codec, crf=crf, preset=preset,
+                                       inputs=[input, output]))
+        total = info.n_frames
+        if total is None and info.duration and not info.is_stream:
+            total = int(round(info.duration * info.fps))
+        bar = _progress_bar(total, progress)
+
+        q_in: queue.Queue = queue.Queue(maxsize=m.window + 2 * batch + 2)
+        q_out: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
+
+        def decode():
+            for frame in reader:
+                if stop_read.is_set() or not _put(q_in, frame, stop):
+                    return
+            _put(q_in, _DONE, stop)
+
+        def encode():
+            while True:
+                item = _get(q_out, stop)
+                if item is _DONE:
+                    return
+                frame, rgb, rain = item
+                writers[0].write(np.concatenate([frame.rgb, rgb], axis=1) if side_by_side else rgb,
+                                 frame.pts)
+                if rain is not None:
+                    writers[1].write(rain, frame.pts)
+                bar.update(1)
+
+        dec, enc = _Worker(decode, "vderain-decode"), _Worker(encode, "vderain-encode")
+        threads = [dec, enc]
+        dec.start()
+        enc.start()
+
+        def frames_from_queue():
+            while True:
+                item = _get(q_in, stop, others=(dec, enc))
+                if item is _DONE:
+                    return
+                yield item
+
+        try:
+            for result in derain_iter(frames_from_queue(), m, batch, tile, tile_overlap,
+                                      rain=bool(rain_path), notes=notes):
+                while not _put_checked(q_out, result, stop, enc):
+                    pass
+        except KeyboardInterrupt:
+            if not info.is_stream:
+                raise
+            interrupted = True  # a live stream has no end: Ctrl-C means "stop and keep it"
+            stop_read.set()
+        _put_checked(q_out, _DONE, stop, enc)
+        enc.join()
+        for t in threads:
+            if t.error is not None:
+                raise t.error
+        if writers[0].frames_written == 0:
+            if start:
+                raise VderainError(f"nothing to process: --start {start:g}s is at or past the end of {input}")
+            raise VderainError(f"no video frames could be decoded from {input}")
+        for w in writers:
+            w.close()
+    except BaseException:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        for w in writers:
+            w.abort()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        reader.close()
+
+    seconds = time.perf_counter() - t0
+    n = writers[0].frames_written
+    for w in writers:
+        notes.extend(x for x in w.notes if x not in notes)
+    return {
+        "input": input, "output": writers[0].path, "rain_layer": writers[1].path if rain_path else None,
+        "frames": n, "seconds": seconds, "fps": n / seconds if seconds > 0 else 0.0,
+        "method": getattr(m, "name", type(m).__name__), "device": str(getattr(m, "device", "cpu")),
+        "width": info.width, "height": info.height, "notes": notes,
+        "decode_problems": reader.problems(), "interrupted": interrupted,
+    }
+
+
+def _put_checked(q, item, stop, consumer) -> bool:
+    """Put with a timeout loop that notices a dead consumer instead of blocking forever."""
+    try:
+        q.put(item, timeout=0.2)
+        return True
+    except queue.Full:
+        if consumer.error is not None:
+            raise consumer.error
+        if not consumer.is_alive():
+            raise RuntimeError("encoder thread stopped unexpectedly")
+        return False
+
+
+def _progress_bar(total, enabled):
+    from tqdm import tqdm
+    return tqdm(total=total, unit="frame", disable=not enabled, dynamic_ncols=True, leave=False,
+                smoothing=0.1)
+
+
+def summary_line(s: dict) -> str:
+    """The one line the CLI prints at the end."""
+    extra = f" + rain layer {s['rain_layer']}" if s.get("rain_layer") else ""
+    return (f"{s['frames']} frames {s['width']}x{s['height']} in {s['seconds']:.1f} s "
+            f"({s['fps']:.1f} fps) with {s['method']} on {s['device']} -> {s['output']}{extra}")
