@@ -163,7 +163,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
         bar = tqdm(total=cfg.optim.max_steps, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
 
     w = cfg.loss
-    running: dict[str, float] = {}
+    running: dict[str, torch.Tensor] = {}
     last_ckpt = time.perf_counter()
     t_start = time.perf_counter() - elapsed
     val = {}
@@ -217,7 +217,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
             step += 1
 
             for k, v in [("loss", loss)] + [(k, v) for k, v in parts.items() if v is not None]:
-                running[k] = running.get(k, 0.0) + float(v.detach())
+                running[k] = running.get(k, 0.0) + v.detach()  # stays on device: no per-step sync
             if bar is not None:
                 bar.update(1)
             do_val = main_proc and cfg.log.val_every > 0 and step % cfg.log.val_every == 0
@@ -226,7 +226,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
             if main_proc and (step % cfg.log.every == 0 or do_val):
                 n = max(1, (step - 1) % cfg.log.every + 1)
                 row = {"step": step, "seconds": round(time.perf_counter() - t_start, 1), "lr": f"{lr:.3g}"}
-                row.update({k: f"{v / n:.5f}" for k, v in running.items()})
+                row.update({k: f"{float(v) / n:.5f}" for k, v in running.items()})
                 row.update({k: f"{v:.2f}" for k, v in val.items()})
                 writer.writerow(row)
                 log_file.flush()
