@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from vderain.io.clips import reflect_index
 from vderain.models.strnet import STRNet
 from vderain.train import losses as L
 from vderain.train.checkpoint import atomic_save, export_weights, safe_load
@@ -42,22 +43,12 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
 
 
-def window_indices(n: int, window: int, target: int) -> list[list[int]]:
-    """For each frame i, the frame indices of its window, reflected at both ends."""
-    def reflect(j: int) -> int:
-        if n == 1:
-            return 0
-        period = 2 * (n - 1)
-        j = j % period
-        return j if j < n else period - j
-    return [[reflect(i - target + k) for k in range(window)] for i in range(n)]
-
-
 @torch.no_grad()
 def restore_frames(model: STRNet, frames: np.ndarray, device: torch.device, batch: int = 4) -> np.ndarray:
     """(N,H,W,3) uint8 -> (N,H,W,3) uint8 with the network, windows reflected at the ends."""
     x = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255  # (N,3,H,W)
-    idx = window_indices(len(frames), model.cfg.frames, model.cfg.target)
+    n, T, tgt = len(frames), model.cfg.frames, model.cfg.target
+    idx = [[reflect_index(i - tgt + k, n) for k in range(T)] for i in range(n)]
     out = []
     for i in range(0, len(idx), batch):
         clips = torch.stack([x[w] for w in idx[i:i + batch]])               # (b,T,3,H,W)
