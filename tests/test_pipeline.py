@@ -181,3 +181,42 @@ def test_cuda_path_matches_cpu(clips, tmp_path):
     m.device = torch.device("cuda")
     gpu = derain_frames(frames, method=m, batch=3)
     assert np.abs(cpu.astype(int) - gpu).max() <= 1
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_network_stream_input(tmp_path):
+    """MPEG-TS over TCP, the way a camera or encoder would push it."""
+    import threading
+    import time
+    port = _free_port()
+
+    def send():
+        for _ in range(400):  # until the reader listens
+            try:
+                out = av.open(f"tcp://127.0.0.1:{port}", "w", format="mpegts")
+                break
+            except (av.error.FFmpegError, OSError):
+                time.sleep(0.05)
+        v = out.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
+        for img in pattern_frames(20):
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+        out.close()
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    s = derain_video(f"tcp://127.0.0.1:{port}?listen=1", tmp_path / "o.mp4", method="identity",
+                     progress=False)
+    sender.join(10)
+    frames, times, _ = read_all(tmp_path / "o.mp4")
+    assert s["frames"] == len(frames) == 20
+    assert times[0] == pytest.approx(0, abs=1e-3) and times[-1] == pytest.approx(19 / 24, abs=2e-3)
