@@ -502,8 +502,13 @@ def summarize(result: dict) -> dict:
         runs = [s["results"].get(label) for s in result["sequences"]]
         ok = [r for r in runs if r and r["status"] == "ok"]
         problems = [r["status"] for r in runs if r and r["status"] != "ok"]
-        entry = dict(status=m["status"] if m["status"] != "ok" else ("ok" if ok else (problems[0] if problems else "no sequences")),
-                     sequences=len(ok), problems=len(problems), mean={})
+        if m["status"] != "ok":
+            status = m["status"]
+        elif not ok:
+            status = problems[0] if problems else "no sequences"
+        else:
+            status = f"partial: {len(problems)} sequence(s) not scored, e.g. {problems[0]}" if problems else "ok"
+        entry = dict(status=status, sequences=len(ok), problems=len(problems), mean={})
         keys = sorted({k for r in ok for k in r["mean"]})
         for k in keys:
             vals = [r["mean"][k] for r in ok if k in r["mean"] and np.isfinite(r["mean"][k])]

@@ -89,7 +89,7 @@ def main(args) -> int:
     result = bench.run_bench(sequences, methods, options, log=log, total=total)
     paths = write_report(result, out)
     print(terminal_table(result))
-    n_ok = sum(1 for m in result["summary"].values() if m["status"] == "ok")
+    n_ok = sum(1 for m in result["summary"].values() if m["sequences"])
     bad = [(label, s["status"]) for label, s in result["summary"].items()
            if s["status"] != "ok" or s["problems"]]
     print(f"bench: {len(result['sequences'])} sequence(s) x {len(methods)} method(s) ({n_ok} scored) in "

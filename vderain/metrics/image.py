@@ -75,9 +75,15 @@ def psnr_frames(a: np.ndarray, b: np.ndarray, channel: str = "rgb", border: int 
         a, b = rgb_to_y(a), rgb_to_y(b)
     elif channel != "rgb":
         raise VderainError(f"unknown channel '{channel}' (rgb or y)")
-    d = a.astype(np.float64) - b
-    mse = (d * d).reshape(len(d), -1).mean(1)
-    return mse_to_psnr(mse)
+    return psnr_planes(a, b)
+
+
+def psnr_planes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(T,...) uint8 frames (RGB or Y planes) -> (T,) PSNR, peak 255."""
+    # cv2.norm sums squared uint8 differences exactly (in double) without a float copy.
+    sse = np.array([cv2.norm(np.ascontiguousarray(x), np.ascontiguousarray(y), cv2.NORM_L2SQR)
+                    for x, y in zip(a, b)])
+    return mse_to_psnr(sse / a[0].size)
 
 
 def _blur(x: np.ndarray) -> np.ndarray:

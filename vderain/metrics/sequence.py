@@ -50,6 +50,7 @@ class SequenceScorer:
         self.temporal = temporal_metrics and self.n_frames - 2 * skip >= 2
         self.inp = self._prep(rainy)
         self.gt = None if clean is None else self._prep(clean)
+        self.gt_y = None if clean is None else image.rgb_to_y(self.gt)
         self.ref = self.inp_ref = None
         self.gt_ewarp = self.gt_farneback = self.gt_flicker = None
         if self.temporal:
@@ -100,16 +101,19 @@ class SequenceScorer:
                                f"the reference's are {self.inp.shape[2] + 2 * self.border}x"
                                f"{self.inp.shape[1] + 2 * self.border}")
         per: dict[str, np.ndarray] = {}
+        out_y = image.rgb_to_y(out)                                      # (T,H,W), shared below
         if self.gt is not None:
-            for ch in ("y", "rgb"):
-                per[f"psnr_{ch}"] = image.psnr_frames(out, self.gt, ch)
-                per[f"ssim_{ch}"] = image.ssim_frames(out, self.gt, ch)
+            gt_y = self.gt_y
+            per["psnr_y"] = image.psnr_planes(out_y, gt_y)
+            per["ssim_y"] = np.array([image.ssim_plane(a, b) for a, b in zip(out_y, gt_y)])
+            per["psnr_rgb"] = image.psnr_planes(out, self.gt)
+            per["ssim_rgb"] = image.ssim_frames(out, self.gt, "rgb")
         if self.temporal:
             per["ewarp"] = temporal.warping_error(out, self.ref)
             if self.gt is not None:
                 per["ewarp_gap"] = per["ewarp"] - self.gt_ewarp
                 per["tof"] = temporal.tof(out, self.gt_farneback)
-            per["flicker"] = temporal.flicker(out, self.inp_ref)
+            per["flicker"] = temporal.flicker(out, self.inp_ref, y=out_y)
         mean = {k: _nanmean(v) for k, v in per.items()}
         if self.temporal:
             fin = _nanmean(self.inp_flicker)

@@ -105,13 +105,15 @@ def tof(seq: np.ndarray, gt_flows: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def flicker(seq: np.ndarray, inp_ref: FlowReference, min_fraction: float = 0.01) -> np.ndarray:
+def flicker(seq: np.ndarray, inp_ref: FlowReference, min_fraction: float = 0.01,
+            y: np.ndarray | None = None) -> np.ndarray:
     """(T,H,W,3) uint8 -> (T-1,) mean |dY| over static valid pixels of the input (0..255 Y levels).
 
     NaN for pairs where under `min_fraction` of the pixels are static (a moving camera).
+    `y` may pass the sequence's MATLAB Y planes (T,H,W) when the caller has them already.
     """
     _check(seq, len(inp_ref))
-    y = rgb_to_y(seq).astype(np.int16)                                 # (T,H,W)
+    y = (rgb_to_y(seq) if y is None else y).astype(np.int16)           # (T,H,W)
     out = np.full(len(inp_ref), np.nan)
     for t in range(len(inp_ref)):
         m = inp_ref.static(t)
