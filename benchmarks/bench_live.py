@@ -99,7 +99,7 @@ def main():
     ap.add_argument("--fps", type=int, default=30, help="source frame rate")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the live run")
     ap.add_argument("--sink", choices=("none", "file", "stream"), default="file",
-                    help="file: x264 veryfast like `vderain live -o`; stream: MPEG-TS over UDP to loopback")
+                    help="file: x264 ultrafast like `vderain live -o`; stream: MPEG-TS over UDP to loopback")
     ap.add_argument("--input", help="play this file instead of a synthetic clip")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--json", help="also write the results here")
