@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from vderain import VderainError
 from vderain.synth import effects, negatives
@@ -53,6 +54,7 @@ class RainSynth:
     camera: shared defocus and sensor noise.
     px_scale: frame short side / 360; scales streak lengths, widths and densities.
     overrides: {param: value} fixes a preset parameter for every clip (tests, suite).
+    dct_quality: fixed JPEG-style quality for the block-DCT stand-in (default: random 25..90).
     Defaults of the last five depend on the preset: on for "train"/dicts, off (no aug,
     no negatives) for a single named preset, which is what `vderain synth` uses.
     """
@@ -60,6 +62,7 @@ class RainSynth:
     def __init__(self, preset: str | dict[str, float] = "train", device="cpu", codec_prob: float = 0.0,
                  *, dct_prob: float | None = None, negatives_prob: float | None = None,
                  tone_aug: bool | None = None, camera: bool = True, px_scale: float = 1.0,
+                 dct_quality: float | None = None,
                  overrides: dict[str, float] | None = None):
         self.device = torch.device(device)
         w = _weights(preset)
@@ -71,6 +74,7 @@ class RainSynth:
         self.tone_aug = bool(tone_aug if tone_aug is not None else training)
         self.camera = bool(camera)
         self.px_scale = float(px_scale)
+        self.dct_quality = dct_quality
         self.overrides = dict(overrides or {})
         bad = [k for k in self.overrides if k not in PARAM_NAMES]
         if bad:
@@ -179,15 +183,23 @@ class RainSynth:
         bright = lr.flatten(-2).kthvalue(k90, dim=-1).values[..., None, None]     # (B,T,3,1,1)
         wb = (0.3 + 0.6 * extra[:, 15]) * torch.where(p["night"] > 0.5, 0.3, 1.0)
         base = bc(wb) * bright + (1 - bc(wb)) * base
-        lights = effects.blur_lr(((lum_lr - 0.75) / 0.25).clamp(0, 1).reshape(B * T, 1, h8, w8), 3)
-        lights = lights.view(B, T, 1, h8, w8)
-        col_lr = bc(p["env_k"]) * base + bc(p["spec"]) + bc(p["glow"]) * lights
+        col_lr = bc(p["env_k"]) * base + bc(p["spec"])
+        glowing = p["glow"] > 0
+        if bool(glowing.any()):
+            # light sources are small: find them with a max (not mean) pool, then spread the
+            # glow over ~3 cells (a drop lit by a lamp shines within a wide radius)
+            idx = glowing.nonzero()[:, 0]
+            n = len(idx)
+            peak = F.max_pool2d(x[idx].reshape(n * T, 3, H, W), 8, ceil_mode=True).amax(1, keepdim=True)
+            lights = effects.blur_lr(((peak - 0.6) / 0.4).clamp(0, 1), 3).view(n, T, 1, h8, w8)
+            col_lr[idx] += bc(p["glow"][idx]) * lights
         dark = extra[:, 10] < p["dark"]
         col_lr = torch.where(bc(dark), 0.65 * base, col_lr).clamp(0, 1)
         col = effects.upsample(col_lr, H, W)
 
         opac, _ = render_rain(p, B, T, H, W, fps_b, g, self.px_scale)            # (B,T,1,H,W)
-        alpha = 1 - torch.exp(-opac)                                           # overlaps saturate
+        # a single streak keeps its opacity; overlaps saturate smoothly towards 1
+        alpha = torch.where(opac < 0.7, opac, 1 - 0.3 * torch.exp((0.7 - opac) / 0.3))
         y.add_(col.sub_(y).mul_(alpha))                                       # y + alpha (col - y)
         del col
 
@@ -228,7 +240,8 @@ class RainSynth:
         use_dct = rain & ~use_codec & (extra[:, 12] < self.dct_prob)
         if bool(use_dct.any()):
             idx = use_dct.nonzero()[:, 0]
-            q = 25 + 65 * extra[idx, 13]
+            q = 25 + 65 * extra[idx, 13] if self.dct_quality is None else \
+                torch.full((len(idx),), float(self.dct_quality), device=dev)
             yd = effects.block_dct_compress(y[idx].reshape(-1, 3, H, W), q.repeat_interleave(T))
             y[idx] = yd.view(len(idx), T, 3, H, W)
             dct_q[idx] = q
@@ -256,7 +269,8 @@ class RainSynth:
             "clean": clean_out,
             "layer": rainy - clean_out,
             "streak_mask": alpha,
-            "occlusion_mask": (2 * alpha - 1).clamp(0, 1),
+            # 0 where the background shows through (alpha <= 0.3), 1 where >= 70% is hidden
+            "occlusion_mask": ((alpha - 0.3) / 0.4).clamp(0, 1),
             "transmission": trans,                                            # (B,1,1,H,W) veil
             "params": rec,
         }

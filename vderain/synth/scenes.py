@@ -42,30 +42,48 @@ def _canvas(Hc: int, Wc: int, g: torch.Generator, stripes: bool) -> torch.Tensor
     ground_col = r(3) * 0.5 + 0.15
     ground = ground_col[:, None, None] * (1 + 0.8 * _texture(Hc, Wc, g))
     img = torch.where(yy < hz, sky, ground).expand(3, Hc, Wc).clone()
+    # two textures shared by all objects (sign-flipped per object): painting is the slow
+    # part, so every object is drawn inside its own bounding box only
+    texs = (_texture(Hc, Wc, g)[0], _texture(Hc, Wc, g)[0])
+
+    def box(y0, y1, x0, x1):
+        y0, y1 = max(0, int(y0)), min(Hc, int(math.ceil(y1)))
+        x0, x1 = max(0, int(x0)), min(Wc, int(math.ceil(x1)))
+        return y0, y1, x0, x1
+
+    def tex_in(y0, y1, x0, x1) -> torch.Tensor:
+        t = texs[int(float(r(1)) * 2) % 2][y0:y1, x0:x1]
+        return t if float(r(1)) < 0.5 else -t
     # buildings along the horizon, with window grids
     for _ in range(int(3 + 5 * float(r(1)))):
         x0 = float(r(1)) * Wc
         bw = (0.08 + 0.2 * float(r(1))) * Wc
         top = hz * (0.2 + 0.7 * float(r(1))) * Hc
         bot = (hz + 0.05 + 0.2 * float(r(1))) * Hc
-        m = ((xx * Wc >= x0) & (xx * Wc < x0 + bw) & (yy * Hc >= top) & (yy * Hc < bot)).float()
+        y0, y1, xa, xb = box(top, bot, x0, x0 + bw)
         col = r(3) * 0.6 + 0.2
-        tex = col[:, None, None] * (1 + 0.5 * _texture(Hc, Wc, g))
         per = 5 + 6 * float(r(1))
-        win = ((torch.frac(xx * Wc / per) < 0.5) & (torch.frac(yy * Hc / (per * 1.3)) < 0.5)).float()
-        tex = tex * (1 - 0.45 * win * float(r(1) > 0.3))
-        img = img * (1 - m) + tex * m
+        lit = float(r(1)) > 0.3
+        if y1 <= y0 or xb <= xa:
+            continue
+        tex = col[:, None, None] * (1 + 0.5 * tex_in(y0, y1, xa, xb))
+        win = ((torch.frac(xx[:, xa:xb] * Wc / per) < 0.5) & (torch.frac(yy[y0:y1] * Hc / (per * 1.3)) < 0.5))
+        img[:, y0:y1, xa:xb] = tex * (1 - 0.45 * win.float() * lit)
     # round and rectangular objects on the ground
     for _ in range(int(4 + 6 * float(r(1)))):
         cy = (hz + (1 - hz) * float(r(1))) * Hc
         cx = float(r(1)) * Wc
         ry = (0.03 + 0.1 * float(r(1))) * Hc
         rx = ry * (0.5 + 1.5 * float(r(1)))
-        d = ((yy * Hc - cy) / ry) ** 2 + ((xx * Wc - cx) / rx) ** 2
-        m = (1.5 - d * 1.5).clamp(0, 1) if float(r(1)) > 0.4 else \
-            (((yy * Hc - cy).abs() < ry) & ((xx * Wc - cx).abs() < rx)).float()
+        round_ = float(r(1)) > 0.4
         col = r(3) * 0.85 + 0.1
-        img = img * (1 - m) + col[:, None, None] * (1 + 0.4 * _texture(Hc, Wc, g)) * m
+        y0, y1, xa, xb = box(cy - ry, cy + ry, cx - rx, cx + rx)
+        if y1 <= y0 or xb <= xa:
+            continue
+        d = ((yy[y0:y1] * Hc - cy) / ry) ** 2 + ((xx[:, xa:xb] * Wc - cx) / rx) ** 2
+        m = (1.5 - d * 1.5).clamp(0, 1) if round_ else torch.ones_like(d)
+        sub = img[:, y0:y1, xa:xb]
+        img[:, y0:y1, xa:xb] = sub + m * (col[:, None, None] * (1 + 0.4 * tex_in(y0, y1, xa, xb)) - sub)
     if stripes:
         # fences, wires, railings, stripes: the thin lines a deraining model must keep
         for kind in ("wires", "fence", "railing", "stripes", "grass"):
@@ -120,8 +138,8 @@ def procedural_clip(frames: int, height: int, width: int, seed: int, motion: str
         y0, x0 = (0.5 + 0.3 * r()) * H, r() * W
         vx, vy = (r() * 2 - 1) * 3 * W / 160, (r() * 2 - 1) * H / 160
         col = torch.rand(3, generator=g) * 0.8 + 0.1
-        for i in range(T):
-            d = ((yy - y0 - vy * i) / ry) ** 2 + ((xx - x0 - vx * i) / rx) ** 2
-            m = (2 - 2 * d).clamp(0, 1)
-            clip[i] = clip[i] * (1 - m) + col[:, None, None] * m
+        ti = t[:, None, None]
+        d = ((yy - y0 - vy * ti) / ry) ** 2 + ((xx - x0 - vx * ti) / rx) ** 2   # (T,H,W)
+        m = (2 - 2 * d).clamp(0, 1)[:, None]
+        clip = clip + m * (col[None, :, None, None] - clip)
     return clip.clamp(0, 1)
