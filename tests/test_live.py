@@ -256,3 +256,29 @@ def test_to_tensor_round_trip():
     t = to_tensor(rgb, torch.device("cpu"))
     assert t.shape == (3, 5, 7) and t.dtype == torch.float32 and float(t.max()) <= 1
     assert np.array_equal(to_rgb(t), rgb)
+
+
+def test_a_stalled_stream_still_stops_on_time():
+    sender = StreamSink("tcp://127.0.0.1:0?listen=1", FPS, gop=0.1)
+    port = sender.address[1]
+    src = StreamSource(f"tcp://127.0.0.1:{port}", retries=0)
+    from live_helpers import frame
+
+    def feed_then_stall():   # a few frames, then silence with the connection open
+        wait_for(lambda: sender.out.clients)
+        for i in range(24):   # enough for the reader to finish probing the stream
+            sender.write(frame(i), time.perf_counter())
+            time.sleep(1 / FPS)
+
+    feeder = threading.Thread(target=feed_then_stall)
+    feeder.start()
+    try:
+        t0 = time.perf_counter()
+        stats = run_live(src, Identity(), [], duration=1.5)
+        # the stall is noticed by the loop, not by waiting for the 5 s read timeout
+        assert time.perf_counter() - t0 < 4.0
+    finally:
+        feeder.join()
+        sender.close()
+    assert stats.stopped_by == "duration"
+    assert 1.5 <= stats.seconds < 2.5 and stats.processed >= 1

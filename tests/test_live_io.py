@@ -209,3 +209,20 @@ def test_stream_sink_rejects_bad_urls():
         StreamSink("udp://127.0.0.1", FPS)
     with pytest.raises(VderainError, match="unsupported"):
         StreamSink("rtmp://127.0.0.1:1935/live", FPS)
+
+
+def test_udp_datagrams_carry_whole_ts_packets():
+    import socket
+    from vderain.io.live import _UdpOut
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(2)
+    out = _UdpOut("127.0.0.1", rx.getsockname()[1])
+    try:
+        out.write(b"\x47" * 200)            # one packet and a bit: only the packet goes
+        assert len(rx.recv(4096)) == 188
+        out.write(b"\x47" * (176 + 188 * 8))  # completes the second; 9 packets -> 7 + 2
+        assert [len(rx.recv(4096)), len(rx.recv(4096))] == [7 * 188, 2 * 188]
+    finally:
+        out.close()
+        rx.close()

@@ -281,6 +281,10 @@ def run_live(source: LiveSource, method, sinks: list[Sink], *, max_frames: int |
                 if source.ended:
                     source.read(0)   # raises the source's error, if it had one
                     break
+                for sink in sinks:
+                    sink.poll()
+                if _should_stop(stats, sinks, max_frames, duration, started):
+                    break
                 continue
             rgb = frame.rgb
             if rgb.shape[1::-1] != stats.size:
@@ -295,14 +299,7 @@ def run_live(source: LiveSource, method, sinks: list[Sink], *, max_frames: int |
             if now - last_log >= log_every:
                 log.info("live: %s", interval.line(now))
                 last_log = now
-            if any(s.wants_stop for s in sinks):
-                stats.stopped_by = "user (q)"
-                break
-            if max_frames is not None and stats.processed >= max_frames:
-                stats.stopped_by = "max frames"
-                break
-            if duration is not None and now - started >= duration:
-                stats.stopped_by = "duration"
+            if _should_stop(stats, sinks, max_frames, duration, started):
                 break
         for done in runner.flush():
             _emit(sinks, done, stats, rate.tick(time.perf_counter()))
@@ -332,6 +329,18 @@ def run_live(source: LiveSource, method, sinks: list[Sink], *, max_frames: int |
         error.stats = stats   # the caller may still want the numbers (--stats-json)
         raise error
     return stats
+
+
+def _should_stop(stats: LiveStats, sinks, max_frames, duration, started) -> bool:
+    if any(s.wants_stop for s in sinks):
+        stats.stopped_by = "user (q)"
+    elif max_frames is not None and stats.processed >= max_frames:
+        stats.stopped_by = "max frames"
+    elif duration is not None and time.perf_counter() - started >= duration:
+        stats.stopped_by = "duration"
+    else:
+        return False
+    return True
 
 
 def _first_frame(source: LiveSource, timeout: float):

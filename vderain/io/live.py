@@ -191,8 +191,9 @@ class LiveSource:
         with self._slot.cond:
             self._slot.cond.notify_all()
         if self._thread is not None:
-            # A blocked network read returns within READ_TIMEOUT; do not hang on exit for longer.
-            self._thread.join(READ_TIMEOUT + 1.0)
+            # A network read blocked on a stalled stream only returns at its timeout; the
+            # thread is a daemon and closes its input then, so do not make the user wait.
+            self._thread.join(1.0)
 
     def __enter__(self):
         return self.start()
@@ -421,15 +422,21 @@ class StreamSource(LiveSource):
         return rgb_from_av(payload)
 
 
-def open_source(spec: str, **kw) -> LiveSource:
-    """'0' -> camera 0; 'scheme://...' -> network stream; anything else -> a video file."""
+def open_source(spec: str, *, width: int | None = None, height: int | None = None,
+                fps: float | None = None, realtime: bool = True, loop: bool = False,
+                retries: int = 3, retry_delay: float = 1.0) -> LiveSource:
+    """'0' -> camera 0; 'scheme://...' -> network stream; anything else -> a video file.
+
+    width/height/fps only apply to cameras, realtime/loop only to files.
+    """
     spec = str(spec)
+    retry = {"retries": retries, "retry_delay": retry_delay}
     if spec.isdigit():
-        return CameraSource(int(spec), **{k: v for k, v in kw.items() if k in ("width", "height", "fps", "retries", "retry_delay")})
+        return CameraSource(int(spec), width=width, height=height, fps=fps, **retry)
     if "://" in spec and not spec.startswith("file://"):
-        return StreamSource(spec, **{k: v for k, v in kw.items() if k in ("retries", "retry_delay", "options")})
+        return StreamSource(spec, **retry)
     path = spec[len("file://"):] if spec.startswith("file://") else spec
-    return FileSource(path, **{k: v for k, v in kw.items() if k in ("realtime", "loop", "retries", "retry_delay")})
+    return FileSource(path, realtime=realtime, loop=loop, **retry)
 
 
 # ---------------------------------------------------------------- sinks
@@ -448,6 +455,9 @@ class Sink:
 
     def write(self, rgb: np.ndarray, capture_time: float) -> None:
         raise NotImplementedError
+
+    def poll(self) -> None:
+        """Called while no frame arrives (a stalled stream): keep a window responsive."""
 
     def close(self) -> None:
         pass
@@ -475,16 +485,22 @@ class WindowSink(Sink):
         import cv2
         try:
             cv2.imshow(self.title, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            key = cv2.waitKey(1) & 0xFF
         except cv2.error as e:
             raise VderainError(f"cannot show a window (OpenCV built without GUI support?): {e}") from None
+        self._shown = True
+        self.poll()
         self._done(capture_time)
+
+    def poll(self):
+        import cv2
+        if not self._shown:
+            return
+        key = cv2.waitKey(1) & 0xFF
         if key in (ord("q"), ord("Q"), 27):
             self.wants_stop = True
         # Closing the window with the mouse: the property drops below 1 once it is gone.
-        if self._shown and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+        if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
             self.wants_stop = True
-        self._shown = True
 
     def close(self):
         import cv2
@@ -732,12 +748,17 @@ class _UdpOut(_TsOut):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.address = (host, port)
         self.sock.connect(self.address)
+        self.pending = b""
 
     def write(self, data):
-        data = bytes(data)
-        for i in range(0, len(data), self.CHUNK):
+        # Datagrams carry whole TS packets (some players insist); the muxer's writes end on
+        # a packet boundary after each frame (flush_packets), so nothing waits here for long.
+        data = self.pending + bytes(data)
+        whole = len(data) - len(data) % TS_PACKET
+        self.pending = data[whole:]
+        for i in range(0, whole, self.CHUNK):
             try:
-                self.sock.send(data[i:i + self.CHUNK])
+                self.sock.send(data[i:min(i + self.CHUNK, whole)])
             except OSError:
                 pass  # nobody listening yet (ICMP refused): UDP just moves on
         return len(data)
