@@ -1,4 +1,4 @@
-"""`vderain live SOURCE [--output FILE] [--stream URL] [--window] ...`
+"""`vderain live SOURCE [--output FILE] [--stream URL] [--show] ...`
 
 SOURCE: a camera index (0), a stream URL (rtsp://, udp://, tcp://, http://...) or a
 video file, which is played at its own frame rate as a stand-in for a camera.
@@ -21,9 +21,10 @@ def add_arguments(p):
     out.add_argument("-o", "--output", help="also write the derained video to this file")
     out.add_argument("--stream", metavar="URL",
                      help="serve/send MPEG-TS: udp://HOST:PORT, tcp://HOST:PORT?listen=1, http://HOST:PORT/")
-    out.add_argument("--window", action=argparse.BooleanOptionalAction, default=None,
+    out.add_argument("--show", action=argparse.BooleanOptionalAction, default=None,
                      help="show an on-screen window (default: only when no --output/--stream)")
-    out.add_argument("--split", action="store_true", help="show input | output side by side (all outputs)")
+    out.add_argument("--split", "--side-by-side", dest="split", action="store_true",
+                     help="input | output side by side (all outputs)")
     out.add_argument("--overlay", choices=("window", "all", "none"), default="window",
                      help="where to draw fps / latency text (default: window)")
     m = p.add_argument_group("model")
@@ -42,7 +43,7 @@ def add_arguments(p):
     s.add_argument("--retry-delay", type=float, default=1.0, help="seconds between reconnect attempts")
     e = p.add_argument_group("encoding")
     e.add_argument("--codec", default="h264", help="--output codec (as in `vderain run`)")
-    e.add_argument("--crf", type=int, default=18, help="--output quality (lower is better)")
+    e.add_argument("--crf", type=int, help="--output quality, lower is better (default: the codec's, 18 for h264)")
     e.add_argument("--preset", default="ultrafast",
                    help="--output x264 preset (default ultrafast: leaves the CPU to the model; "
                         "veryfast makes files ~2x smaller where CPU is spare)")
@@ -80,7 +81,7 @@ def main(args) -> int:
                          realtime=args.realtime, loop=args.loop, retries=args.retries,
                          retry_delay=args.retry_delay)
     fps = source.fps or args.fps or 30.0
-    window = args.window if args.window is not None else not (args.output or args.stream)
+    window = args.show if args.show is not None else not (args.output or args.stream)
     method = build_live_method(args.method, args.device)   # missing weights: one-line error
 
     sinks = []

@@ -601,7 +601,7 @@ class FileSink(_ThreadedSink):
     """
     name = "file"
 
-    def __init__(self, path: str, fps: float, *, codec: str = "h264", crf: int = 18,
+    def __init__(self, path: str, fps: float, *, codec: str = "h264", crf: int | None = None,
                  preset: str = "ultrafast", split: bool = False, overlay: bool = False, inputs=()):
         from vderain.io.writer import check_output, resolve_codec
         # Fail now, not at the first frame: bad folder, unknown codec, output == input.
