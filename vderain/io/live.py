@@ -150,7 +150,6 @@ class LiveSource:
         self._slot = _Slot(latest)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.opened = threading.Event()    # set when the first frame has arrived
 
     # -- public
     @property
@@ -223,7 +222,6 @@ class LiveSource:
                         failures = 0
                         self._slot.put((payload, time.perf_counter(), index), self._stop)
                         index += 1
-                        self.opened.set()
                         if self._stop.is_set():
                             return
                 except VderainError:
@@ -232,8 +230,10 @@ class LiveSource:
                     reason = f"failed: {e}"
                 if self._stop.is_set():
                     return
-                if not self.live and reason == "ended":
-                    return
+                if not self.live:   # a file: its end is the end, its failure is final
+                    if reason == "ended":
+                        return
+                    raise VderainError(f"{self._describe()} {reason}")
                 failures += 1
                 if failures > self.retries:
                     tries = (f"; gave up after {self.retries} {'retry' if self.retries == 1 else 'retries'}"
