@@ -167,6 +167,14 @@ def test_q_and_ctrl_c_stop_cleanly_and_finish_the_file(clip, tmp_path):
     assert frames_of(out) == list(range(1, 7))
 
 
+def test_max_height_scales_frames_down(clip):
+    sink = Record()
+    stats = run_live(FileSource(clip, realtime=False), Identity(), [sink], max_height=32)
+    assert stats.size == (48, 32)
+    assert {f.shape for f in sink.frames} == {(32, 48, 3)}
+    assert [round(index_of(f)) for f in sink.frames] == list(range(1, 20))
+
+
 def test_max_frames_and_duration_stop(clip):
     assert run_live(FileSource(clip, realtime=False), Identity(), [], max_frames=4).processed == 4
     stats = run_live(FileSource(clip, loop=True), Identity(), [], duration=0.3)

@@ -247,11 +247,12 @@ class _Rate:
 # ---------------------------------------------------------------- loop
 
 def run_live(source: LiveSource, method, sinks: list[Sink], *, max_frames: int | None = None,
-             duration: float | None = None, log_every: float = 5.0, warmup: int = 2,
-             first_frame_timeout: float = 30.0) -> LiveStats:
+             duration: float | None = None, max_height: int | None = None, log_every: float = 5.0,
+             warmup: int = 2, first_frame_timeout: float = 30.0) -> LiveStats:
     """Run until the source ends, `max_frames` are processed, `duration` s pass, a sink asks
     to stop (q in the window) or Ctrl-C. Sinks are always closed (files finished) before
     returning; a source that failed for good is re-raised as VderainError after that.
+    Frames taller than `max_height` are scaled down first (a 1080p camera on a CPU).
     """
     runner = CausalRunner(method)
     stats = LiveStats(source=getattr(source, "name", "source"), method=method.name,
@@ -262,9 +263,9 @@ def run_live(source: LiveSource, method, sinks: list[Sink], *, max_frames: int |
     try:
         source.start()
         first = _first_frame(source, first_frame_timeout)
-        stats.size = first.rgb.shape[1::-1]
+        stats.size = _working_size(first.rgb.shape[1::-1], max_height)
         stats.source_fps = source.fps
-        _warm_up(method, first.rgb, warmup)
+        _warm_up(method, _resize(first.rgb, stats.size), warmup)
         stats.warmup_dropped = source.dropped
         # A frame already waiting in the slot is counted as captured after warm-up.
         base_captured, base_dropped = source.captured - source.pending, source.dropped
@@ -399,8 +400,18 @@ class _Interval:
         return ", ".join(parts)
 
 
+def _working_size(size, max_height: int | None) -> tuple[int, int]:
+    w, h = size
+    if max_height is None or h <= max_height:
+        return (w, h)
+    # even sizes: the encoders want 4:2:0
+    return (max(2, round(w * max_height / h / 2) * 2), max(2, max_height - max_height % 2))
+
+
 def _resize(rgb: np.ndarray, size) -> np.ndarray:
-    # A stream that reconnects at another size: keep the sinks' geometry.
+    # --max-height, or a stream that reconnects at another size: the sinks keep their geometry.
+    if rgb.shape[1::-1] == tuple(size):
+        return rgb
     import cv2
     return cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_AREA)
 

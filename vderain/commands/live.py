@@ -35,6 +35,8 @@ def add_arguments(p):
     s.add_argument("--width", type=int, help="camera capture width to ask for")
     s.add_argument("--height", type=int, help="camera capture height to ask for")
     s.add_argument("--fps", type=float, help="camera frame rate to ask for")
+    s.add_argument("--max-height", type=int,
+                   help="scale taller frames down to this height before the model (e.g. 360 on a CPU)")
     s.add_argument("--loop", action="store_true", help="file source: start again at the end")
     s.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
                    help="file source: play at its frame rate, dropping frames the model cannot keep up "
@@ -74,6 +76,8 @@ def main(args) -> int:
     for name, value in (("--max-frames", args.max_frames), ("--duration", args.duration)):
         if value is not None and value <= 0:
             raise VderainError(f"{name} must be > 0 (got {value})")
+    if args.max_height is not None and args.max_height < 16:
+        raise VderainError(f"--max-height must be >= 16 (got {args.max_height})")
     if args.retries < 0 or args.retry_delay < 0:
         raise VderainError("--retries and --retry-delay must be >= 0")
 
@@ -107,7 +111,7 @@ def main(args) -> int:
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         stats = run_live(source, method, sinks, max_frames=args.max_frames, duration=args.duration,
-                         log_every=args.log_every)
+                         max_height=args.max_height, log_every=args.log_every)
     except VderainError as e:
         if args.stats_json and getattr(e, "stats", None) is not None:
             e.stats.write_json(args.stats_json)
