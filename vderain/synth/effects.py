@@ -66,22 +66,20 @@ def lamps(n: int, T: int, H: int, W: int, count: torch.Tensor, u: torch.Tensor, 
     return up[:, :, :H, :W].unsqueeze(1)
 
 
-def depth_proxy(lum_lr: torch.Tensor, horizon: torch.Tensor, u_field: torch.Tensor) -> torch.Tensor:
+def depth_proxy(h: int, w: int, horizon: torch.Tensor, u_field: torch.Tensor) -> torch.Tensor:
     """A plausible scene depth in [0, 1] (1 = far) at low resolution.
 
     Real clips have no depth, so: far above a horizon line, nearer towards the bottom,
-    bright smooth areas (sky) a little further, times a smooth random field.
-    lum_lr (B, h, w) luminance of the first frame; horizon (B,) in rows 0..1;
-    u_field (B, 4, 4) uniform randoms. Returns (B, h, w).
+    times a smooth random field. It depends on no frame content, so a clip processed in
+    chunks gets the same haze in every chunk.
+    horizon (B,) in rows 0..1; u_field (B, 4, 4) uniform randoms. Returns (B, h, w).
     """
-    B, h, w = lum_lr.shape
-    y = (torch.arange(h, device=lum_lr.device, dtype=torch.float32) + 0.5) / h       # (h,)
+    y = (torch.arange(h, device=horizon.device, dtype=torch.float32) + 0.5) / h    # (h,)
     hz = horizon[:, None]
     d = torch.where(y[None] < hz, torch.ones_like(y[None]) + 0 * hz,
                     1 - 0.9 * (y[None] - hz) / (1 - hz).clamp(min=1e-3))            # (B, h)
     field = F.interpolate(u_field[:, None], size=(h, w), mode="bicubic", align_corners=False)[:, 0]
-    d = d[:, :, None] * (0.8 + 0.4 * field) * (0.85 + 0.3 * lum_lr)
-    return d.clamp(0, 1)
+    return (d[:, :, None] * (0.8 + 0.4 * field)).clamp(0, 1)
 
 
 def low_res(x: torch.Tensor, f: int = 8) -> torch.Tensor:

@@ -111,7 +111,16 @@ class RainSynth:
     # ---- main ------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, clean: torch.Tensor, generator: torch.Generator | None = None,
-                 fps: float | torch.Tensor = 30.0) -> dict:
+                 fps: float | torch.Tensor = 30.0, *, t0: int = 0,
+                 frame_generator: torch.Generator | None = None) -> dict:
+        """Rain for a batch (B, T, 3, H, W) in [0, 1]; see the module docstring for the steps.
+
+        fps: frame rate (float or (B,)): sets how far drops fall between frames.
+        Streaming a long clip in chunks: pass a generator seeded identically for every
+        chunk (it draws everything that is fixed per clip: parameters, drops, lamps, haze),
+        t0 = index of the chunk's first frame (drops keep falling across chunks), and a
+        different frame_generator per chunk (noise and splashes, which are new every frame).
+        """
         if clean.dim() != 5 or clean.shape[2] != 3:
             raise VderainError(f"RainSynth wants clips (B, T, 3, H, W), got {tuple(clean.shape)}")
         if clean.device != self.device:
@@ -165,7 +174,7 @@ class RainSynth:
         lum_lr = lr.mean(2)                                                     # (B,T,h,w)
         # veil: transmission t = exp(-veil * depth), airlight tied to the scene's mean
         horizon = 0.25 + 0.35 * extra[:, 8]
-        depth = effects.depth_proxy(lum_lr[:, 0], horizon, torch.rand(B, 4, 4, generator=g, device=dev))
+        depth = effects.depth_proxy(h8, w8, horizon, torch.rand(B, 4, 4, generator=g, device=dev))
         veil = p["veil"] * rain
         trans_lr = torch.exp(-veil[:, None, None] * depth)                      # (B,h,w)
         air = (env[:, :1] * p["veil_k"][:, None, None, None, None]).clamp(0, 1)  # (B,1,3,1,1)
@@ -197,7 +206,8 @@ class RainSynth:
         col_lr = torch.where(bc(dark), 0.65 * base, col_lr).clamp(0, 1)
         col = effects.upsample(col_lr, H, W)
 
-        opac, _ = render_rain(p, B, T, H, W, fps_b, g, self.px_scale)            # (B,T,1,H,W)
+        gf = frame_generator if frame_generator is not None else g
+        opac, _ = render_rain(p, B, T, H, W, fps_b, g, self.px_scale, t0=t0, gf=gf)   # (B,T,1,H,W)
         # a single streak keeps its opacity; overlaps saturate smoothly towards 1
         alpha = torch.where(opac < 0.7, opac, 1 - 0.3 * torch.exp((0.7 - opac) / 0.3))
         y.add_(col.sub_(y).mul_(alpha))                                       # y + alpha (col - y)
@@ -222,7 +232,7 @@ class RainSynth:
             idx = noisy.nonzero()[:, 0]
             if len(idx):
                 sd = torch.sqrt(bc(p["noise_a"][idx]) * lum_lr[idx, :, None] + bc(p["noise_b"][idx]) ** 2)
-                n = self._noise(len(idx), T, H, W, g).mul_(effects.upsample(sd, H, W))
+                n = self._noise(len(idx), T, H, W, gf).mul_(effects.upsample(sd, H, W))
                 for j, i in enumerate(idx.tolist()):                            # in place: no copies
                     clean_out[i].add_(n[j]).clamp_(0, 1)
                     y[i].add_(n[j])

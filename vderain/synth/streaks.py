@@ -100,7 +100,8 @@ def _upsample(x: torch.Tensor, f: int, H: int, W: int) -> torch.Tensor:
 
 
 def render_rain(p: dict[str, torch.Tensor], B: int, T: int, H: int, W: int, fps: torch.Tensor,
-                g: torch.Generator, px_scale: float = 1.0) -> tuple[torch.Tensor, dict]:
+                g: torch.Generator, px_scale: float = 1.0, t0: int = 0,
+                gf: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """Rain opacity (before saturation) for a batch of clips.
 
     p: per-sample parameters (B,) from the presets; fps: (B,). Returns the summed
@@ -137,11 +138,13 @@ def render_rain(p: dict[str, torch.Tensor], B: int, T: int, H: int, W: int, fps:
         # fall: each drop moves `speed` along its direction per frame; wrapping vertically
         # over a virtual height re-enters it at a new random column
         Hv = h + length + 4                                                 # (M,)
-        t = torch.arange(T, device=device, dtype=torch.float32)[:, None]   # (T, 1)
-        y_raw = r[5] * Hv + t * speed * torch.cos(ang)                     # (T, M)
-        k = torch.floor(y_raw / Hv)
-        cy = y_raw - k * Hv - (length / 2 + 2)
-        cx = xs + t * speed * torch.sin(ang) + torch.frac(k * (0.618034 + r[6])) * w
+        # float64 here: t0 can be large (frame 10000 of a long clip)
+        t = (torch.arange(T, device=device, dtype=torch.float64) + t0)[:, None]   # (T, 1)
+        y_raw = (r[5] * Hv).double() + t * (speed * torch.cos(ang)).double()     # (T, M)
+        k = torch.floor(y_raw / Hv.double())
+        cy = (y_raw - k * Hv.double()).float() - (length / 2 + 2)
+        cx = (xs.double() + t * (speed * torch.sin(ang)).double()
+              + torch.frac(k * (0.618034 + r[6].double())) * w).float()
         layer = rasterise(cx, cy, ang.expand(T, -1), length.expand(T, -1), amp.expand(T, -1),
                           bidx, T, B, h, w)
         total += _upsample(layer, f, H, W)
@@ -156,7 +159,7 @@ def render_rain(p: dict[str, torch.Tensor], B: int, T: int, H: int, W: int, fps:
         bidx = _active_drops(count, cap, g, device)
         M = bidx.shape[0]
         if M:
-            r = _rand((5, T, M), g, device)
+            r = _rand((5, T, M), gf if gf is not None else g, device)
             x = r[0] * W
             y = H - hs + r[1] * hs
             arm = (1.5 + 3.0 * r[2]) * px_scale
