@@ -179,3 +179,25 @@ def test_library_api_and_terminal_table():
     text = terminal_table(res)
     assert "median" in text and "PSNR-Y" in text and "(ground truth)" in text
     assert res["summary"]["median"]["mean"]["psnr_y"] > res["summary"]["identity"]["mean"]["psnr_y"]
+
+
+def test_rain_free_cases_get_their_own_table():
+    rainy, clean = pair(20)
+    seqs = [bench.Sequence("wet", rainy, clean), bench.Sequence("dry", clean, clean, meta={"rain_free": True})]
+    res = bench.run_bench(seqs, bench.parse_methods("identity"), bench.BenchOptions(progress=False),
+                          log=lambda m: None)
+    assert res["summary"]["identity"]["sequences"] == 1 and res["summary"]["identity"]["mean"]["psnr_y"] < 40
+    assert res["summary_rain_free"]["identity"]["mean"]["psnr_y"] == 100
+    text = terminal_table(res)
+    assert "Mean over 1 rainy sequences" in text and "Rain-free sequences (1)" in text
+
+
+def test_synthetic_suite_end_to_end(tmp_path):
+    # The acceptance command on two tiny cases (one rainy, one rain-free) of the real suite.
+    out = tmp_path / "r"
+    assert run(["--suite", "synthetic", "--cases", "light_pan,norain_stripes", "--frames", 6, "--height", 48,
+                "--width", 64, "--methods", "identity,median", "--out", out]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [s["name"] for s in res["sequences"]] == ["light_pan", "norain_stripes"]
+    assert res["sequences"][1]["rain_free"] and res["summary_rain_free"]["identity"]["mean"]["psnr_y"] == 100
+    assert res["summary"]["identity"]["mean"]["psnr_y"] < 60

@@ -89,9 +89,9 @@ def main(args) -> int:
     result = bench.run_bench(sequences, methods, options, log=log, total=total)
     paths = write_report(result, out)
     print(terminal_table(result))
-    n_ok = sum(1 for m in result["summary"].values() if m["sequences"])
-    bad = [(label, s["status"]) for label, s in result["summary"].items()
-           if s["status"] != "ok" or s["problems"]]
+    overall = bench.summarize(result)               # every sequence, rain-free ones included
+    n_ok = sum(1 for m in overall.values() if m["sequences"])
+    bad = [(label, s["status"]) for label, s in overall.items() if s["status"] != "ok" or s["problems"]]
     print(f"bench: {len(result['sequences'])} sequence(s) x {len(methods)} method(s) ({n_ok} scored) in "
           f"{time.perf_counter() - t0:.1f} s; report: {paths['report.html']}")
     explicit = {m.label for m in methods if m.explicit}

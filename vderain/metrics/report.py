@@ -63,10 +63,15 @@ def _used_columns(rows: list[dict]) -> list[tuple]:
     return [c for c in COLUMNS if any(_get(r, c[0]) is not None for r in rows)]
 
 
-def summary_rows(result: dict) -> list[tuple[str, dict]]:
-    """(label, row) per method plus a 'ground truth' reference row when sequences are paired."""
-    rows = [(m["label"], result["summary"][m["label"]]) for m in result["methods"]]
-    refs = [s["reference"] for s in result["sequences"] if s.get("paired")]
+def summary_rows(result: dict, key: str = "summary") -> list[tuple[str, dict]]:
+    """(label, row) per method plus a 'ground truth' reference row when sequences are paired.
+
+    key: "summary" (rainy sequences, or all) or "summary_rain_free" (the suite's negatives).
+    """
+    rows = [(m["label"], result[key][m["label"]]) for m in result["methods"]]
+    names = set(result.get("scopes", {}).get(key, [s["name"] for s in result["sequences"]]))
+    in_scope = [s for s in result["sequences"] if s["name"] in names]
+    refs = [s["reference"] for s in in_scope if s.get("paired")]
     if refs:
         def mean_of(k):
             v = [r[k] for r in refs if k in r and r[k] is not None and math.isfinite(r[k])]
@@ -94,13 +99,28 @@ def _short(status: str, n: int = 70) -> str:
     return status if len(status) <= n else status[:n - 3] + "..."
 
 
-def terminal_table(result: dict) -> str:
-    header, body = _table(summary_rows(result), status_width=44)
+def summary_tables(result: dict) -> list[tuple[str, str]]:
+    """(title, summary key) of the mean tables this result has."""
+    n = lambda pred: sum(1 for s in result["sequences"] if pred(s))  # noqa: E731
+    if "summary_rain_free" in result:
+        return [(f"Mean over {n(lambda s: not s.get('rain_free'))} rainy sequences", "summary"),
+                (f"Rain-free sequences ({n(lambda s: s.get('rain_free'))}): damage check, the ideal output is the "
+                 "input (identity scores the 100 dB cap)", "summary_rain_free")]
+    return [(f"Mean over {len(result['sequences'])} {result.get('summary_scope', 'sequences')}", "summary")]
+
+
+def _text_table(header, body) -> str:
     widths = [max(len(x) for x in col) for col in zip(header, *body)]
     line = lambda cells: "  ".join(c.ljust(w) if i == 0 or i == len(cells) - 1 else c.rjust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths)))
-    out = [line(header), "  ".join("-" * w for w in widths)] + [line(b) for b in body]
-    return "\n".join(out)
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(b) for b in body])
+
+
+def terminal_table(result: dict) -> str:
+    parts = []
+    for title, key in summary_tables(result):
+        parts.append(f"{title}:\n" + _text_table(*_table(summary_rows(result, key), status_width=44)))
+    return "\n\n".join(parts)
 
 
 def _md_table(header, body) -> str:
@@ -130,7 +150,8 @@ def _protocol_lines(result: dict) -> list[str]:
 def markdown(result: dict) -> str:
     out = ["# vderain bench", ""]
     out += [f"- {x}" for x in _protocol_lines(result)]
-    out += ["", "## Mean over sequences", "", _md_table(*_table(summary_rows(result))), ""]
+    for title, key in summary_tables(result):
+        out += ["", f"## {title}", "", _md_table(*_table(summary_rows(result, key))), ""]
     out += [f"- {x}" for x in LEGEND]
     out += ["", "## Methods", ""]
     for m in result["methods"]:
@@ -141,7 +162,8 @@ def markdown(result: dict) -> str:
     out += ["", "## Per sequence", ""]
     for s in result["sequences"]:
         out += [f"### {s['name']}", "", f"{s['width']}x{s['height']}, {s['frames']} frames, "
-                f"{'paired' if s['paired'] else 'no ground truth'}; source `{s['source']}`", ""]
+                f"{'paired' if s['paired'] else 'no ground truth'}{', rain-free' if s.get('rain_free') else ''}; "
+                f"source `{s['source']}`", ""]
         rows = [(k, v) for k, v in s["results"].items()]
         if rows:
             out += [_md_table(*_table([(k, dict(v, sequences=1)) for k, v in rows])), ""]
@@ -158,10 +180,12 @@ def csv_rows(result: dict) -> list[dict]:
                        width=s["width"], height=s["height"])
             row.update({k: _get(r, k) for k in keys})
             rows.append(row)
-    for label, r in summary_rows(result):
-        row = dict(sequence="MEAN", method=label, status=r.get("status", ""), frames=None, width=None, height=None)
-        row.update({k: _get(r, k) for k in keys})
-        rows.append(row)
+    for _, key in summary_tables(result):
+        for label, r in summary_rows(result, key):
+            row = dict(sequence="MEAN" if key == "summary" else "MEAN-rain-free", method=label,
+                       status=r.get("status", ""), frames=None, width=None, height=None)
+            row.update({k: _get(r, k) for k in keys})
+            rows.append(row)
     return rows
 
 
@@ -226,11 +250,13 @@ def html_report(result: dict, figs: dict) -> str:
              "td:last-child{text-align:left;max-width:420px}img{max-width:100%;image-rendering:pixelated}"
              "li{font-size:13px}</style></head><body>",
              "<h1>vderain bench</h1><ul>" + "".join(f"<li>{e(x)}</li>" for x in _protocol_lines(result)) + "</ul>",
-             "<h2>Mean over sequences</h2>", table(*_table(summary_rows(result))),
+             "".join(f"<h2>{e(title)}</h2>" + table(*_table(summary_rows(result, key)))
+                     for title, key in summary_tables(result)),
              "<ul>" + "".join(f"<li>{e(x)}</li>" for x in LEGEND) + "</ul>"]
     for s in result["sequences"]:
         parts.append(f"<h2>{e(s['name'])}</h2><p>{s['width']}x{s['height']}, {s['frames']} frames, "
-                     f"{'paired' if s['paired'] else 'no ground truth'}; source <code>{e(s['source'])}</code></p>")
+                     f"{'paired' if s['paired'] else 'no ground truth'}{', rain-free' if s.get('rain_free') else ''}; "
+                     f"source <code>{e(s['source'])}</code></p>")
         parts.append(table(*_table([(k, dict(v, sequences=1)) for k, v in s["results"].items()])))
         f = figs.get(s["name"], {})
         if "curve" in f:
