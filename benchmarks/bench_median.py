@@ -20,10 +20,10 @@ from vderain.methods.median import TemporalMedian
 from vderain.metrics.toy import add_streaks, translating
 
 
-def bench(width: int, height: int, window: int, flow: str, frames: int) -> float:
+def bench(width: int, height: int, window: int, flow: str, frames: int, camera: bool = True) -> float:
     clean = translating(frames + window, height, width, speed=(2.0, 0.5))
     rainy = torch.from_numpy(add_streaks(clean)).permute(0, 3, 1, 2).float().div(255).contiguous()  # (N,3,H,W)
-    method = TemporalMedian(window=window, flow=flow)
+    method = TemporalMedian(window=window, flow=flow, camera=camera)
     method(rainy[None, :window])  # warm-up: OpenCV allocations, first flows
     start = time.perf_counter()
     for t in range(1, frames + 1):
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="640x360,1280x720")
     ap.add_argument("--window", type=int, default=5)
     ap.add_argument("--flow", default="dis")
+    ap.add_argument("--no-camera", action="store_true", help="plain rule: unreliable flow -> target pixel")
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -43,8 +44,8 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
     for size in args.sizes.split(","):
         w, h = (int(v) for v in size.split("x"))
-        fps = bench(w, h, args.window, args.flow, args.frames)
-        print(f"median window={args.window} flow={args.flow} {w}x{h}: {fps:.1f} frames/s "
+        fps = bench(w, h, args.window, args.flow, args.frames, not args.no_camera)
+        print(f"median window={args.window} flow={args.flow} camera={not args.no_camera} {w}x{h}: {fps:.1f} frames/s "
               f"({1000 / fps:.1f} ms/frame) device=cpu threads={args.threads} dtype=uint8 (OpenCV)")
 
 
