@@ -173,18 +173,20 @@ def block_dct_compress(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     q = quality.clamp(1, 100)
     scale = torch.where(q < 50, 50 / q, 2 - q / 50)                         # libjpeg's scaling
     D = _dct_matrix(dev)
+    K = torch.kron(D, D)                                                    # (64, 64)
 
     def quant(c: torch.Tensor, table: list[int]) -> torch.Tensor:           # (n, h, w)
         h, w = c.shape[-2:]
         ph, pw = (-h) % 8, (-w) % 8
         c = F.pad(c[:, None], (0, pw, 0, ph), mode="replicate")[:, 0] * 255 - 128
         hb, wb = c.shape[1] // 8, c.shape[2] // 8
-        blk = c.view(n, hb, 8, wb, 8).permute(0, 1, 3, 2, 4)                # (n, hb, wb, 8, 8)
-        coef = D @ blk @ D.T
-        qt = (torch.tensor(table, device=dev, dtype=torch.float32).view(8, 8)[None]
-              * scale[:, None, None]).clamp(min=1)[:, None, None]           # (n,1,1,8,8)
-        coef = torch.round(coef / qt) * qt
-        blk = D.T @ coef @ D
+        blk = c.view(n, hb, 8, wb, 8).permute(0, 1, 3, 2, 4).reshape(n, hb * wb, 64)
+        # the 2-D DCT of a block is one 64x64 matrix (kron(D, D)): a single large matmul
+        coef = blk @ K.T                                                    # (n, blocks, 64)
+        qt = (torch.tensor(table, device=dev, dtype=torch.float32)[None]
+              * scale[:, None]).clamp(min=1)[:, None]                       # (n, 1, 64)
+        coef = torch.round(coef / qt).mul_(qt)
+        blk = (coef @ K).view(n, hb, wb, 8, 8)
         c = blk.permute(0, 1, 3, 2, 4).reshape(n, hb * 8, wb * 8)
         return ((c + 128) / 255)[:, :h, :w]
 
