@@ -55,7 +55,7 @@ def line_chart(series: dict[str, list[float]], title: str = "", xlabel: str = "f
     """(H,W,3) uint8 RGB chart of several curves; NaNs leave gaps. x values are x0, x0+1, ..."""
     W, H = size
     img = np.full((H, W, 3), 255, np.uint8)
-    left, right, top, bottom = 64, 16, 40, 44
+    left, right, top, bottom = 64, 16, 50, 44
     legend_w = 0
     if series:
         legend_w = 28 + max(cv2.getTextSize(k, FONT, 0.45, 1)[0][0] for k in series)
@@ -64,7 +64,7 @@ def line_chart(series: dict[str, list[float]], title: str = "", xlabel: str = "f
     vals = np.concatenate([np.asarray(v, np.float64) for v in series.values()]) if series else np.array([])
     vals = vals[np.isfinite(vals)]
     n = max((len(v) for v in series.values()), default=1)
-    _text(img, title, (left, 22), 0.55, INK, 1)
+    _text(img, title, (left, 18), 0.55, INK, 1)
     if vals.size == 0:
         _text(img, "no data", ((px0 + px1) // 2, (py0 + py1) // 2), 0.6, INK, 1, "center")
         return img
@@ -91,7 +91,7 @@ def line_chart(series: dict[str, list[float]], title: str = "", xlabel: str = "f
             _text(img, str(int(i) + x0), (x, py1 + 18), 0.4, INK, 1, "center")
     cv2.rectangle(img, (px0, py0), (px1, py1), INK, 1)
     _text(img, xlabel, ((px0 + px1) // 2, H - 8), 0.45, INK, 1, "center")
-    _text(img, ylabel, (6, top - 8), 0.45, INK, 1)
+    _text(img, ylabel, (6, top - 14), 0.45, INK, 1)
     for k, (label, v) in enumerate(series.items()):
         color = PALETTE[k % len(PALETTE)]
         v = np.asarray(v, np.float64)
