@@ -13,7 +13,6 @@ import argparse
 import time
 
 import cv2
-import numpy as np
 import torch
 
 from vderain.methods.median import TemporalMedian
