@@ -46,7 +46,7 @@ BASE: dict[str, tuple[float, float]] = {
     "opacity": (0.5, 0.9),
     "env_k": (0.9, 1.3),
     "spec": (0.0, 0.2),
-    "dark": (0.12, 0.12),
+    "dark": (0.18, 0.18),
     "veil": (0.0, 0.25),
     "veil_k": (0.85, 1.2),
     "splash": (0, 0),
@@ -66,7 +66,7 @@ PRESETS: dict[str, dict[str, tuple[float, float]]] = {
     "light": {},
     "heavy": {
         "dens_far": (50, 130), "dens_mid": (12, 35), "dens_near": (1.0, 4.0),
-        "length": (35, 75), "opacity": (0.6, 1.0),
+        "length": (35, 75), "opacity": (0.45, 0.9),
         "veil": (0.3, 0.9), "splash": (10, 40), "jitter": (2, 7),
     },
     "night": {
@@ -82,7 +82,7 @@ PRESETS: dict[str, dict[str, tuple[float, float]]] = {
     },
     "storm": {
         "dens_far": (90, 200), "dens_mid": (30, 70), "dens_near": (3.0, 9.0),
-        "length": (45, 100), "wind": (-40, 40), "jitter": (3, 9), "opacity": (0.7, 1.0),
+        "length": (45, 100), "wind": (-40, 40), "jitter": (3, 9), "opacity": (0.55, 1.0),
         "veil": (0.6, 1.4), "veil_k": (0.8, 1.15), "splash": (20, 60), "spec": (0.05, 0.3),
     },
     "norain": {"rain": (0, 0)},
