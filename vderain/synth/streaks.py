@@ -48,31 +48,52 @@ def _active_drops(count: torch.Tensor, cap: int, g, device):
     return active.nonzero()[:, 0]                                         # (M,)
 
 
-def rasterise(cx, cy, ang, length, amp, bidx, T: int, B: int, h: int, w: int) -> torch.Tensor:
+def rasterise(cx, cy, ang, length, amp, bidx, T: int, B: int, h: int, w: int,
+              out: torch.Tensor | None = None) -> torch.Tensor:
     """Splat segments into opacity maps.
 
-    cx, cy, ang, length, amp: (T, M) per frame and drop (pixels of this layer, radians
-    from vertical, y down; pixel centres at integer coordinates). bidx: (M,) sample of
-    each drop. Returns (B, T, h, w). Columns wrap (x is periodic), rows outside the
-    frame are dropped.
+    cx, cy: (T, M) per frame and drop (pixels of this layer, y down, pixel centres at
+    integer coordinates); ang (radians from vertical), length, amp: (M,) or (T, M).
+    bidx: (M,) sample of each drop. Returns (B, T, h, w), added into `out` if given.
+    Columns wrap (x is periodic), rows outside the frame are dropped.
 
     Rain is near-vertical, so a segment is drawn one row at a time: in every row it
     crosses, its exact x is splatted bilinearly across the two nearest columns (an
     antialiased line without staircase; the ends get fractional row coverage).
-    Angles are limited to +-60 degrees from vertical.
+    Angles are limited to +-60 degrees from vertical. Drops are bucketed by length so
+    short streaks do not pay for the rows of the longest one.
     """
-    out = torch.zeros(B * T * h * w, device=cx.device, dtype=torch.float32)
+    if out is None:
+        out = torch.zeros(B, T, h, w, device=cx.device, dtype=torch.float32)
     M = cx.shape[1]
     if M == 0:
-        return out.view(B, T, h, w)
+        return out
     ang = ang.clamp(-MAX_TILT, MAX_TILT)
     half = length * torch.cos(ang) / 2                                    # vertical half-extent
-    K = int(min(MAX_SAMPLES // 2, math.ceil(float(half.max())) + 1))
+    tan = torch.tan(ang)
+    per_frame = lambda v: v if v.dim() == 2 else v[None].expand(T, -1)   # -> (T, M)
+    half, tan, amp = per_frame(half), per_frame(tan), per_frame(amp)
+    hmax = half.amax(0)                                                    # (M,)
+    flat = out.view(-1)
+    lo = -1.0
+    for hi in (3.0, 8.0, 20.0, float(MAX_SAMPLES // 2)):
+        sel = ((hmax > lo) & (hmax <= hi)).nonzero()[:, 0] if hi < MAX_SAMPLES // 2 else \
+            (hmax > lo).nonzero()[:, 0]
+        lo = hi
+        if len(sel) == 0:
+            continue
+        K = int(min(MAX_SAMPLES // 2, math.ceil(float(hmax[sel].max())) + 1))
+        _splat(flat, cx[:, sel], cy[:, sel], tan[:, sel], half[:, sel], amp[:, sel], bidx[sel], K, T, h, w)
+    return out
+
+
+def _splat(flat, cx, cy, tan, half, amp, bidx, K: int, T: int, h: int, w: int) -> None:
+    """Rows -K..K around each centre; all inputs (T, M'); adds into flat (B*T*h*w,)."""
     k = torch.arange(-K, K + 1, device=cx.device, dtype=torch.float32)    # (S,)
     rows = torch.round(cy)[..., None] + k                                 # (T, M, S)
     dy = rows - cy[..., None]
     cover = (half[..., None] + 0.5 - dy.abs()).clamp_(0, 1)               # row coverage at the ends
-    px = cx[..., None] + dy * torch.tan(ang)[..., None]
+    px = cx[..., None] + dy * tan[..., None]
     x0 = torch.floor(px)
     fx = px - x0
     xa = torch.remainder(x0.long(), w)
@@ -85,8 +106,7 @@ def rasterise(cx, cy, ang, length, amp, bidx, T: int, B: int, h: int, w: int) ->
     row = ((frame * h)[..., None] + yy.clamp(0, h - 1)) * w                 # (T, M, S)
     idx = torch.cat([(row + xa).reshape(-1), (row + xb).reshape(-1)])
     val = torch.cat([(wgt * (1 - fx)).reshape(-1), (wgt * fx).reshape(-1)])
-    out.scatter_add_(0, idx, val)
-    return out.view(B, T, h, w)
+    flat.scatter_add_(0, idx, val)
 
 
 def _upsample(x: torch.Tensor, f: int, H: int, W: int) -> torch.Tensor:
@@ -145,9 +165,10 @@ def render_rain(p: dict[str, torch.Tensor], B: int, T: int, H: int, W: int, fps:
         cy = (y_raw - k * Hv.double()).float() - (length / 2 + 2)
         cx = (xs.double() + t * (speed * torch.sin(ang)).double()
               + torch.frac(k * (0.618034 + r[6].double())) * w).float()
-        layer = rasterise(cx, cy, ang.expand(T, -1), length.expand(T, -1), amp.expand(T, -1),
-                          bidx, T, B, h, w)
-        total += _upsample(layer, f, H, W)
+        if f == 1:
+            rasterise(cx, cy, ang, length, amp, bidx, T, B, h, w, out=total)
+        else:
+            total += _upsample(rasterise(cx, cy, ang, length, amp, bidx, T, B, h, w), f, H, W)
 
     # splashes: tiny crowns (two short arms thrown up-and-out) on the lower part of the
     # frame, fresh every frame
@@ -165,12 +186,10 @@ def render_rain(p: dict[str, torch.Tensor], B: int, T: int, H: int, W: int, fps:
             arm = (1.5 + 3.0 * r[2]) * px_scale
             tilt = (40 + 20 * r[3]) * (math.pi / 180)
             amp = 0.25 + 0.45 * r[4]
-            sp = torch.zeros(B, T, H, W, device=device)
             for side in (-1.0, 1.0):
                 a = side * tilt
                 # segment from the impact point upward: centre half an arm up along the arm
                 cx = x + torch.sin(a) * arm / 2
                 cy = y - torch.cos(a) * arm / 2
-                sp += rasterise(cx, cy, a, arm, amp, bidx, T, B, H, W)
-            total += sp
+                rasterise(cx, cy, a, arm, amp, bidx, T, B, H, W, out=total)
     return total.unsqueeze(2), {}
