@@ -13,6 +13,7 @@ from fractions import Fraction
 import numpy as np
 
 from vderain import VderainError
+from vderain.io import color
 from vderain.io.types import VideoInfo
 
 # name -> (FFmpeg encoder, pixel format, default crf). RGB formats keep frames bit-exact.
@@ -352,16 +353,10 @@ class _ContainerSink:
         av = self._av
         if self.pad_h or self.pad_w:
             rgb = np.pad(rgb, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        if self._yuv:
-            kw = {}
-            if self.colorspace is not None:
-                kw["dst_colorspace"] = self.colorspace
-            if self.color_range is not None:
-                kw["dst_color_range"] = self.color_range
-            frame = frame.reformat(format=self.pix_fmt, **kw)
-        else:
-            frame = frame.reformat(format=self.pix_fmt)
+        if self.pix_fmt == "yuv420p":  # OpenCV: exact rounding, releases the GIL (io/color.py)
+            frame = color.rgb_to_yuv420(rgb, self.colorspace, self.color_range)
+        else:  # RGB formats for the lossless codecs: a plain repacking
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=self.pix_fmt)
         frame.pts = pts
         frame.time_base = self.tb
         if self.aux is not None:
