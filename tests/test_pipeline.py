@@ -190,11 +190,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_network_stream_input(tmp_path):
-    """MPEG-TS over TCP, the way a camera or encoder would push it."""
+def _serve_mpegts(port: int, n: int = 20):
+    """Push n frames as MPEG-TS over TCP from a thread, the way a camera or encoder would."""
     import threading
     import time
-    port = _free_port()
 
     def send():
         for _ in range(400):  # until the reader listens
@@ -205,18 +204,37 @@ def test_network_stream_input(tmp_path):
                 time.sleep(0.05)
         v = out.add_stream("libx264", rate=24)
         v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
-        for img in pattern_frames(20):
-            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+        try:
+            for img in pattern_frames(n):
+                for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    out.mux(p)
+            for p in v.encode(None):
                 out.mux(p)
-        for p in v.encode(None):
-            out.mux(p)
-        out.close()
+            out.close()
+        except (av.error.FFmpegError, OSError):
+            pass  # the reader hung up (interrupt test)
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
+    return sender
+
+
+def test_network_stream_input(tmp_path):
+    port = _free_port()
+    sender = _serve_mpegts(port)
     s = derain_video(f"tcp://127.0.0.1:{port}?listen=1", tmp_path / "o.mp4", method="identity",
                      progress=False)
     sender.join(10)
     frames, times, _ = read_all(tmp_path / "o.mp4")
-    assert s["frames"] == len(frames) == 20
+    assert s["frames"] == len(frames) == 20 and not s["interrupted"]
     assert times[0] == pytest.approx(0, abs=1e-3) and times[-1] == pytest.approx(19 / 24, abs=2e-3)
+
+
+def test_ctrl_c_on_a_stream_keeps_what_was_done(tmp_path):
+    port = _free_port()
+    _serve_mpegts(port, n=40)
+    s = derain_video(f"tcp://127.0.0.1:{port}?listen=1", tmp_path / "o.mp4",
+                     method=Fails(8, KeyboardInterrupt()), progress=False)
+    assert s["interrupted"] and s["frames"] == 8
+    assert len(read_all(tmp_path / "o.mp4")[0]) == 8  # a complete, playable file
+    assert os.listdir(tmp_path) == ["o.mp4"]

@@ -25,6 +25,7 @@ import torch
 from vderain import VderainError
 from vderain.io import (Frame, VideoWriter, batched, check_output, iter_windows, open_video,
                         resolve_codec, tiled_apply)
+from vderain.io.reader import NETWORK_TIMEOUT_S
 from vderain.methods import Method, get_method
 
 _DONE = object()
@@ -205,8 +206,8 @@ class _Worker(threading.Thread):
             self.error = e
 
 
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    while not stop.is_set():
+def _put(q: queue.Queue, item, *stops: threading.Event) -> bool:
+    while not any(e.is_set() for e in stops):
         try:
             q.put(item, timeout=0.1)
             return True
@@ -287,9 +288,9 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
 
         def decode():
             for frame in reader:
-                if stop_read.is_set() or not _put(q_in, frame, stop):
+                if not _put(q_in, frame, stop, stop_read):
                     return
-            _put(q_in, _DONE, stop)
+            _put(q_in, _DONE, stop, stop_read)
 
         def encode():
             while True:
@@ -325,6 +326,7 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
                 raise
             interrupted = True  # a live stream has no end: Ctrl-C means "stop and keep it"
             stop_read.set()
+            dec.join(timeout=NETWORK_TIMEOUT_S + 5)  # a network read returns within its timeout
         _put_checked(q_out, _DONE, stop, enc)
         enc.join()
         for t in threads:
@@ -339,14 +341,15 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
     except BaseException:
         stop.set()
         for t in threads:
-            t.join(timeout=10)
+            t.join(timeout=NETWORK_TIMEOUT_S + 5)
         for w in writers:
             w.abort()
         raise
     finally:
         if bar is not None:
             bar.close()
-        reader.close()
+        if not any(t.is_alive() for t in threads[:1]):
+            reader.close()  # never under a decoder thread still inside FFmpeg (stuck network read)
 
     seconds = time.perf_counter() - t0
     n = writers[0].frames_written
