@@ -123,7 +123,7 @@ class RainSynth:
         """
         if clean.dim() != 5 or clean.shape[2] != 3:
             raise VderainError(f"RainSynth wants clips (B, T, 3, H, W), got {tuple(clean.shape)}")
-        if clean.device != self.device:
+        if clean.device.type != self.device.type:
             raise VderainError(f"clips are on {clean.device} but RainSynth was built for {self.device}")
         g = generator
         if g is None:
