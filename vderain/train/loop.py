@@ -127,7 +127,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         step, elapsed = int(ck["step"]), float(ck["seconds"])
-        if world == 1 and "generator" in ck and device.type == "cpu":
+        if world == 1 and device.type == "cpu" and ck.get("generator", torch.empty(0)).numel() > 0:
             gen.set_state(ck["generator"])
         else:  # a fresh, step-dependent stream rather than replaying the start
             gen.manual_seed(cfg.seed * 1000 + rank + 7919 * step)
@@ -180,7 +180,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
 
             with torch.no_grad():
                 clean = source.sample(cfg.data.batch, gen)                 # (B,T+1,3,S,S)
-                sample = synth(clean, generator=gen, fps=cfg.data.fps)
+                # strided clips (a speed change) are lower-fps footage: rain must fall further per frame
+                fps = getattr(source, "last_fps", None)
+                sample = synth(clean, generator=gen, fps=cfg.data.fps if fps is None else fps)
                 rainy, clean, layer = sample["rainy"], sample["clean"], sample["layer"]
             b = rainy.shape[0]
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
