@@ -33,9 +33,9 @@ class Identity(Method):
     """Returns the target frame unchanged: the floor every method is compared with."""
     name = "identity"
 
-    def __init__(self, window: int = 1, device: str | torch.device = "cpu"):
+    def __init__(self, window: int = 1, device: str | torch.device = "cpu", causal: bool = False):
         self.window = window
-        self.target = window // 2
+        self.target = window - 1 if causal else window // 2
         self.device = torch.device(device)
 
     def __call__(self, clips: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,7 @@ class NetworkMethod(Method):
         path = Path(weights) if weights else weights_path(name, causal, framewise)
         if not path.is_file():
             raise VderainError(f"weights for '{name}' not found at {path}; train them with "
-                               f"`vderain train --config configs/{name}.yaml` or use --method median")
+                               f"`vderain train --config configs/{name}.yaml` or use --method median (live: identity)")
         model, meta = load_weights(path)
         label = name if name.endswith(".pt") else name + ("-framewise" if framewise else "-causal" if causal else "")
         return cls(model, device, name=label, meta=meta, **kwargs)
