@@ -182,8 +182,6 @@ class PyAVReader(VideoReader):
             duration = float(stream.duration * tb)
         elif self.container.duration is not None:
             duration = self.container.duration / 1_000_000
-        if n is None and duration and not url:
-            n = None  # an estimate would mislead the truncation check; keep unknown
         fmt = cc.format
         self.info = VideoInfo(
             width=cc.width, height=cc.height, fps=fps, time_base=tb, n_frames=n,

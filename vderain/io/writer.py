@@ -161,7 +161,6 @@ class VideoWriter:
         self.frames_written = 0
         self._closed = False
         self._tmp = _temp_path(self.path)
-        self._pending_pts = None
         self._last_pts = None
         self._pts0 = None
         try:
