@@ -1,6 +1,6 @@
 """Contact sheet of a method on real rainy clips: input | output | amplified signed difference.
 
-    python tools/real_contact_sheet.py --clips ../shared/data/real --methods fast,quality -o docs/real_fast_quality.png
+    python tools/real_contact_sheet.py --clips ../shared/data/real --methods fast,quality -o docs/real_stage1.jpg
 
 One row per clip (its middle frame, restored with its full temporal window). The difference
 column shows 0.5 + gain * (input - output): grey = unchanged, bright = removed brightness (streaks),
