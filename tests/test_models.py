@@ -99,3 +99,9 @@ def test_missing_weights_clear_error(tmp_path):
     from vderain.methods import get_method
     with pytest.raises(VderainError, match="not found"):
         get_method(str(tmp_path / "nope.pt"), device="cpu")
+
+
+def test_unknown_device_is_a_clear_error():
+    from vderain.methods import get_method
+    with pytest.raises(VderainError, match="unknown device 'gpu'"):
+        get_method("identity", device="gpu")

@@ -87,3 +87,13 @@ def test_ddp_two_processes_gloo(tmp_path):
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert torch.equal(a, b)
     assert (tmp_path / "run" / "tiny.pt").is_file()
+
+
+def test_config_values_take_their_field_types():
+    cfg = tiny(**{"optim.lr": "1e-4", "optim.max_steps": "4.0"})  # YAML reads 1e-4 as a string
+    assert cfg.optim.lr == pytest.approx(1e-4) and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.max_steps == 4 and isinstance(cfg.optim.max_steps, int)
+    with pytest.raises(VderainError, match="must be a number"):
+        tiny(**{"optim.lr": "fast"})
+    with pytest.raises(VderainError, match="whole number"):
+        tiny(**{"optim.max_steps": "2.5"})

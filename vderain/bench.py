@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from vderain import VderainError, __version__
+from vderain.io.reader import IMAGE_EXTS, _natural_key
 from vderain.metrics.perf import ResourceMeter
 from vderain.metrics.plot import temporal_profile
 from vderain.metrics.sequence import SequenceScorer
 
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".y4m")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 RAIN_WORDS = ("rain", "rainy", "rainstreak", "input", "inputs", "in", "lq", "degraded")
 GT_WORDS = ("gt", "clean", "norain", "groundtruth", "ground_truth", "target", "targets", "label", "hq", "gts")
 BUILTIN = {  # bench label -> (get_method name, kwargs)
@@ -58,10 +58,6 @@ class PairSpec:
     name: str
     rain: str
     gt: str | None
-
-
-def _natural_key(name: str):
-    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
 
 
 def _is_video(path: str) -> bool:
@@ -215,10 +211,7 @@ SUITES = ("synthetic", "toy")
 
 def suite_names(suite: str) -> list[str]:
     if suite == "synthetic":
-        try:
-            from vderain.synth.suite import SUITE_CASES
-        except ImportError as e:
-            raise VderainError(f"the synthetic test suite is not available in this build ({e})") from None
+        from vderain.synth.suite import SUITE_CASES
         return list(SUITE_CASES)
     if suite == "toy":
         return ["toy-still", "toy-pan"]
@@ -308,52 +301,9 @@ def find_external(root: str, seq_name: str, single: bool) -> str | None:
 
 
 def derain_frames(frames: np.ndarray, method, device) -> np.ndarray:
-    """Run a Method over a whole sequence: (N,H,W,3) uint8 -> (N,H,W,3) uint8.
-
-    Uses the pipeline's `derain_frames` when the build has it (same code path as
-    `vderain run`), else a plain loop over reflected windows.
-    """
-    try:
-        from vderain.pipeline import derain_frames as pipeline_derain
-    except ImportError:
-        pipeline_derain = None
-    if pipeline_derain is not None:
-        return np.asarray(pipeline_derain(frames, method=method, device=device))
-    return _derain_local(frames, method)
-
-
-def _derain_local(frames: np.ndarray, method, batch: int = 4) -> np.ndarray:
-    """Reflected windows -> method -> uint8, converting each input frame to float only once."""
-    from vderain.io.clips import batched, iter_windows
-    n, h, w, _ = frames.shape
-    dtype = getattr(method, "dtype", torch.float32)
-    out = np.empty_like(frames)
-    cache: dict[int, np.ndarray] = {}
-
-    def chw(i: int) -> np.ndarray:                      # (3,H,W) float32 in [0,1]
-        if i not in cache:
-            planes = np.empty((3, h, w), np.float32)
-            for c, p in enumerate(cv2.split(frames[i])):
-                planes[c] = p
-            planes *= 1 / 255
-            cache[i] = planes
-        return cache[i]
-
-    k = 0
-    with torch.inference_mode():
-        for group in batched(iter_windows(range(n), method.window, method.target), batch):
-            # numpy, not torch.stack: the latter was 10x slower here on 2 busy cores (OpenMP)
-            clips = np.stack([np.stack([chw(i) for i in win]) for win, _ in group])      # (B,T,3,H,W)
-            clips = torch.from_numpy(clips).to(method.device, dtype)
-            y = method(clips)                                                            # (B,3,H,W)
-            hwc = y.detach().float().permute(0, 2, 3, 1).contiguous().cpu().numpy()      # (B,H,W,3)
-            flat = hwc.reshape(-1, w * 3)
-            out[k:k + len(group)] = cv2.convertScaleAbs(cv2.max(flat, 0.0), alpha=255.0).reshape(hwc.shape)
-            k += len(group)
-            lowest = group[-1][1] - method.window            # windows move forward: drop old frames
-            for i in [i for i in cache if i < lowest]:
-                del cache[i]
-    return out
+    """Run a Method over a whole sequence, (N,H,W,3) uint8 -> same: the code path of `vderain run`."""
+    from vderain.pipeline import derain_frames as pipeline_derain
+    return np.asarray(pipeline_derain(frames, method=method, device=device))
 
 
 def _dtype_label(method) -> str:

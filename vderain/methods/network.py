@@ -41,6 +41,8 @@ class NetworkMethod(Method):
         from vderain.train.checkpoint import load_weights
         path = Path(weights) if weights else weights_path(name, causal, framewise)
         if not path.is_file():
+            if name.endswith(".pt") or weights:
+                raise VderainError(f"weights file not found: {path}")
             raise VderainError(f"weights for '{name}' not found at {path}; train them with "
                                f"`vderain train --config configs/{name}.yaml` or use --method median (live: identity)")
         model, meta = load_weights(path)

@@ -78,8 +78,27 @@ def _build(cls, values: dict, where: str):
         if sub is not None and dataclasses.is_dataclass(sub):
             kwargs[name] = _build(sub, value, f"{where}.{name}" if where else name)
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, known[name].default, f"{where}.{name}" if where else name)
     return cls(**kwargs)
+
+
+def _coerce(value, default, where: str):
+    """Numbers and flags take the type of their default: YAML reads `1e-4` (no dot) as a string."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise VderainError(f"config: '{where}' must be true or false (got {value!r})")
+    if isinstance(default, (int, float)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise VderainError(f"config: '{where}' must be a number (got {value!r})") from None
+        if isinstance(default, int):
+            if not number.is_integer():
+                raise VderainError(f"config: '{where}' must be a whole number (got {value!r})")
+            return int(number)
+        return number
+    return value
 
 
 def config_from_dict(values: dict) -> TrainConfig:

@@ -17,7 +17,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from vderain.io.clips import reflect_index
 from vderain.models.strnet import STRNet
 from vderain.train import losses as L
 from vderain.train.checkpoint import atomic_save, export_weights, safe_load
@@ -38,25 +37,6 @@ def _lr_factor(step: int, progress: float, warmup: int) -> float:
     return warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
-
-
-@torch.no_grad()
-def restore_frames(model: STRNet, frames: np.ndarray, device: torch.device, batch: int = 4) -> np.ndarray:
-    """(N,H,W,3) uint8 -> (N,H,W,3) uint8 with the network, windows reflected at the ends."""
-    x = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255  # (N,3,H,W)
-    n, T, tgt = len(frames), model.cfg.frames, model.cfg.target
-    idx = [[reflect_index(i - tgt + k, n) for k in range(T)] for i in range(n)]
-    out = []
-    for i in range(0, len(idx), batch):
-        clips = torch.stack([x[w] for w in idx[i:i + batch]])               # (b,T,3,H,W)
-        y, _ = model(clips)
-        out.append((y * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu())
-    return torch.cat(out).numpy()
-
-
 def validate(model: STRNet, cases: list[str], frames: int, device: torch.device) -> dict:
     """PSNR (RGB) on the held-out suite: rainy input, our output, and output-vs-input on rain-free cases.
 
@@ -72,17 +52,20 @@ def validate(model: STRNet, cases: list[str], frames: int, device: torch.device)
 
 
 def _validate(model: STRNet, cases: list[str], frames: int, device: torch.device) -> dict:
+    from vderain.methods.network import NetworkMethod
+    from vderain.metrics.image import psnr_frames
+    from vderain.pipeline import derain_frames
     from vderain.synth.suite import render_case
-    model.eval()
+    method = NetworkMethod(model, device, name="validation", half=False)  # sets eval()
     rain_in, rain_out, norain = [], [], []
     for name in cases:
         case = render_case(name, frames=frames)
-        out = restore_frames(model, case["rainy"], device)
-        if case["meta"].get("rain_free", name.startswith("norain")):
-            norain.append(psnr(out, case["rainy"]))
+        out = derain_frames(case["rainy"], method=method)
+        if case["meta"].get("rain_free", False):
+            norain.append(psnr_frames(out, case["rainy"]).mean())
         else:
-            rain_in.append(psnr(case["rainy"], case["clean"]))
-            rain_out.append(psnr(out, case["clean"]))
+            rain_in.append(psnr_frames(case["rainy"], case["clean"]).mean())
+            rain_out.append(psnr_frames(out, case["clean"]).mean())
     model.train()
     mean = lambda v: float(np.mean(v)) if v else float("nan")
     return {"val_psnr_in": mean(rain_in), "val_psnr_out": mean(rain_out), "val_norain_psnr": mean(norain)}
