@@ -147,6 +147,29 @@ def test_failure_mid_run_leaves_nothing(clips, tmp_path, exc):
     assert open(clips["audio"], "rb").read() == before
 
 
+def test_slow_encoder_does_not_hang_the_end_of_a_run(tmp_path, monkeypatch):
+    """The end marker must reach the encoder even when its queue stays full for a while."""
+    import threading
+    import time
+    from vderain.io.writer import VideoWriter
+
+    write = VideoWriter.write
+
+    def slow_write(self, rgb, pts=None):
+        time.sleep(0.3)  # a slow encode: the output queue is still full when the input ends
+        return write(self, rgb, pts)
+
+    monkeypatch.setattr(VideoWriter, "write", slow_write)
+    src = make_video(tmp_path / "in.mp4", n=7)
+    result = {}
+    run = threading.Thread(target=lambda: result.update(derain_video(
+        src, tmp_path / "o.mp4", method="identity", progress=False)), daemon=True)
+    run.start()
+    run.join(timeout=30)
+    assert not run.is_alive(), "derain_video hung waiting for the encoder thread"
+    assert result["frames"] == 7
+
+
 def test_memory_does_not_grow_with_length(tmp_path):
     short = make_video(tmp_path / "short.mp4", n=16)
     long = make_video(tmp_path / "long.mp4", n=128)

@@ -319,16 +319,16 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         try:
             for result in derain_iter(frames_from_queue(), m, batch, tile, tile_overlap,
                                       rain=bool(rain_path), notes=notes):
-                while not _put_checked(q_out, result, stop, enc):
-                    pass
+                if not _put_checked(q_out, result, stop, enc):
+                    break
         except KeyboardInterrupt:
             if not info.is_stream:
                 raise
             interrupted = True  # a live stream has no end: Ctrl-C means "stop and keep it"
             stop_read.set()
             dec.join(timeout=NETWORK_TIMEOUT_S + 5)  # a network read returns within its timeout
-        _put_checked(q_out, _DONE, stop, enc)
-        enc.join()
+        _put_checked(q_out, _DONE, stop, enc)  # waits while the encoder catches up
+        enc.join()  # it ends at the marker, or has already died with an error (raised below)
         for t in threads:
             if t.error is not None:
                 raise t.error
@@ -365,16 +365,22 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
 
 
 def _put_checked(q, item, stop, consumer) -> bool:
-    """Put with a timeout loop that notices a dead consumer instead of blocking forever."""
-    try:
-        q.put(item, timeout=0.2)
-        return True
-    except queue.Full:
-        if consumer.error is not None:
-            raise consumer.error
-        if not consumer.is_alive():
-            raise RuntimeError("encoder thread stopped unexpectedly")
-        return False
+    """Put, waiting as long as `consumer` is alive: True once queued, False if `stop` is set.
+
+    A slow consumer (4K, a slow preset, a busy CPU) can keep the queue full for longer than
+    any one timeout, so this loops; the timeout only lets it notice a consumer that died
+    (its error is re-raised) instead of blocking forever.
+    """
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            if consumer.error is not None:
+                raise consumer.error
+            if not consumer.is_alive():
+                raise RuntimeError("encoder thread stopped unexpectedly")
+    return False
 
 
 def _progress_bar(total, enabled):
