@@ -32,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from vderain.io import color  # noqa: E402
 from vderain.io.live import FileSink, FileSource, StreamSink  # noqa: E402
 from vderain.live import build_live_method, run_live  # noqa: E402
 
@@ -68,7 +69,7 @@ def make_clip(path: str, w: int, h: int, fps: int, seconds: float) -> str:
             xs = rng.integers(0, w, 60)
             for y0, x0 in zip(ys, xs):   # rain streaks
                 img[y0:y0 + 20, x0] = 235
-            f = av.VideoFrame.from_ndarray(cv2.cvtColor(img, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+            f = color.rgb_to_yuv420(img)
             for p in s.encode(f):
                 c.mux(p)
         for p in s.encode():

@@ -64,3 +64,32 @@ def read_all(url_or_path, timeout=(5, 3), limit: int = 1000) -> list[np.ndarray]
     except (av.FFmpegError, OSError):
         pass   # a live stream ends by its sender going away
     return frames
+
+
+def make_color_clip(path, n: int = 4, colorspace: int = 1, color_range: int = 1,
+                    pix_fmt: str = "yuv420p", w: int = W, h: int = H) -> str:
+    """Saturated colour bars tagged with a colour matrix (1 = BT.709) and range (1 limited, 2 full).
+
+    Greys read the same under any matrix; saturated colours do not, so a reader that
+    ignores the tags is caught.
+    """
+    import av
+    from vderain.io import color
+    bars = np.array([(30, 200, 30), (200, 30, 30), (30, 30, 200), (230, 200, 40)], np.uint8)
+    img = np.repeat(np.repeat(bars, w // 4, axis=0)[None], h, axis=0)   # (H, W, 3) vertical bars
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        s.codec_context.colorspace, s.codec_context.color_range = colorspace, color_range
+        s.options = {"preset": "ultrafast", "qp": "0"}
+        for i in range(n):
+            f = color.rgb_to_yuv420(img, colorspace, color_range)
+            if pix_fmt != "yuv420p":
+                f = av.VideoFrame.from_ndarray(f.to_ndarray(), format=pix_fmt)
+                f.colorspace, f.color_range = colorspace, color_range
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return str(path)

@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from live_helpers import FPS, frame, free_port, index_of, make_clip, read_all, wait_for
+from live_helpers import (FPS, frame, free_port, index_of, make_clip, make_color_clip, read_all,
+                          wait_for)
 from vderain import VderainError
 from vderain.io.live import (CameraSource, FileSource, StreamSink, StreamSource, WindowSink,
                              open_source)
@@ -64,6 +65,30 @@ def test_file_source_without_realtime_keeps_every_frame(clip):
     assert [f.index for f in got] == list(range(15))
     assert [round(index_of(f.rgb)) for f in got] == list(range(15))
     assert time.perf_counter() - t0 < 14 / FPS   # faster than real time
+
+
+@pytest.mark.parametrize("pix_fmt, color_range", [("yuv420p", 1), ("yuvj420p", 2)])
+def test_sources_decode_colours_like_the_reader(tmp_path, pix_fmt, color_range):
+    """A BT.709 clip (HD) must not be read with BT.601: green (30,200,30) came out (43,229,34)."""
+    from vderain.io import open_video
+    path = make_color_clip(tmp_path / f"{pix_fmt}.mp4", n=3, colorspace=1, color_range=color_range,
+                           pix_fmt=pix_fmt)
+    with open_video(path) as reader:
+        want = [f.rgb.astype(int) for f in reader]
+    assert np.abs(want[0][10, 5] - (30, 200, 30)).max() <= 3      # the reference reads it right
+    got = drain(FileSource(path, realtime=False))
+    assert [f.index for f in got] == list(range(len(want)))
+    # The network path, fed by a file: it keeps only the newest frame, and the end of the
+    # data is a lost stream (an error once retries run out), so compare what it delivered.
+    streamed = []
+    with StreamSource(f"file:{path}", retries=0) as src:
+        with pytest.raises(VderainError, match="ended"):
+            while (f := src.read(timeout=5.0)) is not None:
+                streamed.append(f)
+    assert streamed
+    got += streamed
+    for f in got:
+        assert np.abs(f.rgb.astype(int) - want[f.index]).max() <= 2
 
 
 def test_file_source_loops(clip):

@@ -32,6 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from vderain import VderainError
+from vderain.io import color
+from vderain.io.reader import frame_to_rgb
 
 log = logging.getLogger("vderain.live")
 
@@ -49,26 +51,7 @@ class LiveFrame:
     index: int        # capture sequence number (counts dropped frames too)
 
 
-# ---------------------------------------------------------------- conversions
-
-def rgb_from_av(frame) -> np.ndarray:
-    """av.VideoFrame -> (H, W, 3) uint8 RGB.
-
-    For yuv420p (nearly every camera stream) OpenCV's converter is ~5x faster
-    than PyAV's swscale path (NOTES.md); both use BT.601 limited range.
-    """
-    import cv2
-    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
-        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
-    return frame.to_ndarray(format="rgb24")
-
-
-def av_from_rgb(rgb: np.ndarray):
-    """(H, W, 3) uint8 RGB with even H, W -> yuv420p av.VideoFrame."""
-    import av
-    import cv2
-    return av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
-
+# ---------------------------------------------------------------- helpers
 
 def even_crop(rgb: np.ndarray) -> np.ndarray:
     """yuv420p needs even sizes; drop a last odd row/column rather than fail."""
@@ -327,7 +310,7 @@ class FileSource(LiveSource):
             yield f, offset + ts
 
     def _to_rgb(self, payload) -> np.ndarray:
-        return rgb_from_av(payload)
+        return frame_to_rgb(payload)   # the frame's own matrix and range, as `vderain run` reads
 
 
 class CameraSource(LiveSource):
@@ -419,7 +402,7 @@ class StreamSource(LiveSource):
                 yield f
 
     def _to_rgb(self, payload) -> np.ndarray:
-        return rgb_from_av(payload)
+        return frame_to_rgb(payload)   # the frame's own matrix and range, as `vderain run` reads
 
 
 def open_source(spec: str, *, width: int | None = None, height: int | None = None,
@@ -649,6 +632,7 @@ class StreamSink(_ThreadedSink):
     until a player connected.
     """
     name = "stream"
+    COLOR = (6, 1)   # (AVColorSpace SMPTE 170M = BT.601, limited range)
 
     def __init__(self, url: str, fps: float, *, bitrate: int | None = None, gop: float = 1.0,
                  split: bool = False, overlay: bool = False):
@@ -676,6 +660,8 @@ class StreamSink(_ThreadedSink):
         s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
         s.codec_context.time_base = Fraction(1, 1000)
         s.codec_context.gop_size = self.gop
+        # Tagged, because players guess BT.709 for untagged HD and would shift the colours.
+        s.codec_context.colorspace, s.codec_context.color_range = self.COLOR
         if self.bitrate:
             s.codec_context.bit_rate = self.bitrate
         s.options = {"preset": "ultrafast", "tune": "zerolatency", **({} if self.bitrate else {"crf": "23"})}
@@ -684,7 +670,7 @@ class StreamSink(_ThreadedSink):
     def _write(self, rgb, seconds):
         pts = max(self._last_pts + 1, round(seconds * 1000))
         self._last_pts = pts
-        f = av_from_rgb(rgb)
+        f = color.rgb_to_yuv420(rgb, *self.COLOR)
         f.pts, f.time_base = pts, Fraction(1, 1000)
         for p in self._stream.encode(f):
             self._container.mux(p)
