@@ -97,3 +97,11 @@ def test_config_values_take_their_field_types():
         tiny(**{"optim.lr": "fast"})
     with pytest.raises(VderainError, match="whole number"):
         tiny(**{"optim.max_steps": "2.5"})
+
+
+def test_masked_l1_counts_only_masked_samples():
+    from vderain.train.losses import masked_l1
+    r = torch.stack([torch.full((3, 2, 2), 0.5), torch.full((3, 2, 2), -0.1)])
+    assert masked_l1(r, torch.tensor([0.0, 1.0])).item() == pytest.approx(0.1)
+    assert masked_l1(r, torch.tensor([1.0, 1.0])).item() == pytest.approx(0.3)
+    assert masked_l1(r, torch.tensor([0.0, 0.0])).item() == 0.0

@@ -23,13 +23,25 @@ from vderain.train.checkpoint import atomic_save, export_weights, safe_load
 from vderain.train.config import TrainConfig
 from vderain.train.data import make_source
 
-LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_lowpass", "temporal", "tv",
+LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_lowpass", "temporal", "tv", "norain",
               "val_psnr_in", "val_psnr_out", "val_norain_psnr"]
 
 
 def _dist_info() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def _upgrade_log(path: Path) -> None:
+    """Rewrite a log from an older version with today's columns, so resumed rows line up."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and list(rows[0].keys()) == LOG_FIELDS:
+        return
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
 
 
 def _lr_factor(step: int, progress: float, warmup: int) -> float:
@@ -127,6 +139,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     log_file = None
     if main_proc:
         new = not log_path.is_file() or step == 0
+        if not new:
+            _upgrade_log(log_path)
         log_file = open(log_path, "w" if new else "a", newline="")
         writer = csv.DictWriter(log_file, fieldnames=LOG_FIELDS)
         if new:
@@ -167,6 +181,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                 fps = getattr(source, "last_fps", None)
                 sample = synth(clean, generator=gen, fps=cfg.data.fps if fps is None else fps)
                 rainy, clean, layer = sample["rainy"], sample["clean"], sample["layer"]
+                rain_free = sample["params"]["rain_free"].to(rainy.device, torch.float32)  # (B,)
             b = rainy.shape[0]
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 # both windows in one batch: (2B,T,3,S,S) -> R (2B,3,S,S) for frames tgt and tgt+1
@@ -181,7 +196,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                      "ssim": L.ssim_loss(o_both.clamp(0, 1), c_both) if w.ssim else None,
                      "layer_lowpass": L.lowpass_l1(r_both, l_both) if w.layer_lowpass else None,
                      "temporal": L.temporal_difference(o_both[:b], o_both[b:], c_both[:b], c_both[b:]) if w.temporal else None,
-                     "tv": L.total_variation(o_both) if w.tv else None}
+                     "tv": L.total_variation(o_both) if w.tv else None,
+                 "norain": L.masked_l1(r_both, rain_free.repeat(2)) if w.norain else None}
             loss = sum(getattr(w, k) * v for k, v in parts.items() if v is not None)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

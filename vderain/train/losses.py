@@ -33,3 +33,9 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     import kornia
     return kornia.losses.ssim_loss(x.float(), y.float(), window_size=11)
+
+
+def masked_l1(r: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |r| over the samples where mask (B,) is 1; 0 when none are."""
+    per_sample = r.abs().flatten(1).mean(1)
+    return (per_sample * mask).sum() / mask.sum().clamp(min=1)
