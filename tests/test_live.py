@@ -248,6 +248,7 @@ def test_cli_errors_are_one_line(clip, tmp_path, capsys, monkeypatch):
         (["live", clip, "-o", clip, "--method", "identity"], "is the input"),
         (["live", clip, "-o", str(tmp_path / "o.mp4"), "--method", str(tmp_path / "none.pt")], "not found"),
         (["live", clip, "--stream", "rtmp://127.0.0.1:1/x", "--method", "identity"], "unsupported"),
+        (["live", clip, "--stream", "udp://127.0.0.1:99999", "--method", "identity"], "bad port"),
         (["live", clip, "-o", str(tmp_path / "o.mp4"), "--max-frames", "0"], "must be > 0"),
     ]
     for argv, message in cases:

@@ -234,6 +234,12 @@ def test_stream_sink_rejects_bad_urls():
         StreamSink("udp://127.0.0.1", FPS)
     with pytest.raises(VderainError, match="unsupported"):
         StreamSink("rtmp://127.0.0.1:1935/live", FPS)
+    for url in ("udp://127.0.0.1:99999", "udp://127.0.0.1:abc", "tcp://127.0.0.1:-1?listen=1"):
+        with pytest.raises(VderainError, match="bad port") as e:
+            StreamSink(url, FPS)
+        assert "\n" not in str(e.value) and url in str(e.value)
+        with pytest.raises(VderainError, match="bad port"):
+            StreamSource(url)
 
 
 def test_udp_datagrams_carry_whole_ts_packets():

@@ -374,6 +374,10 @@ class StreamSource(LiveSource):
         super().__init__(**kw)
         self.url = url
         self.name = urlsplit(url).scheme or "stream"
+        try:
+            urlsplit(url).port   # fail now, not after the retries
+        except ValueError:
+            raise VderainError(f"bad port in stream URL (use a number 0-65535): {url}") from None
         self.timeouts = (open_timeout, read_timeout)
         # Low-latency demuxing: no input buffering, short probing.
         self.options = {"flags": "low_delay", "analyzeduration": "500000"}
@@ -689,10 +693,14 @@ class StreamSink(_ThreadedSink):
 
 def _host_port(url: str) -> tuple[str, int]:
     u = urlsplit(url)
-    if u.port is None:
+    try:
+        port = u.port
+    except ValueError:   # not a number, or outside 0-65535
+        raise VderainError(f"bad port in stream URL (use a number 0-65535): {url}") from None
+    if port is None:
         raise VderainError(f"stream URL needs a port: {url}")
     host = u.hostname or "0.0.0.0"
-    return ("0.0.0.0" if host == "@" else host), u.port
+    return ("0.0.0.0" if host == "@" else host), port
 
 
 def _open_ts_output(url: str):
