@@ -250,6 +250,10 @@ def test_cli_errors_are_one_line(clip, tmp_path, capsys, monkeypatch):
         (["live", clip, "--stream", "rtmp://127.0.0.1:1/x", "--method", "identity"], "unsupported"),
         (["live", clip, "--stream", "udp://127.0.0.1:99999", "--method", "identity"], "bad port"),
         (["live", clip, "-o", str(tmp_path / "o.mp4"), "--max-frames", "0"], "must be > 0"),
+        (["live", clip, "-o", str(tmp_path / "o.mp4"), "--method", "identity",
+          "--stats-json", str(tmp_path / "missing" / "s.json")], "--stats-json"),
+        (["live", clip, "-o", str(tmp_path / "o.mp4"), "--method", "identity",
+          "--stats-json", str(tmp_path)], "--stats-json"),
     ]
     for argv, message in cases:
         assert cli(argv) == 1, argv
@@ -257,6 +261,12 @@ def test_cli_errors_are_one_line(clip, tmp_path, capsys, monkeypatch):
         assert err[-1].startswith("vderain: error: ") and message in err[-1], err
         assert "Traceback" not in "\n".join(err)
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_stats_json_write_failure_is_a_clear_error(tmp_path):
+    from vderain.live import LiveStats
+    with pytest.raises(VderainError, match="cannot write stats"):
+        LiveStats().write_json(str(tmp_path))   # a folder: open() fails
 
 
 def test_to_tensor_round_trip():

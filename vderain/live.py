@@ -202,8 +202,11 @@ class LiveStats:
                 f"{lat} [{self.method} on {self.device}, stopped by {self.stopped_by}]")
 
     def write_json(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
+        try:
+            with open(path, "w") as f:
+                json.dump(self.to_dict(), f, indent=2)
+        except OSError as e:
+            raise VderainError(f"cannot write stats to {path}: {e.strerror or e}") from None
 
 
 # ---------------------------------------------------------------- drawing

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -67,6 +68,16 @@ def _bitrate(text: str | None) -> int | None:
         raise VderainError(f"bad --bitrate '{text}' (e.g. 2M or 800k)") from None
 
 
+def _check_stats_path(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise VderainError(f"--stats-json {path} is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise VderainError(f"--stats-json: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise VderainError(f"--stats-json: folder {folder} is not writable")
+
+
 def main(args) -> int:
     from vderain.io.live import (FileSink, FileSource, StreamSink, WindowSink, open_source)
     from vderain.live import build_live_method, run_live
@@ -80,6 +91,8 @@ def main(args) -> int:
         raise VderainError(f"--max-height must be >= 16 (got {args.max_height})")
     if args.retries < 0 or args.retry_delay < 0:
         raise VderainError("--retries and --retry-delay must be >= 0")
+    if args.stats_json:
+        _check_stats_path(args.stats_json)   # now, not after a whole run
 
     source = open_source(args.source, width=args.width, height=args.height, fps=args.fps,
                          realtime=args.realtime, loop=args.loop, retries=args.retries,
@@ -114,7 +127,10 @@ def main(args) -> int:
                          max_height=args.max_height, log_every=args.log_every)
     except VderainError as e:
         if args.stats_json and getattr(e, "stats", None) is not None:
-            e.stats.write_json(args.stats_json)
+            try:
+                e.stats.write_json(args.stats_json)
+            except VderainError as write_error:   # keep the run's own error as the message
+                logging.getLogger("vderain.live").warning("%s", write_error)
         raise
     finally:
         if threading.current_thread() is threading.main_thread():
