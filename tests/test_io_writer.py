@@ -11,7 +11,7 @@ import pytest
 
 from vderain import VderainError
 from vderain.io import VideoInfo, VideoWriter, open_video
-from videogen import pattern_frames, read_all, stream_summary
+from videogen import audio_rms, make_video, pattern_frames, read_all, stream_summary, tone_onset
 
 
 def _info(w=96, h=64, fps=24.0, **kw):
@@ -164,6 +164,29 @@ def test_trimmed_audio_follows_video(clips, tmp_path):
         at = [float(p.pts * p.time_base) for p in c.demux(c.streams.audio[0]) if p.size]
     assert len(vt) == 12 and min(vt) == pytest.approx(0, abs=1e-3)
     assert -0.07 < min(at) < 0.07 and 0.4 < max(at) < 0.56
+
+
+def test_trimmed_audio_is_the_source_audio_of_that_span(tmp_path):
+    # silent for 0.5 s, then a tone: the output of 0.25 s .. 0.75 s is half silence, half tone
+    src = make_video(tmp_path / "in.mp4", n=24, audio=True, tone_from=0.5)
+    with open_video(src, start=0.25, duration=0.5) as r, \
+            VideoWriter(tmp_path / "o.mp4", r.info, audio_from=src, trim_aux=True) as w:
+        for f in r:
+            w.write(f.rgb, f.pts)
+    assert audio_rms(tmp_path / "o.mp4", 0.0, 0.2) < 0.02  # source 0.25-0.45 s: silence
+    assert audio_rms(tmp_path / "o.mp4", 0.3, 0.5) > 0.15  # source 0.55-0.75 s: tone (RMS 0.21)
+    assert tone_onset(tmp_path / "o.mp4") == pytest.approx(0.25, abs=0.02)
+
+
+def test_audio_stays_in_sync_when_video_starts_late(tmp_path):
+    # In MPEG-TS the first video frame comes after the first audio sample (x264 delay);
+    # the output video starts at 0, so the audio must move by the same amount.
+    src = make_video(tmp_path / "in.ts", n=24, audio=True, tone_from=0.5)
+    with av.open(src) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        assert float(v.start_time * v.time_base) > float(a.start_time * a.time_base) + 0.03
+    _copy(src, tmp_path / "o.mp4", audio_from=src)
+    assert tone_onset(tmp_path / "o.mp4") == pytest.approx(tone_onset(src), abs=0.005)
 
 
 def test_failure_leaves_no_output_and_keeps_old_target(tmp_path):

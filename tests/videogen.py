@@ -35,13 +35,13 @@ def pattern_frames(n: int, width: int = 96, height: int = 64) -> np.ndarray:
     return np.stack([pattern_frame(i, width, height) for i in range(n)])
 
 
-def _add_tone(out, container_ext: str, seconds: float, freq: float = 440.0):
+def _add_tone(out, container_ext: str, seconds: float, freq: float = 440.0, tone_from: float = 0.0):
     codec = "libopus" if container_ext == "webm" else "aac"
     rate = 48000 if codec == "libopus" else 16000
     stream = out.add_stream(codec, rate=rate)
     stream.layout = "mono"
     t = np.arange(int(rate * seconds)) / rate
-    samples = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)[None]
+    samples = (0.3 * np.sin(2 * np.pi * freq * t) * (t >= tone_from)).astype(np.float32)[None]
     return stream, samples
 
 
@@ -64,12 +64,13 @@ def make_video(path, n: int = 16, width: int = 96, height: int = 64, fps: float 
                rotation: int = 0, pts: list[int] | None = None, time_base: Fraction | None = None,
                color: dict | None = None, subtitles: bool = False, data: bool = False,
                options: dict | None = None, container_options: dict | None = None,
-               frames: np.ndarray | None = None) -> str:
+               frames: np.ndarray | None = None, tone_from: float = 0.0) -> str:
     """Write a clip of the moving pattern and return its path.
 
     pts/time_base: explicit (VFR) timestamps. color: codec-context colour tags, e.g.
     {"color_range": 1, "colorspace": 1, "color_primaries": 1, "color_trc": 1}.
     subtitles/data: add a mov_text track / a binary data track (mp4 only), like dashcam files.
+    tone_from: the audio is silent before this many seconds, a 440 Hz tone (RMS 0.21) after.
     """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lstrip(".")
@@ -93,7 +94,7 @@ def make_video(path, n: int = 16, width: int = 96, height: int = 64, fps: float 
         setattr(v.codec_context, k, val)
     a = samples = None
     if audio:
-        a, samples = _add_tone(out, ext, n / fps)
+        a, samples = _add_tone(out, ext, n / fps, tone_from=tone_from)
     sub = dat = None
     if subtitles:
         sub = out.add_mux_stream("mov_text")
@@ -179,3 +180,35 @@ def stream_summary(path) -> list[tuple]:
                 counts[p.stream.index] += 1
         return [(s.type, s.codec_context.name if s.codec_context else None, counts[s.index])
                 for s in c.streams]
+
+
+def _audio_vs_video(path):
+    """(samples, times): decoded mono audio, timed in seconds after the first video frame."""
+    with av.open(os.fspath(path)) as c:
+        f = next(c.decode(video=0))
+        v0 = float(f.pts * f.time_base)
+    xs, ts = [], []
+    with av.open(os.fspath(path)) as c:
+        for f in c.decode(audio=0):
+            x = f.to_ndarray().reshape(-1)  # mono
+            xs.append(x.astype(np.float64))
+            ts.append(float(f.pts * f.time_base) - v0 + np.arange(len(x)) / f.sample_rate)
+    if not xs:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(xs), np.concatenate(ts)
+
+
+def audio_rms(path, t0: float, t1: float) -> float:
+    """RMS of the decoded audio between t0 and t1 seconds after the first video frame."""
+    x, t = _audio_vs_video(path)
+    x = x[(t >= t0) & (t < t1)]
+    assert len(x), f"no audio between {t0} and {t1} s in {path}"
+    return float(np.sqrt(np.mean(x ** 2)))
+
+
+def tone_onset(path, level: float = 0.1) -> float:
+    """Seconds after the first video frame at which the audio first exceeds `level`."""
+    x, t = _audio_vs_video(path)
+    loud = np.nonzero(np.abs(x) > level)[0]
+    assert len(loud), f"no tone in {path}"
+    return float(t[loud[0]])

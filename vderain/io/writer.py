@@ -162,7 +162,8 @@ class VideoWriter:
         self._closed = False
         self._tmp = _temp_path(self.path)
         self._last_pts = None
-        self._pts0 = None
+        self._pts0 = None  # the first frame's source pts: output time 0
+        self._tb = Fraction(info.time_base)
         try:
             try:  # fail fast on permissions/full disks, before any encoding
                 if self.codec == "png":
@@ -189,7 +190,10 @@ class VideoWriter:
         h, w = self.info.height, self.info.width
         if rgb.shape != (h, w, 3) or rgb.dtype != np.uint8:
             raise ValueError(f"frame must be ({h}, {w}, 3) uint8, got {rgb.shape} {rgb.dtype}")
-        self._sink.write(np.ascontiguousarray(rgb), self._next_pts(pts))
+        out_pts = self._next_pts(pts)
+        # Side streams are timed in the source's clock: hand the sink both clocks.
+        src_time = float((out_pts + (self._pts0 or 0)) * self._tb)
+        self._sink.write(np.ascontiguousarray(rgb), out_pts, src_time)
         self.frames_written += 1
 
     def _next_pts(self, pts):
@@ -249,7 +253,7 @@ class _PngSink:
         self.folder = folder
         self.n = 0
 
-    def write(self, rgb, pts):
+    def write(self, rgb, pts, src_time):
         cv2 = self._cv2
         path = os.path.join(self.folder, f"{self.n:06d}.png")
         if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
@@ -348,7 +352,8 @@ class _ContainerSink:
             self.colorspace = self.color_range = None  # RGB output: no matrix to tag
         self._yuv = subsampled
 
-    def write(self, rgb, pts):
+    def write(self, rgb, pts, src_time):
+        """pts: output time base units from 0; src_time: the same frame in source seconds."""
         av = self._av
         if self.pad_h or self.pad_w:
             rgb = np.pad(rgb, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
@@ -359,16 +364,16 @@ class _ContainerSink:
         frame.pts = pts
         frame.time_base = self.tb
         if self.aux is not None:
-            self.aux.copy_until(float(pts * self.tb))
+            self.aux.copy_until(src_time)  # the copier works in source time (it shifts to 0 itself)
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
-        self._last_time = float(pts * self.tb)
+        self._last_src_time = src_time
 
     def close(self):
         for packet in self.stream.encode(None):
             self.container.mux(packet)
         if self.aux is not None:
-            end = getattr(self, "_last_time", 0.0) + 1 / float(self.fps)
+            end = getattr(self, "_last_src_time", 0.0) + 1 / float(self.fps)
             self.aux.finish(end)
         self.container.close()
 
