@@ -105,3 +105,24 @@ def test_masked_l1_counts_only_masked_samples():
     assert masked_l1(r, torch.tensor([0.0, 1.0])).item() == pytest.approx(0.1)
     assert masked_l1(r, torch.tensor([1.0, 1.0])).item() == pytest.approx(0.3)
     assert masked_l1(r, torch.tensor([0.0, 0.0])).item() == 0.0
+
+
+def test_sigterm_checkpoints_like_ctrl_c(tmp_path):
+    """A scheduler's SIGTERM stops training with a saved, resumable checkpoint."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    cfg = os.path.join(ROOT, TINY)
+    proc = subprocess.Popen([sys.executable, "-m", "vderain", "train", "--config", cfg, "--out", str(tmp_path),
+                             "--no-progress", "--set", "optim.max_steps=100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "log.csv").is_file() or len((tmp_path / "log.csv").read_text().splitlines()) < 2:
+        assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "slow"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] >= 2

@@ -32,6 +32,19 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
+def _sigterm_as_interrupt() -> None:
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background with &
+            signal.signal(signal.SIGINT, handler)
+
+
 def _upgrade_log(path: Path) -> None:
     """Rewrite a log from an older version with today's columns, so resumed rows line up."""
     with open(path, newline="") as f:
@@ -163,6 +176,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                          "generator": gen.get_state() if device.type == "cpu" else torch.empty(0)}, ckpt_path)
 
     model.train()
+    _sigterm_as_interrupt()  # cluster schedulers stop jobs with SIGTERM: checkpoint like Ctrl-C
     try:
         while step < cfg.optim.max_steps:
             elapsed = time.perf_counter() - t_start
