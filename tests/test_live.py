@@ -115,9 +115,9 @@ def test_methods_that_look_further_ahead_are_refused():
 def test_realtime_file_through_the_loop_keeps_up(clip):
     sink = Record()
     stats = run_live(FileSource(clip), Identity(), [sink])
-    # one frame goes to warm-up; every other frame is processed or counted as dropped
+    # every frame, the first (which also warms the method up) included, is processed or dropped
     assert stats.processed + stats.dropped_input == stats.captured
-    assert stats.captured + stats.warmup_dropped + 1 == 20
+    assert stats.captured + stats.warmup_dropped == 20
     assert sink.written == stats.processed
     idx = [round(index_of(f)) for f in sink.frames]
     assert idx == sorted(set(idx)) and idx[-1] == 19
@@ -147,7 +147,7 @@ def test_lossless_file_mode_processes_every_frame(clip):
     stats = run_live(FileSource(clip, realtime=False), Pick(window=3, target=1), [sink])
     assert stats.dropped_input == 0
     # look-ahead 1: the last frame comes out at the end, padded with itself
-    assert [round(index_of(f)) for f in sink.frames] == list(range(1, 20))
+    assert [round(index_of(f)) for f in sink.frames] == list(range(20))
 
 
 def test_q_and_ctrl_c_stop_cleanly_and_finish_the_file(clip, tmp_path):
@@ -164,7 +164,7 @@ def test_q_and_ctrl_c_stop_cleanly_and_finish_the_file(clip, tmp_path):
     stats = run_live(FileSource(clip, realtime=False), Interrupting(),
                      [FileSink(out, FPS, crf=10, inputs=(clip,))])
     assert stats.stopped_by == "interrupt"
-    assert frames_of(out) == list(range(1, 7))
+    assert frames_of(out) == list(range(6))
 
 
 def test_max_height_scales_frames_down(clip):
@@ -172,7 +172,7 @@ def test_max_height_scales_frames_down(clip):
     stats = run_live(FileSource(clip, realtime=False), Identity(), [sink], max_height=32)
     assert stats.size == (48, 32)
     assert {f.shape for f in sink.frames} == {(32, 48, 3)}
-    assert [round(index_of(f)) for f in sink.frames] == list(range(1, 20))
+    assert [round(index_of(f)) for f in sink.frames] == list(range(20))
 
 
 def test_max_frames_and_duration_stop(clip):
@@ -212,6 +212,15 @@ def test_cli_file_to_file_and_stats(clip, tmp_path, capsys):
     assert got == sorted(set(got)) and got[-1] == 19
     assert stats["latency_ms_p95"] is not None and stats["fps"] > 0
     assert "wrote" in capsys.readouterr().err
+
+
+def test_cli_no_realtime_keeps_every_frame_the_first_included(clip, tmp_path):
+    out, js = tmp_path / "all.mp4", tmp_path / "all.json"
+    assert cli(["live", clip, "-o", str(out), "--method", "identity", "--no-realtime",
+                "--crf", "10", "--stats-json", str(js)]) == 0
+    assert frames_of(out) == list(range(20))
+    stats = json.loads(js.read_text())
+    assert stats["processed"] == stats["captured"] == 20 and stats["dropped_input"] == 0
 
 
 def test_cli_stream_read_back_by_a_player(clip):
