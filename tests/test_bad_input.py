@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from vderain.cli import main
-from videogen import make_audio_only, make_video, make_zero_frame_video, read_all
+from videogen import make_audio_only, make_size_change_ts, make_video, make_zero_frame_video, read_all
 
 
 def _run(capsys, *argv):
@@ -97,6 +97,16 @@ def test_odd_width_height_works(capsys, tmp_path, clips):
     assert rc == 0 and "padded to 98x66" in err and "Traceback" not in err
     frames, _, info = read_all(tmp_path / "o.mp4")
     assert frames.shape == (12, 66, 98, 3)
+
+
+def test_size_change_mid_stream_works(capsys, tmp_path):
+    src = make_size_change_ts(tmp_path / "two.ts", sizes=((96, 64), (128, 96)), n=6)
+    rc, out, err = _run(capsys, src, "-o", tmp_path / "o.mp4", "--method", "identity")
+    assert rc == 0 and "Traceback" not in err, err
+    notes = [ln for ln in err.splitlines() if "size changed" in ln]
+    assert len(notes) == 1 and notes[0].startswith("vderain: note: ")
+    frames, _, _ = read_all(tmp_path / "o.mp4")
+    assert frames.shape == (12, 64, 96, 3)
 
 
 def test_ten_bit_input_works(capsys, tmp_path, clips):

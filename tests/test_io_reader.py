@@ -11,7 +11,7 @@ import pytest
 
 from vderain import VderainError
 from vderain.io import open_video
-from videogen import make_frame_folder, make_video, pattern_frames, read_all
+from videogen import make_frame_folder, make_size_change_ts, make_video, pattern_frames, read_all
 
 
 def test_reads_every_frame_with_timestamps(clips):
@@ -164,3 +164,16 @@ def test_missing_and_non_video_inputs(tmp_path):
     empty.mkdir()
     with pytest.raises(VderainError, match="without image frames"):
         open_video(empty)
+
+
+def test_size_change_mid_stream_is_resized_to_the_first_size(tmp_path):
+    src = make_size_change_ts(tmp_path / "two.ts", sizes=((96, 64), (128, 96)), n=6)
+    with open_video(src) as r:
+        frames = list(r)
+    assert [f.rgb.shape for f in frames] == [(64, 96, 3)] * 12
+    assert len(r.notes) == 1 and "128x96" in r.notes[0] and "96x64" in r.notes[0]
+    assert r.problems() is None  # a size change is not damage
+    # the later frames are the new pictures scaled down, not garbage
+    import cv2
+    expected = cv2.resize(pattern_frames(12, 128, 96)[8], (96, 64), interpolation=cv2.INTER_AREA)
+    assert np.abs(frames[8].rgb.astype(int) - expected).mean() < 6

@@ -212,3 +212,26 @@ def tone_onset(path, level: float = 0.1) -> float:
     loud = np.nonzero(np.abs(x) > level)[0]
     assert len(loud), f"no tone in {path}"
     return float(t[loud[0]])
+
+
+def make_size_change_ts(path, sizes=((96, 64), (128, 96)), n: int = 6, fps: int = 24) -> str:
+    """An MPEG-TS whose picture size changes mid-stream (as a camera or broadcast may do):
+    one TS per size with continuing timestamps, joined byte for byte (TS allows that)."""
+    import io
+    path = os.fspath(path)
+    with open(path, "wb") as f:
+        for part, (w, h) in enumerate(sizes):
+            buf = io.BytesIO()
+            out = av.open(buf, "w", format="mpegts")
+            v = out.add_stream("libx264", rate=fps)
+            v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+            for i in range(n):
+                frame = av.VideoFrame.from_ndarray(pattern_frame(part * n + i, w, h), format="rgb24")
+                frame.pts = part * (n + 2) + i  # +2: x264's delay that the TS muxer adds to part 0
+                for p in v.encode(frame):
+                    out.mux(p)
+            for p in v.encode(None):
+                out.mux(p)
+            out.close()
+            f.write(buf.getvalue())
+    return path

@@ -355,6 +355,7 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
     n = writers[0].frames_written
     for w in writers:
         notes.extend(x for x in w.notes if x not in notes)
+    notes.extend(x for x in getattr(reader, "notes", ()) if x not in notes)
     return {
         "input": input, "output": writers[0].path, "rain_layer": writers[1].path if rain_path else None,
         "frames": n, "seconds": seconds, "fps": n / seconds if seconds > 0 else 0.0,

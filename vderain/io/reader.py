@@ -62,6 +62,7 @@ class VideoReader:
 
     def __init__(self):
         self.errors: list[str] = []
+        self.notes: list[str] = []  # one-line remarks for the user that are not damage
         self.frames_read = 0
         self._started = False
 
@@ -272,8 +273,21 @@ class PyAVReader(VideoReader):
             if self._hi is not None and t >= self._hi - half:
                 return
             rgb = frame_to_rgb(f)
+            if rgb.shape[:2] != (self.info.height, self.info.width):
+                rgb = self._fit(rgb, t)
             yield Frame(rgb=rgb, index=index, pts=pts, time=t)
             index += 1
+
+    def _fit(self, rgb, t: float):
+        """A frame whose size differs from the stream's first (MPEG-TS and live streams may
+        switch resolution mid-stream): resized to the first size, so the output stays one size."""
+        import cv2
+        w, h = self.info.width, self.info.height
+        size = f"{rgb.shape[1]}x{rgb.shape[0]}"
+        if not any(size in n for n in self.notes):
+            self.notes.append(f"picture size changed to {size} at {t:.2f} s; those frames are "
+                              f"resized to the stream's first size {w}x{h}")
+        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
 
     def close(self):
         try:
