@@ -26,6 +26,7 @@ import torch
 
 from vderain import VderainError
 from vderain.io.live import LiveSource, Sink
+from vderain.pipeline import _to_chw_float, _to_hwc_uint8
 
 log = logging.getLogger("vderain.live")
 
@@ -61,24 +62,18 @@ def check_causal(method) -> None:
 def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] on device."""
     if device.type == "cpu":
-        # One numpy pass: torch's threaded elementwise ops cost 10x more CPU on a busy
-        # 2-core machine (threads spin and wait on each other), and this runs every frame.
-        out = np.empty((3,) + rgb.shape[:2], np.float32)
-        np.multiply(rgb.transpose(2, 0, 1), np.float32(1 / 255), out=out)
-        return torch.from_numpy(out)
+        # `vderain run`'s converter (OpenCV/numpy, single-threaded): torch's threaded
+        # elementwise ops cost far more CPU on a busy 2-core machine, and this runs every frame.
+        return torch.from_numpy(_to_chw_float(rgb))
     # GPU: upload the 4x smaller uint8 and convert there.
     return torch.from_numpy(rgb).to(device, non_blocking=True).permute(2, 0, 1).float().div_(255)
 
 
 def to_rgb(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded."""
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded and saturated."""
     if image.device.type != "cpu":
         return image.clamp(0, 1).mul(255).add_(0.5).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
-    import cv2
-    hwc = image.detach().float().permute(1, 2, 0).numpy()        # a view; channels-last output is contiguous
-    clipped = np.clip(hwc, 0, 1, out=np.empty(hwc.shape, np.float32))
-    h, w = hwc.shape[:2]
-    return cv2.convertScaleAbs(clipped.reshape(h, w * 3), alpha=255).reshape(h, w, 3)   # rounds
+    return _to_hwc_uint8(image.detach().float().numpy())   # `vderain run`'s converter (OpenCV)
 
 
 class CausalRunner:
