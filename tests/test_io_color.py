@@ -40,3 +40,25 @@ def test_other_formats_take_the_swscale_path():
     assert not fast_path(f10) and not fast_path(odd)
     assert np.abs(frame_to_rgb(f10).astype(int) - img).mean() < 4
     assert frame_to_rgb(odd).shape == (63, 95, 3)
+
+
+def test_encoder_side_resizes_contiguous_planes(monkeypatch):
+    """Strided chroma views make OpenCV copy each plane first: the planes must come split."""
+    import cv2
+
+    import vderain.io.color as color
+    seen = []
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(cv2, name)
+
+        def resize(self, src, *a, **kw):
+            seen.append(src.flags.c_contiguous)
+            return cv2.resize(src, *a, **kw)
+
+    monkeypatch.setattr(color, "cv2", Spy())
+    img = pattern_frame(2, 96, 64)
+    frame = rgb_to_yuv420(img, 1, 1)
+    assert seen == [True, True]
+    assert np.abs(yuv420_to_rgb(frame).astype(int) - img).mean() < 4

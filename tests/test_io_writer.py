@@ -189,6 +189,18 @@ def test_audio_stays_in_sync_when_video_starts_late(tmp_path):
     assert tone_onset(tmp_path / "o.mp4") == pytest.approx(tone_onset(src), abs=0.005)
 
 
+def test_frame_step_is_computed_once(tmp_path, monkeypatch):
+    import vderain.io.writer as writer
+    calls = []
+    real = writer._fps_fraction
+    monkeypatch.setattr(writer, "_fps_fraction", lambda fps: calls.append(fps) or real(fps))
+    with VideoWriter(tmp_path / "o.mkv", _info(), codec="ffv1") as w:
+        for img in pattern_frames(6):
+            w.write(img)  # no pts: the writer counts in frame steps
+    assert len(calls) <= 2  # set-up only (writer + encoder), not once per frame
+    assert [round(t * 24) for t in read_all(tmp_path / "o.mkv")[1]] == list(range(6))
+
+
 def test_failure_leaves_no_output_and_keeps_old_target(tmp_path):
     target = tmp_path / "o.mp4"
     with pytest.raises(RuntimeError):

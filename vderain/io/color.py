@@ -79,10 +79,12 @@ def rgb_to_yuv420(rgb: np.ndarray, colorspace=None, color_range=None):
     i420 = np.empty((h * 3 // 2, w), np.uint8)
     flat = i420.reshape(-1)
     n, q = h * w, (h // 2) * (w // 2)
-    flat[:n].reshape(h, w)[:] = yuv[..., 0]
-    cv2.resize(yuv[..., 1], (w // 2, h // 2), dst=flat[n:n + q].reshape(h // 2, w // 2),
+    # One pass splits the planes: strided views (yuv[..., 1]) would make OpenCV copy each one.
+    y, u, v = cv2.split(yuv)
+    flat[:n].reshape(h, w)[:] = y
+    cv2.resize(u, (w // 2, h // 2), dst=flat[n:n + q].reshape(h // 2, w // 2),
                interpolation=cv2.INTER_AREA)
-    cv2.resize(yuv[..., 2], (w // 2, h // 2), dst=flat[n + q:].reshape(h // 2, w // 2),
+    cv2.resize(v, (w // 2, h // 2), dst=flat[n + q:].reshape(h // 2, w // 2),
                interpolation=cv2.INTER_AREA)
     frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
     if colorspace in _KR_KB:

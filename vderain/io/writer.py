@@ -164,6 +164,8 @@ class VideoWriter:
         self._last_pts = None
         self._pts0 = None  # the first frame's source pts: output time 0
         self._tb = Fraction(info.time_base)
+        # pts units per frame, for frames written without a pts (computed once: Fraction is slow)
+        self._step = max(1, round(1 / (_fps_fraction(info.fps) * self._tb)))
         try:
             try:  # fail fast on permissions/full disks, before any encoding
                 if self.codec == "png":
@@ -197,9 +199,8 @@ class VideoWriter:
         self.frames_written += 1
 
     def _next_pts(self, pts):
-        step = max(1, round(1 / (_fps_fraction(self.info.fps) * Fraction(self.info.time_base))))
         if pts is None:
-            pts = (self._last_pts + step) if self._last_pts is not None else 0
+            pts = (self._last_pts + self._step) if self._last_pts is not None else 0
         else:
             if self._pts0 is None:
                 self._pts0 = pts
