@@ -81,6 +81,8 @@ class _Runner:
             self.notes.append(f"method '{getattr(method, 'name', method)}' needs whole frames; --tile ignored")
             self.tile = None
         self._cache: dict[int, np.ndarray] = {}  # frame index -> (3,H,W) float32, CPU path
+        self._pinned: torch.Tensor | None = None   # (B,T,H,W,3) uint8 upload buffer, GPU path
+        self._uploaded = None                      # CUDA event: the buffer's last upload is done
 
     def __call__(self, group: list[tuple[list[Frame], Frame]]):
         if self.device.type == "cpu":
@@ -121,12 +123,32 @@ class _Runner:
         return torch.from_numpy(arr), (torch.from_numpy(targets) if self.rain else None)  # (B,T,3,H,W), (B,3,H,W)
 
     def _clips_gpu(self, group):
-        # Upload uint8 (4x less traffic than float) and convert on the GPU.
-        arr = np.stack([np.stack([f.rgb for f in frames]) for frames, _ in group])  # (B,T,H,W,3)
-        x = torch.from_numpy(arr).pin_memory().to(self.device, non_blocking=True)
+        # Upload uint8 (4x less traffic than float) and convert on the GPU. Frames are copied
+        # once, straight into a reused page-locked buffer (np.stack + pin_memory copied twice).
+        if self.device.type != "cuda":  # e.g. mps: no page-locked memory
+            arr = np.stack([np.stack([f.rgb for f in frames]) for frames, _ in group])  # (B,T,H,W,3)
+            x = torch.from_numpy(arr).to(self.device)
+        else:
+            x = self._upload_cuda(group)
         clips = x.permute(0, 1, 4, 2, 3).float().div_(255)  # (B,T,3,H,W)
         t = self.method.target
         return clips, clips[:, t]
+
+    def _upload_cuda(self, group) -> torch.Tensor:
+        shape = (len(group), len(group[0][0])) + group[0][1].rgb.shape  # (B,T,H,W,3)
+        if self._pinned is None or tuple(self._pinned.shape) != shape:
+            self._pinned = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+            self._uploaded = None
+        if self._uploaded is not None:
+            self._uploaded.synchronize()  # the last batch's async upload may still read the buffer
+        buf = self._pinned.numpy()
+        for b, (frames, _) in enumerate(group):
+            for t, f in enumerate(frames):
+                buf[b, t] = f.rgb
+        x = self._pinned.to(self.device, non_blocking=True)
+        self._uploaded = torch.cuda.Event()
+        self._uploaded.record(torch.cuda.current_stream(self.device))  # the stream that copies
+        return x
 
     def _apply(self, clips):
         while True:
