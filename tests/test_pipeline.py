@@ -213,20 +213,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve_mpegts(port: int, n: int = 20):
-    """Push n frames as MPEG-TS over TCP from a thread, the way a camera or encoder would."""
+def _serve_mpegts(port: int, n: int = 20, tries: int = 400):
+    """Push n frames as MPEG-TS over TCP from a thread, the way a camera or encoder would.
+
+    The thread's `.error` says why it sent nothing (the reader never listened), for the test to report.
+    """
     import threading
     import time
 
     def send():
-        for _ in range(400):  # until the reader listens
+        out = None
+        for _ in range(tries):  # until the reader listens
             try:
                 out = av.open(f"tcp://127.0.0.1:{port}", "w", format="mpegts")
+                v = out.add_stream("libx264", rate=24)
+                v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
+                out.start_encoding()  # PyAV connects here, not in av.open
                 break
             except (av.error.FFmpegError, OSError):
+                if out is not None:
+                    try:
+                        out.close()
+                    except (av.error.FFmpegError, OSError):
+                        pass
+                out = None
                 time.sleep(0.05)
-        v = out.add_stream("libx264", rate=24)
-        v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
+        if out is None:
+            sender.error = f"test sender never connected to tcp://127.0.0.1:{port} ({tries} tries)"
+            return
         try:
             for img in pattern_frames(n):
                 for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
@@ -238,16 +252,34 @@ def _serve_mpegts(port: int, n: int = 20):
             pass  # the reader hung up (interrupt test)
 
     sender = threading.Thread(target=send, daemon=True)
+    sender.error = None
     sender.start()
     return sender
+
+
+def _derain_stream(sender, port, out, **kw):
+    """derain_video on the sender's stream; a sender that never connected is named as the cause."""
+    try:
+        return derain_video(f"tcp://127.0.0.1:{port}?listen=1", out, progress=False, **kw)
+    except Exception:
+        sender.join(1)
+        if sender.error:
+            pytest.fail(sender.error)
+        raise
+
+
+def test_stream_sender_reports_when_nobody_listens():
+    sender = _serve_mpegts(_free_port(), tries=2)
+    sender.join(5)
+    assert not sender.is_alive() and "never connected" in sender.error
 
 
 def test_network_stream_input(tmp_path):
     port = _free_port()
     sender = _serve_mpegts(port)
-    s = derain_video(f"tcp://127.0.0.1:{port}?listen=1", tmp_path / "o.mp4", method="identity",
-                     progress=False)
+    s = _derain_stream(sender, port, tmp_path / "o.mp4", method="identity")
     sender.join(10)
+    assert sender.error is None, sender.error
     frames, times, _ = read_all(tmp_path / "o.mp4")
     assert s["frames"] == len(frames) == 20 and not s["interrupted"]
     assert times[0] == pytest.approx(0, abs=1e-3) and times[-1] == pytest.approx(19 / 24, abs=2e-3)
@@ -255,9 +287,8 @@ def test_network_stream_input(tmp_path):
 
 def test_ctrl_c_on_a_stream_keeps_what_was_done(tmp_path):
     port = _free_port()
-    _serve_mpegts(port, n=40)
-    s = derain_video(f"tcp://127.0.0.1:{port}?listen=1", tmp_path / "o.mp4",
-                     method=Fails(8, KeyboardInterrupt()), progress=False)
+    sender = _serve_mpegts(port, n=40)
+    s = _derain_stream(sender, port, tmp_path / "o.mp4", method=Fails(8, KeyboardInterrupt()))
     assert s["interrupted"] and s["frames"] == 8
     assert len(read_all(tmp_path / "o.mp4")[0]) == 8  # a complete, playable file
     assert os.listdir(tmp_path) == ["o.mp4"]
