@@ -1,9 +1,10 @@
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+
+from live_helpers import free_port
 
 from vderain import VderainError
 from vderain.cli import main
@@ -64,12 +65,6 @@ def test_cli_train_and_bad_config(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank, world, port, out, result_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
@@ -82,7 +77,7 @@ def _ddp_worker(rank, world, port, out, result_dir):
 
 def test_ddp_two_processes_gloo(tmp_path):
     """Two CPU processes with gloo: different data per rank, identical weights after each step."""
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert torch.equal(a, b)
