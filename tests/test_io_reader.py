@@ -75,6 +75,27 @@ def test_start_and_duration_select_frames(clips):
     assert np.abs(frames[0].rgb.astype(int) - ref).mean() < 6
 
 
+@pytest.mark.parametrize("keyint", [20, 250], ids=["keyframe_each_second", "one_keyframe"])
+def test_start_in_mpeg_ts_keeps_every_frame_from_start(tmp_path, keyint):
+    # MPEG-TS has no index: a seek lands on a non-keyframe, and the decoder drops everything
+    # up to the next keyframe (1 s later here, or none at all with one keyframe).
+    opts = {"g": str(keyint), "bf": "2"}
+    ts = make_video(tmp_path / "clip.ts", n=60, fps=20, options=opts)
+    mp4 = make_video(tmp_path / "clip.mp4", n=60, fps=20, options=opts)
+    whole, times, _ = read_all(ts)
+    keep = [i for i, t in enumerate(times) if t >= 1.3 - 1e-6]
+    assert len(keep) == 34  # frames 26..59 at 20 fps
+    with open_video(ts, start=1.3) as r:
+        frames = list(r)
+    assert r.errors == []
+    assert len(frames) == len(keep)
+    assert frames[0].time == pytest.approx(1.3, abs=1e-3)
+    assert [f.index for f in frames] == list(range(len(keep)))
+    np.testing.assert_array_equal(np.stack([f.rgb for f in frames]), whole[keep])
+    with open_video(mp4, start=1.3) as r:
+        assert len(list(r)) == len(keep)
+
+
 def test_frame_folder_in_natural_order(tmp_path):
     folder = make_frame_folder(tmp_path / "seq", n=12, width=64, height=48)
     with open_video(folder, fps=30) as r:

@@ -20,6 +20,9 @@ from vderain.io.types import Frame, VideoInfo
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "udp", "tcp", "http", "https", "srt", "rtp")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NETWORK_TIMEOUT_S = 15.0
+# Frames a decoder may hold back before the first comes out: up to 16 frame threads plus up
+# to 16 reordered (B-)frames in H.264/HEVC. Bounds how far a seek probe reads past `start`.
+DECODER_DELAY_PACKETS = 40
 
 
 
@@ -144,9 +147,9 @@ class PyAVReader(VideoReader):
         opts = dict(options or {})
         if url and source.lower().startswith("rtsp") and "rtsp_transport" not in opts:
             opts["rtsp_transport"] = "tcp"  # UDP loses packets -> smeared frames
+        self._open_args = dict(options=opts, timeout=NETWORK_TIMEOUT_S if url else None)
         try:
-            self.container = av.open(source, options=opts,
-                                     timeout=NETWORK_TIMEOUT_S if url else None)
+            self.container = av.open(source, **self._open_args)
         except FileNotFoundError:
             raise VderainError(f"input not found: {source}") from None
         except IsADirectoryError:
@@ -191,20 +194,15 @@ class PyAVReader(VideoReader):
             bit_depth=max((c.bits for c in fmt.components), default=8) if fmt else 8,
         )
         self._t0 = stream.start_time if stream.start_time is not None else None
+        # Decode the first frame now: it carries rotation/colour tags and proves the file has
+        # pictures before the output is created.
         if self._lo > 0:
             if url:
                 raise VderainError("--start cannot seek in a network stream")
-            target = int(self._lo / tb) + (self._t0 or 0)
-            try:
-                self.container.seek(target, stream=stream, backward=True)
-            except self._av.error.FFmpegError:
-                pass  # not seekable: decode from the start and drop frames instead
-        # Decode the first frame now: it carries rotation/colour tags and proves the file has
-        # pictures before the output is created.
-        self._packets = self.container.demux(stream)
-        self._pending = []
-        self._eof = False
-        first = self._next_decoded()
+            first = self._seek_to_start()
+        else:
+            self._restart_decoding()
+            first = self._next_decoded()
         if first is None:
             raise VderainError(f"no video frames could be decoded from {self.source}"
                                + (f" ({self.errors[0]})" if self.errors else ""))
@@ -229,9 +227,66 @@ class PyAVReader(VideoReader):
                 self.info.duration = max(0.0, min(span, left) if left is not None else span)
                 self.info.n_frames = None
 
-    def _next_decoded(self):
-        """Next decoded PyAV frame (or None at the end), skipping packets that fail."""
+    def _restart_decoding(self):
+        self._packets = self.container.demux(self.stream)
+        self._pending = []
+        self._eof = False
+
+    def _seek_to_start(self):
+        """Seek so that every frame from `start` on decodes; returns the first decoded frame
+        (or None). _frames then drops the frames before `start`.
+
+        In MP4/MKV a seek lands on the keyframe before `start`, but in MPEG-TS (no index) it
+        lands on whatever packet is near that time: the decoder drops everything up to the next
+        keyframe, so the frames from `start` to there would be lost without a word (or all of
+        them, if no keyframe follows). So while the first frame out is missing or later than
+        `start`, seek again from 1, 2, 4 ... s further back, and last from the very beginning.
+        """
+        tb = self.info.time_base
+        half = 0.5 / max(self.info.fps, 1e-3)
+        t0 = self._t0 or 0
+        latest_ok = t0 + (self._lo + half) / tb  # pts of the latest acceptable first frame
+        back = 0.0
+        while True:
+            at = self._lo - back
+            from_beginning = at <= 0
+            if from_beginning:
+                self._reopen()
+            else:
+                try:
+                    self.container.seek(int(at / tb) + t0, stream=self.stream, backward=True)
+                except self._av.error.FFmpegError:
+                    from_beginning = True  # not seekable: decode from the start, drop frames
+                    self._reopen()
+            self.errors.clear()  # failures of a try we discard are not the file's damage
+            self._restart_decoding()
+            if from_beginning:
+                return self._next_decoded()
+            first = self._next_decoded(give_up_after_pts=latest_ok)
+            if first is not None and (first.pts is None or first.pts <= latest_ok):
+                return first
+            back = 2 * back if back else 1.0
+
+    def _reopen(self):
+        """Open the file again: the one sure way back to its first packet (in MPEG-TS a seek
+        to the first timestamp can land a few packets in, as decode order runs ahead)."""
+        index = self.stream.index
+        self.container.close()
+        try:
+            self.container = self._av.open(self.source, **self._open_args)
+        except (self._av.error.FFmpegError, OSError) as e:
+            raise VderainError(f"cannot reopen {self.source} to decode from its start: "
+                               f"{getattr(e, 'strerror', None) or e}") from None
+        self.stream = self.container.streams[index]
+        self.stream.thread_type = "AUTO"
+
+    def _next_decoded(self, give_up_after_pts=None):
+        """Next decoded PyAV frame (or None at the end), skipping packets that fail.
+
+        give_up_after_pts: return None once DECODER_DELAY_PACKETS packets later than this
+        have gone in without a frame coming out (a seek probe that is already too late)."""
         av = self._av
+        late = 0
         while not self._pending:
             if self._eof:
                 return None
@@ -244,6 +299,10 @@ class PyAVReader(VideoReader):
                 self.errors.append(f"demux: {e.strerror or e}")
                 self._eof = True
                 return None
+            if give_up_after_pts is not None and packet.pts is not None and packet.pts > give_up_after_pts:
+                late += 1
+                if late > DECODER_DELAY_PACKETS:
+                    return None
             try:
                 self._pending.extend(packet.decode())
             except av.error.FFmpegError as e:
