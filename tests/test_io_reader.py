@@ -198,3 +198,15 @@ def test_size_change_mid_stream_is_resized_to_the_first_size(tmp_path):
     import cv2
     expected = cv2.resize(pattern_frames(12, 128, 96)[8], (96, 64), interpolation=cv2.INTER_AREA)
     assert np.abs(frames[8].rgb.astype(int) - expected).mean() < 6
+
+
+def test_frame_converters_are_public_and_shared_with_live():
+    # The uint8 RGB <-> float CHW converters are the pipeline's public API; live must use
+    # those same functions (not private copies), so `run` and `live` convert identically.
+    import vderain.live as live
+    from vderain.pipeline import to_chw_float, to_hwc_uint8
+    rgb = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    chw = to_chw_float(rgb)
+    assert chw.shape == (3, 5, 7) and chw.dtype == np.float32
+    np.testing.assert_array_equal(to_hwc_uint8(chw), rgb)
+    assert live.to_chw_float is to_chw_float and live.to_hwc_uint8 is to_hwc_uint8

@@ -26,7 +26,7 @@ import torch
 
 from vderain import VderainError
 from vderain.io.live import LiveSource, Sink
-from vderain.pipeline import _to_chw_float, _to_hwc_uint8
+from vderain.pipeline import to_chw_float, to_hwc_uint8
 
 log = logging.getLogger("vderain.live")
 
@@ -64,7 +64,7 @@ def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     if device.type == "cpu":
         # `vderain run`'s converter (OpenCV/numpy, single-threaded): torch's threaded
         # elementwise ops cost far more CPU on a busy 2-core machine, and this runs every frame.
-        return torch.from_numpy(_to_chw_float(rgb))
+        return torch.from_numpy(to_chw_float(rgb))
     # GPU: upload the 4x smaller uint8 and convert there.
     return torch.from_numpy(rgb).to(device, non_blocking=True).permute(2, 0, 1).float().div_(255)
 
@@ -73,7 +73,7 @@ def to_rgb(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded and saturated."""
     if image.device.type != "cpu":
         return image.clamp(0, 1).mul(255).add_(0.5).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
-    return _to_hwc_uint8(image.detach().float().numpy())   # `vderain run`'s converter (OpenCV)
+    return to_hwc_uint8(image.detach().float().numpy())   # `vderain run`'s converter (OpenCV)
 
 
 class CausalRunner:

@@ -50,7 +50,7 @@ def resolve_method(method="auto", device="auto", window: int | None = None) -> M
 
 # ------------------------------------------------------------------ conversions
 
-def _to_chw_float(rgb: np.ndarray) -> np.ndarray:
+def to_chw_float(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] (OpenCV split: faster than torch on CPU)."""
     h, w = rgb.shape[:2]
     out = np.empty((3, h, w), np.float32)
@@ -59,12 +59,17 @@ def _to_chw_float(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def _to_hwc_uint8(chw: np.ndarray) -> np.ndarray:
+def to_hwc_uint8(chw: np.ndarray) -> np.ndarray:
     """(3, H, W) float -> (H, W, 3) uint8, rounded and saturated (OpenCV SIMD, ~7x torch)."""
     chw = np.ascontiguousarray(chw, dtype=np.float32)
     flat = cv2.max(chw.reshape(-1, chw.shape[-1]), 0.0)  # convertScaleAbs would mirror negatives
     u8 = cv2.convertScaleAbs(flat, alpha=255.0).reshape(chw.shape)
     return cv2.merge([u8[0], u8[1], u8[2]])
+
+
+# Old private names: tests/test_live.py still imports them (drop once it uses the public ones).
+_to_chw_float = to_chw_float
+_to_hwc_uint8 = to_hwc_uint8
 
 
 class _Runner:
@@ -97,8 +102,8 @@ class _Runner:
             out_np = out.float().numpy()
             rain_np = rain.float().numpy() if rain is not None else None
             for b, (_, frame) in enumerate(group):
-                results.append((frame, _to_hwc_uint8(out_np[b]),
-                                _to_hwc_uint8(rain_np[b]) if rain_np is not None else None))
+                results.append((frame, to_hwc_uint8(out_np[b]),
+                                to_hwc_uint8(rain_np[b]) if rain_np is not None else None))
         else:
             out_u8 = _gpu_to_uint8(out)
             rain_u8 = _gpu_to_uint8(rain) if rain is not None else None
@@ -111,7 +116,7 @@ class _Runner:
         for frames, _ in group:
             for f in frames:
                 if f.index not in self._cache:
-                    self._cache[f.index] = _to_chw_float(f.rgb)
+                    self._cache[f.index] = to_chw_float(f.rgb)
         if len(group) == 1 and window == 1:
             arr = self._cache[group[0][1].index][None, None]  # a view: no 11 MB copy per 720p frame
         else:
