@@ -1,11 +1,16 @@
 """`vderain run INPUT -o OUTPUT`: derain a video file, frame folder or stream URL.
 
-Exit status: 0 done; 1 error (nothing written); 2 bad arguments; 3 output written but the
-input was damaged (frames that did not decode are missing, see the warning);
-130 interrupted (a file input leaves no output; a stream input keeps what was done).
+`vderain run INPUT... -o OUT_DIR/`: batch mode (several files, or a folder of videos),
+see vderain/batch.py.
+
+Exit status: 0 done; 1 error (nothing written; in batch mode: some file failed);
+2 bad arguments; 3 output written but the input was damaged (frames that did not decode
+are missing, see the warning); 130 interrupted (a file input leaves no output; a stream
+input keeps what was done; a batch keeps the files it finished).
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -30,9 +35,12 @@ def parse_time(text: str) -> float:
 
 def add_arguments(p) -> None:
     from vderain.io.writer import CODEC_CHOICES, X264_PRESETS
-    p.add_argument("input", help="video file, folder of numbered frames, or stream URL (rtsp/udp/http)")
+    p.add_argument("input", nargs="+",
+                   help="video file, folder of numbered frames, or stream URL (rtsp/udp/http); "
+                        "several files or a folder of videos: batch mode")
     p.add_argument("-o", "--output", required=True,
-                   help="output video (.mp4/.mkv/.mov/.webm), or a folder ending in '/' for PNG frames")
+                   help="output video (.mp4/.mkv/.mov/.webm), or a folder ending in '/' for PNG frames; "
+                        "in batch mode the output folder")
     p.add_argument("--method", default="auto",
                    help="auto (the shipped network), fast, quality, median, identity, or a .pt checkpoint")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -51,6 +59,15 @@ def add_arguments(p) -> None:
     p.add_argument("--backend", default="pyav", choices=("pyav", "decord"), help="decoder (default pyav)")
     p.add_argument("--no-audio", action="store_true", help="do not copy audio/subtitle/data streams")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b = p.add_argument_group("batch mode (several inputs, or a folder of videos)")
+    b.add_argument("--recursive", action="store_true", help="also take videos in subfolders")
+    b.add_argument("--ext", help="output container, e.g. mp4 (default: the input's if it can hold "
+                                 "the codec, else mp4)")
+    b.add_argument("--overwrite", action="store_true",
+                   help="redo files whose output exists (default: skip them, so re-runs resume)")
+    b.add_argument("--shard", metavar="I/N",
+                   help="process every N-th file of the sorted list starting at I (0-based), "
+                        "e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT")
 
 
 def main(args) -> int:
@@ -61,8 +78,18 @@ def main(args) -> int:
             raise VderainError(f"--{name} must be >= 1 (got {value})")
     if args.tile_overlap < 0:
         raise VderainError(f"--tile-overlap must be >= 0 (got {args.tile_overlap})")
+    from vderain import batch
+    inputs = list(args.input)
+    if batch.is_batch(inputs, args.recursive, args.shard):
+        return _main_batch(args, inputs)
+    if args.ext:
+        raise VderainError("--ext is for batch mode (several inputs or a folder of videos); "
+                           "with one input, name the output file")
+    if not args.recursive and os.path.isdir(inputs[0]) and batch.folder_holds_videos(inputs[0], True):
+        raise VderainError(f"{inputs[0]} holds no videos or frames at its top level; add --recursive "
+                           f"to process the videos in its subfolders")
     summary = derain_video(
-        args.input, args.output, method=args.method, device=args.device, window=args.window,
+        inputs[0], args.output, method=args.method, device=args.device, window=args.window,
         tile=args.tile, tile_overlap=args.tile_overlap, batch=args.batch, crf=args.crf,
         preset=args.preset, codec=args.codec, side_by_side=args.side_by_side,
         rain_layer=args.rain_layer, start=parse_time(args.start), duration=parse_time(args.duration),
@@ -77,3 +104,22 @@ def main(args) -> int:
     if summary["interrupted"]:
         return 130
     return EXIT_DAMAGED_INPUT if problems else 0
+
+
+def _main_batch(args, inputs) -> int:
+    from vderain import batch
+    if args.rain_layer:
+        raise VderainError("--rain-layer names one file; it is not available with several inputs")
+    result = batch.run_batch(
+        inputs, args.output, recursive=args.recursive, ext=args.ext, overwrite=args.overwrite,
+        shard=batch.parse_shard(args.shard), method=args.method, device=args.device,
+        window=args.window, codec=args.codec, progress=not args.quiet, tile=args.tile,
+        tile_overlap=args.tile_overlap, batch=args.batch, crf=args.crf, preset=args.preset,
+        side_by_side=args.side_by_side, start=parse_time(args.start),
+        duration=parse_time(args.duration), fps=args.fps, backend=args.backend,
+        audio=not args.no_audio)
+    if result["damaged"]:
+        print(f"vderain: warning: {result['damaged']} input(s) were damaged; their outputs hold only "
+              f"the frames that decoded (see {result['log']})", file=sys.stderr)
+    print(f"vderain: {batch.batch_summary_line(result, args.output)}")
+    return batch.exit_status(result)

@@ -1,0 +1,276 @@
+"""`vderain run INPUT... -o OUT_DIR/`: folders and many files, resumable, sharded, failures isolated."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import vderain.pipeline as pipeline
+from vderain import VderainError
+from vderain.batch import parse_shard, plan
+from vderain.cli import main
+from videogen import make_frame_folder, make_video, read_all
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(capsys, *argv):
+    rc = main(["run", *map(str, argv), "--method", "identity", "--preset", "ultrafast", "-q"])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _files(folder) -> list[str]:
+    """Visible files under `folder`, relative, sorted (hidden temp files would show as a failure)."""
+    found = []
+    for root, _, names in os.walk(folder):
+        found += [os.path.relpath(os.path.join(root, n), folder) for n in names]
+    return sorted(found)
+
+
+def _summary(out: str) -> str:
+    lines = [ln for ln in out.splitlines() if ln.startswith("vderain: batch:")]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """A dashcam-like folder: videos at the top and in a subfolder, a thumbnail, a note."""
+    root = tmp_path_factory.mktemp("cam")
+    make_video(root / "a.mp4", n=6, width=64, height=48)
+    make_video(root / "b.mkv", n=6, width=64, height=48, audio=True)
+    make_video(root / "c.MOV", n=6, width=64, height=48)
+    make_video(root / "d.mp4", n=5, width=64, height=48)
+    (root / "2024").mkdir()
+    make_video(root / "2024" / "e.mp4", n=7, width=64, height=48)
+    make_video(root / "2024" / "f.webm", n=6, width=64, height=48, codec="libvpx-vp9")
+    make_frame_folder(root / "thumbs", n=2)  # not videos: ignored
+    (root / "notes.txt").write_text("not a video\n")
+    return root
+
+
+def test_folder_in_folder_out_then_skip_then_overwrite(capsys, tmp_path, tree):
+    out = tmp_path / "clean"  # does not exist yet: created
+    rc, stdout, err = _run(capsys, tree, "-o", f"{out}/", "--recursive")
+    assert rc == 0, err
+    assert _summary(stdout) == f"vderain: batch: 6 done, 0 skipped (exist), 0 failed -> {out}/"
+    # same relative names; containers kept where they hold H.264, webm -> mp4
+    assert _files(out) == ["2024/e.mp4", "2024/f.mp4", "a.mp4", "b.mkv", "c.MOV", "d.mp4",
+                           "vderain-batch.json"]
+    assert len(read_all(out / "2024" / "e.mp4")[0]) == 7
+    assert len(read_all(out / "d.mp4")[0]) == 5
+    log = json.loads((out / "vderain-batch.json").read_text())
+    assert log["counts"]["done"] == 6 and log["finished"]
+    by_name = {os.path.relpath(f["output"], out): f for f in log["files"]}
+    assert by_name["2024/e.mp4"]["status"] == "done" and by_name["2024/e.mp4"]["frames"] == 7
+    assert by_name["a.mp4"]["seconds"] > 0 and by_name["a.mp4"]["fps"] > 0
+    stamp = {p: os.stat(out / p).st_mtime_ns for p in _files(out) if p.endswith(("mp4", "mkv", "MOV"))}
+
+    rc, stdout, _ = _run(capsys, tree, "-o", f"{out}/", "--recursive")  # resumes: nothing to do
+    assert rc == 0
+    assert _summary(stdout) == f"vderain: batch: 0 done, 6 skipped (exist), 0 failed -> {out}/"
+    assert all(os.stat(out / p).st_mtime_ns == t for p, t in stamp.items())
+    assert {f["status"] for f in json.loads((out / "vderain-batch.json").read_text())["files"]} == {"skipped"}
+
+    os.remove(out / "b.mkv")  # as if the batch had stopped before b
+    rc, stdout, _ = _run(capsys, tree, "-o", out, "--recursive")
+    assert rc == 0 and "1 done, 5 skipped" in _summary(stdout) and (out / "b.mkv").exists()
+
+    rc, stdout, _ = _run(capsys, tree, "-o", out, "--recursive", "--overwrite")
+    assert rc == 0 and "6 done, 0 skipped" in _summary(stdout)
+    assert all(os.stat(out / p).st_mtime_ns != t for p, t in stamp.items())
+
+
+def test_not_recursive_takes_top_level_only(capsys, tmp_path, tree):
+    rc, stdout, _ = _run(capsys, tree, "-o", tmp_path / "o")
+    assert rc == 0 and "4 done" in _summary(stdout)
+    assert _files(tmp_path / "o") == ["a.mp4", "b.mkv", "c.MOV", "d.mp4", "vderain-batch.json"]
+
+
+def test_ext_and_output_inside_input_folder(capsys, tmp_path, tree):
+    src = tmp_path / "cam"
+    shutil.copytree(tree, src)
+    out = src / "derained"  # inside the input: must not be read back as input on re-runs
+    rc, stdout, err = _run(capsys, src, "-o", out, "--recursive", "--ext", "mkv")
+    assert rc == 0, err
+    assert _files(out) == ["2024/e.mkv", "2024/f.mkv", "a.mkv", "b.mkv", "c.mkv", "d.mkv",
+                           "vderain-batch.json"]
+    rc, stdout, _ = _run(capsys, src, "-o", out, "--recursive", "--ext", "mkv")
+    assert rc == 0 and "0 done, 6 skipped" in _summary(stdout)
+
+
+def test_corrupt_file_fails_alone(capsys, tmp_path, tree):
+    src = tmp_path / "cam"
+    src.mkdir()
+    for name in ("a.mp4", "d.mp4"):
+        shutil.copy(tree / name, src / name)
+    (src / "b.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))  # garbage after a header
+    data = open(tree / "a.mp4", "rb").read()
+    (src / "c.mp4").write_bytes(data[: len(data) // 2])  # truncated, index lost
+    out = tmp_path / "out"
+    rc, stdout, err = _run(capsys, src, "-o", out)
+    assert rc == 1 and "Traceback" not in err
+    assert _summary(stdout) == f"vderain: batch: 2 done, 0 skipped (exist), 2 failed -> {out}"
+    failed = [ln for ln in err.splitlines() if ln.startswith("vderain: failed:")]
+    assert len(failed) == 2 and str(src / "b.mp4") in failed[0] and str(src / "c.mp4") in failed[1]
+    assert _files(out) == ["a.mp4", "d.mp4", "vderain-batch.json"]  # nothing half-written
+    log = {os.path.basename(f["input"]): f for f in json.loads((out / "vderain-batch.json").read_text())["files"]}
+    assert log["b.mp4"]["status"] == "failed" and log["b.mp4"]["error"]
+    assert log["c.mp4"]["status"] == "failed" and "truncated" in log["c.mp4"]["error"]
+    assert log["a.mp4"]["status"] == "done"
+    # a re-run retries only the failures (still failing), skips the rest
+    rc, stdout, _ = _run(capsys, src, "-o", out)
+    assert rc == 1 and "0 done, 2 skipped (exist), 2 failed" in _summary(stdout)
+
+
+def test_shards_partition_the_files(capsys, tmp_path, tree):
+    out = tmp_path / "out"
+    got = []
+    for i in range(2):
+        rc, stdout, _ = _run(capsys, tree, "-o", out, "--recursive", "--shard", f"{i}/2")
+        assert rc == 0
+        log = json.loads((out / f"vderain-batch.shard-{i}-of-2.json").read_text())
+        assert log["shard"] == f"{i}/2"
+        got.append({os.path.relpath(f["output"], out) for f in log["files"] if f["status"] == "done"})
+    every = ["2024/e.mp4", "2024/f.mp4", "a.mp4", "b.mkv", "c.MOV", "d.mp4"]  # sorted order
+    assert got == [set(every[0::2]), set(every[1::2])]
+    assert _files(out) == sorted(every + ["vderain-batch.shard-0-of-2.json", "vderain-batch.shard-1-of-2.json"])
+    rc, stdout, _ = _run(capsys, tree, "-o", out, "--recursive", "--shard", "1/2")  # re-run is safe
+    assert rc == 0 and "0 done, 3 skipped" in _summary(stdout)
+
+
+def test_several_explicit_files_and_a_frame_folder(capsys, tmp_path, tree):
+    frames = make_frame_folder(tmp_path / "seq", n=4)
+    out = tmp_path / "out"
+    rc, stdout, err = _run(capsys, tree / "a.mp4", tree / "2024" / "e.mp4", frames, "-o", out)
+    assert rc == 0, err
+    # relative to the deepest folder holding all inputs (tmp_path's parent holds tree and seq)
+    names = [p for p in _files(out) if not p.endswith(".json")]
+    assert len(names) == 3 and any(p.endswith("seq.mp4") for p in names)
+    assert any(p.endswith(os.path.join("2024", "e.mp4")) for p in names)
+    assert len(read_all(out / [p for p in names if p.endswith("seq.mp4")][0])[0]) == 4
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("vderain: [")]
+    assert len(lines) == 3 and lines[0].startswith("vderain: [1/3] ")
+
+
+def test_globbed_files_go_flat(capsys, tmp_path, tree):
+    out = tmp_path / "out"
+    rc, stdout, _ = _run(capsys, tree / "a.mp4", tree / "d.mp4", "-o", f"{out}/")
+    assert rc == 0 and _files(out) == ["a.mp4", "d.mp4", "vderain-batch.json"]
+
+
+def test_model_loaded_once(capsys, tmp_path, tree, monkeypatch):
+    calls = []
+    real = pipeline.get_method
+
+    def counting(*a, **k):
+        calls.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(pipeline, "get_method", counting)
+    rc, stdout, _ = _run(capsys, tree, "-o", tmp_path / "out")
+    assert rc == 0 and "4 done" in stdout and len(calls) == 1
+    calls.clear()
+    rc, stdout, _ = _run(capsys, tree, "-o", tmp_path / "out")  # all skipped: no model at all
+    assert rc == 0 and "4 skipped" in stdout and calls == []
+
+
+def _one_error(capsys, argv, match):
+    rc, out, err = _run(capsys, *argv)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith("vderain: error: "), err
+    assert match in lines[0] and "Traceback" not in err
+
+
+def test_output_file_with_several_inputs_is_an_error(capsys, tmp_path, tree):
+    _one_error(capsys, [tree / "a.mp4", tree / "d.mp4", "-o", tmp_path / "o.mp4"], "must be a folder")
+    (tmp_path / "exists").write_text("x")
+    _one_error(capsys, [tree / "a.mp4", tree / "d.mp4", "-o", tmp_path / "exists"], "is a file")
+    _one_error(capsys, [tree, "-o", tmp_path / "o.mp4"], "must be a folder")
+    assert sorted(os.listdir(tmp_path)) == ["exists"]
+
+
+def test_batch_argument_errors(capsys, tmp_path, tree):
+    out = tmp_path / "out"
+    _one_error(capsys, [tree / "a.mp4", tmp_path / "missing.mp4", "-o", out], "input not found")
+    _one_error(capsys, [tree, "-o", out, "--shard", "2/2"], "0 <= I < N")
+    _one_error(capsys, [tree, "-o", out, "--shard", "x"], "I/N")
+    _one_error(capsys, [tree, "-o", out, "--ext", "webm"], "cannot hold h264")
+    _one_error(capsys, [tree, "-o", out, "--rain-layer", tmp_path / "r.mp4"], "--rain-layer")
+    _one_error(capsys, [tree, "-o", tree], "output folder is the input folder")
+    _one_error(capsys, [tree / "a.mp4", "-o", tmp_path / "o.mp4", "--ext", "mkv"], "--ext is for batch")
+    _one_error(capsys, [tree / "b.mkv", tree / "a.mp4", "-o", out, "--ext", "mp4", "--codec", "png"],
+               "--codec png")
+    empty = tmp_path / "nested"
+    (empty / "deeper").mkdir(parents=True)
+    shutil.copy(tree / "a.mp4", empty / "deeper" / "a.mp4")
+    _one_error(capsys, [empty, "-o", out], "--recursive")
+    assert not out.exists()
+
+
+def test_name_clash_is_an_error(tmp_path, tree):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(tree / "a.mp4", src / "x.mp4")
+    shutil.copy(tree / "b.mkv", src / "x.mkv")
+    assert [j.rel for j in plan([str(src)], str(tmp_path / "o"))] == ["x.mkv", "x.mp4"]
+    with pytest.raises(VderainError, match="would both be written"):
+        plan([str(src)], str(tmp_path / "o"), ext="mp4")
+
+
+def test_parse_shard():
+    assert parse_shard(None) is None and parse_shard("0/1") == (0, 1) and parse_shard("3/4") == (3, 4)
+    for bad in ("4/4", "-1/2", "1/0", "1", "a/b"):
+        with pytest.raises(VderainError):
+            parse_shard(bad)
+
+
+def test_single_frame_folder_is_still_one_input(capsys, tmp_path):
+    frames = make_frame_folder(tmp_path / "seq", n=4)
+    rc, out, err = _run(capsys, frames, "-o", tmp_path / "o.mp4")
+    assert rc == 0 and "vderain: 4 frames" in out and "batch" not in out
+
+
+_SLOW_BATCH = textwrap.dedent("""
+    import sys, time
+    import vderain.pipeline as p
+    from vderain.methods import Identity
+
+    class Slow(Identity):
+        def __call__(self, clips):
+            time.sleep(0.05)
+            return super().__call__(clips)
+
+    p.resolve_method = lambda *a, **k: Slow()
+    from vderain.cli import main
+    sys.exit(main(["run", *sys.argv[1:], "--preset", "ultrafast", "-q"]))
+""")
+
+
+def test_ctrl_c_keeps_finished_files_and_resumes(capsys, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        make_video(src / name, n=40, width=64, height=48)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_BATCH, str(src), "-o", str(out)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("vderain: [1/3] ")  # a.mp4 finished, b.mp4 under way
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(timeout=60)
+    stderr = proc.stderr.read()
+    assert rc == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert sorted(os.listdir(out)) == ["a.mp4", "vderain-batch.json"]  # no temp file, no half b
+    log = json.loads((out / "vderain-batch.json").read_text())
+    assert [f["status"] for f in log["files"]] == ["done", "interrupted", "pending"]
+    rc, stdout, _ = _run(capsys, src, "-o", out)
+    assert rc == 0 and "2 done, 1 skipped (exist), 0 failed" in _summary(stdout)

@@ -1,0 +1,332 @@
+"""Batch mode of `vderain run`: many files or whole folders, unattended, resumable, sharded.
+
+    vderain run dashcam/ -o clean/ --recursive
+    vderain run a.mp4 b.mov -o clean/
+    vderain run dashcam/ -o clean/ --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
+
+Every input maps to one output under the output folder, keeping its relative path. An
+output that exists is complete (the writer renames a finished temp file onto it), so it is
+skipped: an interrupted batch, or a re-run, picks up where it stopped. A file that fails is
+reported on one line and the batch goes on; the log `vderain-batch.json` says what happened
+to each file. `--shard I/N` takes every N-th file of the sorted list, so N jobs can share a
+folder without talking to each other or to a scheduler.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from vderain import VderainError
+
+VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".flv",
+              ".3gp", ".wmv", ".asf", ".mpg", ".mpeg", ".mxf", ".ogv", ".nut", ".vob", ".dv")
+LOG_NAME = "vderain-batch.json"
+EXIT_FAILED = 1
+EXIT_DAMAGED_INPUT = 3
+# codec name (vderain.io.writer) -> codec a container must accept to hold it
+_CODEC_ID = {"h264": "h264", "x264-lossless": "h264", "hevc": "hevc", "av1": "av1", "vp9": "vp9",
+             "ffv1": "ffv1"}
+
+
+@dataclass
+class Job:
+    input: str    # as found (a video file, or a folder of frames)
+    rel: str      # output path relative to the output folder, with extension
+    output: str   # out_dir/rel
+    status: str = "pending"  # pending | done | skipped | failed | interrupted
+    record: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ what is an input
+
+def _is_video(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(VIDEO_EXTS)
+
+
+def _is_image(name: str) -> bool:
+    from vderain.io.reader import IMAGE_EXTS
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTS)
+
+
+def _walk_videos(folder: str, recursive: bool, skip: str | None = None) -> list[str]:
+    """Video files in `folder` (and below if `recursive`), hidden names and `skip` left out.
+
+    Hidden names matter: they include the writer's temp files (.NAME.PID.vderain-tmp.EXT)
+    and `skip` is the output folder when it sits inside the input folder, so outputs of an
+    earlier run are never read back as inputs.
+    """
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and not (skip and os.path.realpath(os.path.join(root, d)) == skip))
+        found.extend(os.path.join(root, f) for f in sorted(files) if _is_video(f))
+        if not recursive:
+            break
+    return found
+
+
+def folder_holds_videos(folder: str, recursive: bool) -> bool:
+    """True if `folder` is a batch of videos; False if it is one frame-folder input (as before).
+
+    Videos at the top level make it a batch even if images sit beside them (dashcams write
+    thumbnails); images alone keep it a frame folder; otherwise it is a batch only if
+    `recursive` finds videos below.
+    """
+    names = os.listdir(folder)
+    if any(_is_video(n) and os.path.isfile(os.path.join(folder, n)) for n in names):
+        return True
+    if any(_is_image(n) for n in names):
+        return False
+    return recursive and bool(_walk_videos(folder, True))
+
+
+def is_batch(inputs: list[str], recursive: bool = False, shard: str | None = None) -> bool:
+    """Batch mode: several inputs, a folder of videos, or a shard of anything."""
+    if len(inputs) > 1 or shard is not None:
+        return True
+    return os.path.isdir(inputs[0]) and folder_holds_videos(inputs[0], recursive)
+
+
+# ------------------------------------------------------------------ output names
+
+@functools.lru_cache(maxsize=None)
+def _container_holds(ext: str, codec_id: str) -> bool | None:
+    """Whether FFmpeg's muxer for `ext` accepts `codec_id`; None if `ext` is no known container.
+
+    Opening a container for writing only picks the muxer; no file is created until encoding
+    starts, and the probe name lives in a fresh temp folder anyway. Same test as the writer's.
+    """
+    import av
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            c = av.open(os.path.join(tmp, "probe" + ext), "w")
+        except (ValueError, av.error.FFmpegError):
+            return None
+        try:
+            return codec_id in c.supported_codecs
+        finally:
+            c.close()
+
+
+def _codec_for(codec: str | None, ext: str) -> str:
+    from vderain.io.writer import resolve_codec
+    return resolve_codec(codec, "x" + ext)  # 'lossless' depends on the container
+
+
+def output_ext(src: str, ext: str | None, codec: str | None) -> str:
+    """The output extension: `ext` if given, else the input's container if it can hold the
+    codec (h264 by default), else .mp4 (.mkv for ffv1, which mp4 players rarely read)."""
+    if ext:
+        e = "." + ext.lstrip(".")
+        holds = _container_holds(e, _CODEC_ID[_codec_for(codec, e)])
+        if holds is None:
+            raise VderainError(f"unknown container --ext {ext} (use mp4, mkv, mov, ...)")
+        if not holds:
+            raise VderainError(f"a {e} file cannot hold {_codec_for(codec, e)} video; "
+                               f"choose another --ext or --codec")
+        return e
+    src_ext = os.path.splitext(src)[1] if os.path.isfile(src) else ""
+    for e in ([src_ext] if src_ext else []) + [".mp4", ".mkv"]:
+        if _container_holds(e, _CODEC_ID[_codec_for(codec, e)]):
+            return e
+    raise VderainError(f"no container found for codec {codec}; give --ext")
+
+
+def plan(inputs: list[str], out_dir: str, recursive: bool = False, ext: str | None = None,
+         codec: str | None = None) -> list[Job]:
+    """Every (input, output) pair, sorted by output path (the same order on every machine).
+
+    Paths are kept relative to one anchor: the folder itself when the only input is a
+    folder, else the deepest folder holding all inputs (so `a/ b/` gives out/a/..., out/b/...).
+    """
+    from vderain.io.reader import is_url
+    if codec and codec.lower() == "png":
+        raise VderainError("--codec png writes one folder of frames; it is not available with "
+                           "several inputs (use a video codec)")
+    out_real = os.path.realpath(out_dir)
+    for src in inputs:
+        if is_url(src):
+            raise VderainError(f"stream URLs cannot be batched ({src}); run them one at a time")
+        if not os.path.exists(src):
+            raise VderainError(f"input not found: {src}")
+    absolute = [os.path.abspath(s) for s in inputs]
+    if len(inputs) == 1 and os.path.isdir(inputs[0]) and folder_holds_videos(inputs[0], recursive):
+        anchor = absolute[0]
+    else:
+        anchor = os.path.commonpath([os.path.dirname(a) for a in absolute])
+    sources: list[str] = []
+    for src, a in zip(inputs, absolute):
+        if not os.path.isdir(src):
+            sources.append(a)
+        elif folder_holds_videos(src, recursive):
+            if os.path.realpath(src) == out_real:
+                raise VderainError(f"the output folder is the input folder {src}; outputs would "
+                                   f"mix with inputs: choose another -o")
+            sources.extend(os.path.abspath(p) for p in _walk_videos(src, recursive, out_real))
+        elif any(_is_image(n) for n in os.listdir(src)):
+            sources.append(a)  # a folder of numbered frames: one input, as in single mode
+        else:
+            hint = "" if recursive else " (add --recursive to look in subfolders)"
+            raise VderainError(f"no video files or frames in {src}{hint}")
+    jobs: dict[str, Job] = {}
+    seen: set[str] = set()
+    for a in sources:
+        if os.path.realpath(a) in seen:
+            continue  # the same file twice (overlapping globs)
+        seen.add(os.path.realpath(a))
+        stem = os.path.splitext(os.path.relpath(a, anchor))[0] if os.path.isfile(a) \
+            else os.path.relpath(a, anchor)
+        rel = stem + output_ext(a, ext, codec)
+        output = os.path.join(out_dir, rel)
+        if rel in jobs:
+            raise VderainError(f"{jobs[rel].input} and {a} would both be written to {output}; "
+                               f"give --ext or process them separately")
+        if os.path.realpath(output) == os.path.realpath(a):
+            raise VderainError(f"output {output} is the input {a}; choose another -o (the input "
+                               f"is never overwritten)")
+        jobs[rel] = Job(a, rel, output)
+    if not jobs:
+        hint = "" if recursive else " (add --recursive to look in subfolders)"
+        raise VderainError(f"no video files found in {', '.join(inputs)}{hint}")
+    return [jobs[r] for r in sorted(jobs)]
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' -> (I, N), 0 <= I < N."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise VderainError(f"--shard takes I/N, e.g. 0/4 (got '{text}')") from None
+    if n < 1 or not 0 <= i < n:
+        raise VderainError(f"--shard I/N needs 0 <= I < N (got '{text}')")
+    return i, n
+
+
+def check_out_dir(out_dir: str) -> None:
+    """With several inputs -o must be a folder: an existing one, or a path ending in '/'
+    or without extension (created when the batch starts)."""
+    if os.path.isfile(out_dir):
+        raise VderainError(f"with several inputs, -o must be a folder; {out_dir} is a file")
+    if not (out_dir.endswith(("/", os.sep)) or os.path.isdir(out_dir)
+            or os.path.splitext(os.path.basename(out_dir))[1] == ""):
+        raise VderainError(f"with several inputs, -o must be a folder (end it with '/'), "
+                           f"not a file name: {out_dir}")
+
+
+# ------------------------------------------------------------------ running
+
+def _log_path(out_dir: str, shard) -> str:
+    # Shards of one batch run at once into one folder: each keeps its own log.
+    name = LOG_NAME if shard is None else f"vderain-batch.shard-{shard[0]}-of-{shard[1]}.json"
+    return os.path.join(out_dir, name)
+
+
+def _write_log(path: str, header: dict, jobs: list[Job]) -> None:
+    """Rewritten after every file (temp + rename), so a killed batch still leaves a true log."""
+    data = dict(header)
+    data["counts"] = {s: sum(j.status == s for j in jobs)
+                      for s in ("done", "skipped", "failed", "interrupted", "pending")}
+    data["files"] = [{"input": j.input, "output": j.output, "status": j.status, **j.record}
+                     for j in jobs]
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e) if isinstance(e, VderainError) else f"{type(e).__name__}: {e}"
+    return " ".join(text.split()) or type(e).__name__
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: str | None = None,
+              overwrite: bool = False, shard: tuple[int, int] | None = None, method="auto",
+              device: str = "auto", window: int | None = None, codec: str | None = None,
+              progress: bool = True, **derain_kwargs) -> dict:
+    """Derain every input into `out_dir`; returns {'done', 'skipped', 'failed', 'damaged',
+    'jobs', 'log'}. Prints one line per processed or failed file; raises VderainError only for
+    problems with the whole batch (bad arguments, a method that cannot load)."""
+    from vderain import pipeline
+    out_dir = os.fspath(out_dir)
+    check_out_dir(out_dir)
+    jobs = plan([os.fspath(s) for s in inputs], out_dir, recursive, ext, codec)
+    if shard is not None:
+        jobs = jobs[shard[0]::shard[1]]  # of the full sorted list: the same split on every machine
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise VderainError(f"cannot create output folder {out_dir}: {e.strerror}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise VderainError(f"output folder is not writable: {out_dir}")
+    log = _log_path(out_dir, shard)
+    header = {"started": _now(), "finished": None, "output_dir": os.path.abspath(out_dir),
+              "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+              "method": method if isinstance(method, str) else getattr(method, "name", "custom"),
+              "device": str(device)}
+    for j in jobs:
+        if os.path.exists(j.output) and not overwrite:
+            j.status = "skipped"
+    todo = [j for j in jobs if j.status == "pending"]
+    m = None  # loaded at the first file that needs it: a re-run with nothing to do loads nothing
+    damaged = 0
+    _write_log(log, header, jobs)
+    try:
+        for k, j in enumerate(todo, 1):
+            if m is None:
+                m = pipeline.resolve_method(method, device, window)  # once for the whole batch
+                header["method"] = getattr(m, "name", type(m).__name__)
+                header["device"] = str(getattr(m, "device", device))
+            try:
+                os.makedirs(os.path.dirname(j.output) or ".", exist_ok=True)
+                s = pipeline.derain_video(j.input, j.output, method=m, codec=codec,
+                                          progress=progress, **derain_kwargs)
+            except KeyboardInterrupt:
+                j.status = "interrupted"
+                raise
+            except Exception as e:  # noqa: BLE001 - unattended: one file's failure is not the batch's
+                j.status, j.record = "failed", {"error": _one_line(e)}
+                print(f"vderain: failed: {j.input}: {_one_line(e)}", file=sys.stderr, flush=True)
+            else:
+                j.status = "done"
+                j.record = {"frames": s["frames"], "fps": round(s["fps"], 3),
+                            "seconds": round(s["seconds"], 3), "notes": s["notes"],
+                            "decode_problems": s["decode_problems"]}
+                for note in s["notes"]:
+                    print(f"vderain: note: {j.rel}: {note}", file=sys.stderr)
+                if s["decode_problems"]:
+                    damaged += 1
+                    print(f"vderain: warning: {j.rel}: damaged input, output has only the frames "
+                          f"that decoded: {s['decode_problems']}", file=sys.stderr)
+                print(f"vderain: [{k}/{len(todo)}] {pipeline.summary_line(s)}", flush=True)
+            _write_log(log, header, jobs)
+    finally:
+        header["finished"] = _now()
+        _write_log(log, header, jobs)
+    return {"done": sum(j.status == "done" for j in jobs),
+            "skipped": sum(j.status == "skipped" for j in jobs),
+            "failed": sum(j.status == "failed" for j in jobs),
+            "damaged": damaged, "jobs": jobs, "log": log}
+
+
+def batch_summary_line(result: dict, out_dir: str) -> str:
+    return (f"batch: {result['done']} done, {result['skipped']} skipped (exist), "
+            f"{result['failed']} failed -> {out_dir}")
+
+
+def exit_status(result: dict) -> int:
+    if result["failed"]:
+        return EXIT_FAILED
+    return EXIT_DAMAGED_INPUT if result["damaged"] else 0
