@@ -288,12 +288,12 @@ def test_to_tensor_round_trip():
 
 def test_live_converts_frames_exactly_like_vderain_run():
     from vderain.live import to_rgb, to_tensor
-    from vderain.pipeline import _to_chw_float, _to_hwc_uint8
+    from vderain.pipeline import to_chw_float, to_hwc_uint8
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
-    assert np.array_equal(to_tensor(rgb, torch.device("cpu")).numpy(), _to_chw_float(rgb))
+    assert np.array_equal(to_tensor(rgb, torch.device("cpu")).numpy(), to_chw_float(rgb))
     out = torch.from_numpy(rng.uniform(-0.2, 1.2, (3, 6, 10)).astype(np.float32))  # out of range too
-    assert np.array_equal(to_rgb(out), _to_hwc_uint8(out.numpy()))
+    assert np.array_equal(to_rgb(out), to_hwc_uint8(out.numpy()))
     assert to_rgb(out).min() == 0 and to_rgb(out).max() == 255
 
 

@@ -67,11 +67,6 @@ def to_hwc_uint8(chw: np.ndarray) -> np.ndarray:
     return cv2.merge([u8[0], u8[1], u8[2]])
 
 
-# Old private names: tests/test_live.py still imports them (drop once it uses the public ones).
-_to_chw_float = to_chw_float
-_to_hwc_uint8 = to_hwc_uint8
-
-
 class _Runner:
     """Runs the method on batches of windows; returns (target Frame, output rgb, rain rgb | None)."""
 
