@@ -25,6 +25,7 @@ import torch
 from vderain import VderainError
 from vderain.io import (Frame, VideoWriter, batched, check_output, iter_windows, open_video,
                         resolve_codec, tiled_apply)
+from vderain.io.color import to_chw_float, to_hwc_uint8  # noqa: F401 (re-exported)
 from vderain.io.reader import NETWORK_TIMEOUT_S
 from vderain.methods import Method, get_method
 
@@ -50,21 +51,7 @@ def resolve_method(method="auto", device="auto", window: int | None = None) -> M
 
 # ------------------------------------------------------------------ conversions
 
-def to_chw_float(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] (OpenCV split: faster than torch on CPU)."""
-    h, w = rgb.shape[:2]
-    out = np.empty((3, h, w), np.float32)
-    for c, plane in enumerate(cv2.split(rgb)):
-        np.multiply(plane, np.float32(1 / 255), out=out[c], dtype=np.float32)
-    return out
-
-
-def to_hwc_uint8(chw: np.ndarray) -> np.ndarray:
-    """(3, H, W) float -> (H, W, 3) uint8, rounded and saturated (OpenCV SIMD, ~7x torch)."""
-    chw = np.ascontiguousarray(chw, dtype=np.float32)
-    flat = cv2.max(chw.reshape(-1, chw.shape[-1]), 0.0)  # convertScaleAbs would mirror negatives
-    u8 = cv2.convertScaleAbs(flat, alpha=255.0).reshape(chw.shape)
-    return cv2.merge([u8[0], u8[1], u8[2]])
+# to_chw_float / to_hwc_uint8 live in vderain.io.color (also used by live and the median)
 
 
 class _Runner:

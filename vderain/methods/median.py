@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from vderain import VderainError
+from vderain.io.color import to_hwc_uint8
 from vderain.methods import Method
 from vderain.metrics.flow import DISFlow, fb_consistent, inside, sample_map, to_gray, warp
 
@@ -53,15 +54,6 @@ def median_of(stack: list[np.ndarray]) -> np.ndarray:
     if n % 2:
         return a[n // 2]
     return ((a[n // 2 - 1].astype(np.uint16) + a[n // 2] + 1) // 2).astype(np.uint8)
-
-
-def to_hwc_uint8(chw: np.ndarray) -> np.ndarray:
-    """(3,H,W) float in [0,1] -> (H,W,3) uint8, rounded and saturated.
-
-    OpenCV's SIMD conversion is ~7x faster than torch's clamp/round/permute at 720p.
-    """
-    planes = cv2.convertScaleAbs(cv2.max(chw.reshape(-1, chw.shape[-1]), 0.0), alpha=255.0)
-    return cv2.merge(list(planes.reshape(chw.shape)))
 
 
 def camera_motion(flow: np.ndarray, trusted: np.ndarray, max_points: int = 2000) -> np.ndarray:
