@@ -237,8 +237,9 @@ def test_cli_stream_read_back_by_a_player(clip):
 
     reader = threading.Thread(target=player)
     reader.start()
+    # looped for 3 s so a player that connects late (slow CI) still sees frames
     assert cli(["live", clip, "--stream", f"tcp://127.0.0.1:{port}?listen=1", "--method", "identity",
-                "--split", "--overlay", "all"]) == 0
+                "--split", "--overlay", "all", "--loop", "--max-frames", "90"]) == 0
     reader.join(10)
     assert len(got) >= 5
     assert got[0].shape == (64, 192, 3)   # input | output
