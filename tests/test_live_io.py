@@ -183,21 +183,27 @@ def test_stream_sink_udp_read_back_by_a_second_reader():
     check_sequence(got, at_least=15)
 
 
+def read_until_error(src, match: str, seconds: float = 10.0) -> list:
+    """Frames a source delivers until it ends with the expected one-line error (bounded wait)."""
+    got = []
+    deadline = time.perf_counter() + seconds
+    with pytest.raises(VderainError, match=match):
+        while time.perf_counter() < deadline:
+            f = src.read(0.5)
+            if f is not None:
+                got.append(f)
+    return got
+
+
 def test_stream_source_tcp_loopback_and_reconnect_gives_up():
     sink = StreamSink("tcp://127.0.0.1:0?listen=1", FPS, gop=0.2)
     port = sink.address[1]
     src = StreamSource(f"tcp://127.0.0.1:{port}", retries=2, retry_delay=0.1).start()
-    got = []
     try:
         assert wait_for(lambda: sink.out.clients, timeout=5)
         sender = threading.Thread(target=send, args=(sink, 30))
         sender.start()
-        deadline = time.perf_counter() + 10
-        with pytest.raises(VderainError, match=r"stream tcp://.*gave up after 2 retries"):
-            while time.perf_counter() < deadline:
-                f = src.read(0.5)
-                if f is not None:
-                    got.append(f)
+        got = read_until_error(src, r"stream tcp://.*gave up after 2 retries")
         sender.join()
     finally:
         src.stop()
@@ -211,17 +217,11 @@ def test_stream_source_tcp_loopback_and_reconnect_gives_up():
 def test_stream_source_udp_loopback():
     port = free_port(kind=2)
     src = StreamSource(f"udp://127.0.0.1:{port}", retries=0, read_timeout=1.0).start()
-    got = []
     try:
         time.sleep(0.3)
         sender = threading.Thread(target=send, args=(StreamSink(f"udp://127.0.0.1:{port}", FPS, gop=0.2), 30))
         sender.start()
-        deadline = time.perf_counter() + 10
-        with pytest.raises(VderainError, match="stream udp://"):
-            while time.perf_counter() < deadline:
-                f = src.read(0.5)
-                if f is not None:
-                    got.append(f)
+        got = read_until_error(src, "stream udp://")
         sender.join()
     finally:
         src.stop()
