@@ -121,3 +121,26 @@ def test_sigterm_checkpoints_like_ctrl_c(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] >= 2
+
+
+def test_warm_start_from_weights_file_and_provenance(tmp_path):
+    first = train(tiny(), tmp_path / "a", device="cpu", progress=False)
+    init = tmp_path / "a" / "tiny.pt"
+    # zero steps: the warm-started network must be exactly the one it started from
+    same = train(tiny(**{"init": init, "optim.max_steps": 0}), tmp_path / "b", device="cpu", progress=False)
+    for (n, a), (_, b) in zip(first["model"].state_dict().items(), same["model"].state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-3), n  # fp16 weights file
+    more = train(tiny(**{"init": init}), tmp_path / "c", device="cpu", progress=False)
+    _, meta = load_weights(tmp_path / "c" / "tiny.pt")
+    assert meta["steps"] == 6 and meta["init"]["steps"] == 6 and meta["init"]["path"] == str(init)
+    moved = sum((a - b).abs().sum() for a, b in zip(first["model"].parameters(), more["model"].parameters()))
+    assert moved > 0
+
+
+def test_warm_start_refuses_a_different_network(tmp_path):
+    train(tiny(), tmp_path / "a", device="cpu", progress=False)
+    with pytest.raises(VderainError, match="different network"):
+        train(tiny(**{"init": tmp_path / "a" / "tiny.pt", "model.channels": 12}), tmp_path / "b",
+              device="cpu", progress=False)
+    with pytest.raises(VderainError, match="not found"):
+        train(tiny(init=tmp_path / "missing.pt"), tmp_path / "c", device="cpu", progress=False)

@@ -56,6 +56,7 @@ class LogConfig:
 class TrainConfig:
     name: str = "model"
     seed: int = 0
+    init: str = ""                  # warm start from a weights file (same model config); ignored on resume
     model: STRNetConfig = field(default_factory=STRNetConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)

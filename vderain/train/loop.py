@@ -17,7 +17,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from vderain.models.strnet import STRNet
+from vderain import VderainError
+from vderain.models.strnet import STRNet, STRNetConfig
 from vderain.train import losses as L
 from vderain.train.checkpoint import atomic_save, export_weights, safe_load
 from vderain.train.config import TrainConfig
@@ -96,6 +97,29 @@ def _validate(model: STRNet, cases: list[str], frames: int, device: torch.device
     return {"val_psnr_in": mean(rain_in), "val_psnr_out": mean(rain_out), "val_norain_psnr": mean(norain)}
 
 
+def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
+    """Load `cfg.init` (exported weights or a checkpoint) into `model`; return its provenance.
+
+    On resume (`load` False) only the provenance is read: last.pt already holds newer weights.
+    """
+    path = Path(cfg.init)
+    if not path.is_file():
+        raise VderainError(f"init: weights file not found: {path}")
+    blob = safe_load(path)
+    state = blob.get("state_dict", blob.get("model"))
+    conf = blob.get("config", {})
+    conf = conf.get("model", conf) if isinstance(conf, dict) else {}
+    if not isinstance(state, dict) or not conf:
+        raise VderainError(f"init: {path} is not a vderain weights file or checkpoint")
+    if STRNetConfig(**conf) != cfg.model:
+        raise VderainError(f"init: {path} holds a different network ({conf}) than the config's model")
+    if load:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    meta = blob.get("meta", {})
+    keep = {k: meta[k] for k in ("name", "steps", "seconds", "device", "init") if k in meta}
+    return {"path": str(path), **keep}
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: bool = True,
           progress: bool = True) -> dict:
     """Train per `cfg`, writing `last.pt` (resumable), `log.csv` and `<name>.pt` (weights) to out_dir.
@@ -139,6 +163,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
             gen.set_state(ck["generator"])
         else:  # a fresh, step-dependent stream rather than replaying the start
             gen.manual_seed(cfg.seed * 1000 + rank + 7919 * step)
+    init_meta = {}
+    if cfg.init:
+        init_meta = _warm_start(model, cfg, load=step == 0)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     T, tgt = cfg.model.frames, cfg.model.target
@@ -255,7 +282,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     if main_proc:
         meta = {"name": cfg.name, "steps": step, "seconds": round(seconds, 1),
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                "world_size": world, "train_config": cfg.to_dict()}
+                "world_size": world, "train_config": cfg.to_dict(),
+                **({"init": init_meta} if cfg.init else {})}
         export_weights(model, out_dir / f"{cfg.name}.pt", meta=meta)  # before validation: nothing can lose it
         final_val = validate(model, cfg.log.val_cases, cfg.log.val_frames, device) if cfg.log.val_cases else {}
         summary.update(final_val)
