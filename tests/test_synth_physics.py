@@ -233,3 +233,25 @@ def test_real_codec_round_trip():
     assert bool((out["params"]["codec_crf"] >= 18).all())
     mse = float(((out["rainy"] - ref["rainy"]) ** 2).mean())
     assert 0 < mse < 10 ** (-25 / 10)                                      # lossy, but close (PSNR > 25)
+
+
+def test_faint_rain_is_dense_but_translucent():
+    """`faint` (phone-like rain): more streaks than `light`, each far less visible."""
+    clean = grey(T=3, v=0.35)
+    pins = dict(veil=0, splash=0, wind=0, dark=0)
+    faint = run("faint", clean, seed=3, overrides=pins)["layer"].abs().amax(2)
+    light = run("light", clean, seed=3, overrides=pins)["layer"].abs().amax(2)
+    assert float((faint > 0.004).float().mean()) > float((light > 0.004).float().mean())
+    assert float(faint.quantile(0.999)) < 0.6 * float(light.quantile(0.999))
+
+
+def test_new_presets_leave_older_mixes_unchanged():
+    """Presets appended to the table must not change what the first six draw (the suite)."""
+    from vderain.synth.presets import PRESET_NAMES
+    assert PRESET_NAMES[:6] == ["light", "heavy", "night", "dashcam", "storm", "norain"]
+    g = lambda: torch.Generator().manual_seed(11)
+    pid, p = RainSynth("heavy").sample_params(64, g())
+    pid6 = torch.multinomial(torch.tensor([0, 1.0, 0, 0, 0, 0]), 64, replacement=True, generator=g())
+    assert torch.equal(pid, pid6)
+    mixed, _ = RainSynth({"light": 1, "faint": 1}).sample_params(4000, g())
+    assert 0.45 < float((mixed == PRESET_NAMES.index("faint")).float().mean()) < 0.55

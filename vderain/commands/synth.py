@@ -15,7 +15,7 @@ import time
 
 from vderain import VderainError
 
-RAIN_PRESETS = ("light", "heavy", "night", "dashcam", "storm")
+RAIN_PRESETS = ("light", "heavy", "night", "dashcam", "storm", "faint")
 
 
 def add_arguments(p) -> None:

@@ -86,6 +86,13 @@ PRESETS: dict[str, dict[str, tuple[float, float]]] = {
         "veil": (0.6, 1.4), "veil_k": (0.8, 1.15), "splash": (20, 60), "spec": (0.05, 0.3),
     },
     "norain": {"rain": (0, 0)},
+    # phone / webcam rain as it looks in real footage: many thin, translucent streaks and mist,
+    # rarely the bright opaque lines of the other presets (models trained only on those leave it)
+    "faint": {
+        "dens_far": (60, 220), "dens_mid": (8, 40), "dens_near": (0.0, 1.5),
+        "length": (25, 90), "shutter": (0.5, 1.0), "jitter": (1, 6), "opacity": (0.2, 0.5),
+        "env_k": (0.95, 1.25), "spec": (0.0, 0.08), "dark": (0.25, 0.25), "veil": (0.05, 0.6),
+    },
 }
 
 PRESET_NAMES: list[str] = list(PRESETS)          # index = params["preset_id"]

@@ -82,7 +82,11 @@ class RainSynth:
         lo, hi = preset_table()
         self._lo = torch.tensor(lo, device=self.device)                        # (P, K)
         self._hi = torch.tensor(hi, device=self.device)
-        self._mix = torch.tensor([w.get(n, 0.0) for n in PRESET_NAMES], device=self.device)
+        mix = [w.get(n, 0.0) for n in PRESET_NAMES]
+        # multinomial's draws depend on the vector's length: presets added after the first six
+        # join it only when used, so every older mix (the benchmark suite) makes the same clips
+        mix = mix[:max(6, max(i for i, v in enumerate(mix) if v > 0) + 1)]
+        self._mix = torch.tensor(mix, device=self.device)
         self._noise_bank = None
 
     # ---- parameters ------------------------------------------------------------------
