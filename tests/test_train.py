@@ -144,3 +144,10 @@ def test_warm_start_refuses_a_different_network(tmp_path):
               device="cpu", progress=False)
     with pytest.raises(VderainError, match="not found"):
         train(tiny(init=tmp_path / "missing.pt"), tmp_path / "c", device="cpu", progress=False)
+
+
+def test_warped_temporal_loss_trains_and_is_logged(tmp_path):
+    train(tiny(**{"loss.temporal_warp": 0.5}), tmp_path, device="cpu", progress=False)
+    header, first = (tmp_path / "log.csv").read_text().splitlines()[:2]
+    col = header.split(",").index("temporal_warp")
+    assert float(first.split(",")[col]) > 0

@@ -28,6 +28,7 @@ class LossConfig:
     ssim: float = 0.1               # 1 - SSIM (kornia), on the derained frame
     layer_lowpass: float = 1.0      # L1 of the 8x8-average of (R_pred - R_true): guards against global tone shifts
     temporal: float = 0.5           # |(o_t - o_{t-1}) - (c_t - c_{t-1})|: no flicker added, none left
+    temporal_warp: float = 0.0      # Lai et al.: |o_t - W(o_{t-1})|, DIS flow on the clean frames, occlusion-masked
     tv: float = 0.0                 # total variation of the output (smoothness prior)
     norain: float = 0.0             # extra L1 on R for rain-free clips: there the output must equal the input
 

@@ -24,7 +24,7 @@ from vderain.train.checkpoint import atomic_save, export_weights, safe_load
 from vderain.train.config import TrainConfig
 from vderain.train.data import make_source
 
-LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_lowpass", "temporal", "tv", "norain",
+LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_lowpass", "temporal", "temporal_warp", "tv", "norain",
               "val_psnr_in", "val_psnr_out", "val_norain_psnr"]
 
 
@@ -191,6 +191,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
         bar = tqdm(total=cfg.optim.max_steps, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
 
     w = cfg.loss
+    dis = None
+    if w.temporal_warp:
+        from vderain.metrics.flow import DISFlow
+        dis = DISFlow("ultrafast")
     running: dict[str, torch.Tensor] = {}
     last_ckpt = time.perf_counter()
     t_start = time.perf_counter() - elapsed
@@ -237,8 +241,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                      "ssim": L.ssim_loss(o_both.clamp(0, 1), c_both) if w.ssim else None,
                      "layer_lowpass": L.lowpass_l1(r_both, l_both) if w.layer_lowpass else None,
                      "temporal": L.temporal_difference(o_both[:b], o_both[b:], c_both[:b], c_both[b:]) if w.temporal else None,
+                     "temporal_warp": L.warped_temporal(o_both[:b], o_both[b:], c_both[:b], c_both[b:],
+                                                        L.clean_flow(c_both[b:], c_both[:b], dis))
+                     if w.temporal_warp else None,
                      "tv": L.total_variation(o_both) if w.tv else None,
-                 "norain": L.masked_l1(r_both, rain_free.repeat(2)) if w.norain else None}
+                     "norain": L.masked_l1(r_both, rain_free.repeat(2)) if w.norain else None}
             loss = sum(getattr(w, k) * v for k, v in parts.items() if v is not None)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
