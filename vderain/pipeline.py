@@ -242,12 +242,14 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
                  preset: str = "medium", codec: str | None = None, side_by_side: bool = False,
                  rain_layer=None, start: float | None = None, duration: float | None = None,
                  fps: float | None = None, backend: str = "pyav", audio: bool = True,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, resume: bool = False, segment_seconds: float = 60.0) -> dict:
     """Derain a video file, frame folder or stream URL into `output`.
 
     Returns a summary dict: frames, seconds, fps, output, rain_layer, method, device,
     notes (one-line remarks), decode_problems (None, or what was skipped in damaged input).
     Output appears only when complete (temp file + rename); on error nothing is left behind.
+    resume: write the output as parts of `segment_seconds` (vderain/io/segments.py) that an
+    interrupted run keeps and the same call continues from; `frames` then counts this run's.
     """
     t0 = time.perf_counter()
     input, output = os.fspath(input), os.fspath(output)
@@ -262,6 +264,8 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         if os.path.realpath(rain_path) == os.path.realpath(output):
             raise VderainError("--rain-layer must differ from the output path")
         resolve_codec(codec, rain_path)
+    if resume:
+        _check_resumable(input, output, codec, rain_path, start, duration, segment_seconds)
     # The input next: a bad file should say so even when the method's weights are missing.
     reader = open_video(input, backend=backend, start=start, duration=duration, fps=fps)
     try:
@@ -282,20 +286,41 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         out_info = dataclasses.replace(info, width=info.width * 2) if side_by_side else info
         copy_from = input if (audio and not os.path.isdir(input) and "://" not in input) else None
         trim = start is not None or duration is not None
-        writers.append(VideoWriter(output, out_info, codec=codec, crf=crf, preset=preset,
-                                   audio_from=copy_from, trim_aux=trim, inputs=[input]))
+        if resume:
+            from vderain.io.segments import SegmentedWriter
+            named = isinstance(method, (str, os.PathLike))  # an instance's repr changes every run
+            settings = {"method": os.fspath(method) if named else getattr(m, "name", type(m).__name__),
+                        "window": window, "tile": tile, "tile_overlap": tile_overlap,
+                        "side_by_side": side_by_side, "audio": bool(copy_from)}
+            seg = SegmentedWriter(output, out_info, input, max(1, round(segment_seconds * info.fps)),
+                                  settings, codec=codec, crf=crf, preset=preset, audio=bool(copy_from))
+            writers.append(seg)
+            if seg.resume_time is not None and not seg.complete:
+                notes.append(f"resuming after frame {seg.done_frames} ({seg.resume_time:.2f} s): "
+                             f"{len(seg.parts)} finished part(s) in {seg.dir}")
+                # seek to a little before the resume point: the window needs past frames as context
+                reader.close()
+                reader = open_video(input, backend=backend,
+                                    start=max(0.0, seg.resume_time - 2 * (m.window + 1) / info.fps))
+        else:
+            writers.append(VideoWriter(output, out_info, codec=codec, crf=crf, preset=preset,
+                                       audio_from=copy_from, trim_aux=trim, inputs=[input]))
         if rain_path:
             writers.append(VideoWriter(rain_path, info, codec=codec, crf=crf, preset=preset,
                                        inputs=[input, output]))
         total = info.n_frames
         if total is None and info.duration and not info.is_stream:
             total = int(round(info.duration * info.fps))
+        if resume and total is not None:
+            total = max(0, total - writers[0].done_frames)
         bar = _progress_bar(total, progress)
 
         q_in: queue.Queue = queue.Queue(maxsize=m.window + 2 * batch + 2)
         q_out: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
 
         def decode():
+            if resume and writers[0].complete:
+                return _put(q_in, _DONE, stop, stop_read)  # every part is done: only the join is left
             for frame in reader:
                 if not _put(q_in, frame, stop, stop_read):
                     return
@@ -307,8 +332,11 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
                 if item is _DONE:
                     return
                 frame, rgb, rain = item
-                writers[0].write(np.concatenate([frame.rgb, rgb], axis=1) if side_by_side else rgb,
-                                 frame.pts)
+                rgb = np.concatenate([frame.rgb, rgb], axis=1) if side_by_side else rgb
+                if resume:
+                    writers[0].write(rgb, frame.pts, time=frame.time)
+                else:
+                    writers[0].write(rgb, frame.pts)
                 if rain is not None:
                     writers[1].write(rain, frame.pts)
                 bar.update(1)
@@ -361,7 +389,7 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
             reader.close()  # never under a decoder thread still inside FFmpeg (stuck network read)
 
     seconds = time.perf_counter() - t0
-    n = writers[0].frames_written
+    n = writers[0].new_frames if resume else writers[0].frames_written
     for w in writers:
         notes.extend(x for x in w.notes if x not in notes)
     notes.extend(x for x in getattr(reader, "notes", ()) if x not in notes)
@@ -372,6 +400,19 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         "width": info.width, "height": info.height, "notes": notes,
         "decode_problems": reader.problems(), "interrupted": interrupted,
     }
+
+
+def _check_resumable(input, output, codec, rain_path, start, duration, segment_seconds) -> None:
+    if "://" in input or os.path.isdir(input):
+        raise VderainError("--resume needs a video file input (not a stream or a frame folder)")
+    if rain_path:
+        raise VderainError("--resume cannot also write --rain-layer; run without one of them")
+    if start is not None or duration is not None:
+        raise VderainError("--resume works on whole files; it cannot be combined with --start/--duration")
+    if not segment_seconds > 0:
+        raise VderainError(f"--segment must be > 0 seconds (got {segment_seconds})")
+    if os.path.isdir(output) or output.endswith(("/", os.sep)) or resolve_codec(codec, output) == "png":
+        raise VderainError("--resume needs a video file output, not a folder of PNGs")
 
 
 def _put_checked(q, item, stop, consumer) -> bool:

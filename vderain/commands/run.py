@@ -5,8 +5,9 @@ see vderain/batch.py.
 
 Exit status: 0 done; 1 error (nothing written; in batch mode: some file failed);
 2 bad arguments; 3 output written but the input was damaged (frames that did not decode
-are missing, see the warning); 130 interrupted (a file input leaves no output; a stream
-input keeps what was done; a batch keeps the files it finished).
+are missing, see the warning); 130 interrupted (a file input leaves no output, or with
+--resume its finished parts; a stream input keeps what was done; a batch keeps the files it
+finished).
 """
 from __future__ import annotations
 
@@ -59,6 +60,12 @@ def add_arguments(p) -> None:
     p.add_argument("--backend", default="pyav", choices=("pyav", "decord"), help="decoder (default pyav)")
     p.add_argument("--no-audio", action="store_true", help="do not copy audio/subtitle/data streams")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r = p.add_argument_group("resumable runs (long files)")
+    r.add_argument("--resume", action="store_true",
+                   help="write the output in parts kept across interruptions: run the same command "
+                        "again to continue where it stopped (file inputs and outputs only)")
+    r.add_argument("--segment", type=float, default=60.0, metavar="SECONDS",
+                   help="length of each resumable part (default 60 s)")
     b = p.add_argument_group("batch mode (several inputs, or a folder of videos)")
     b.add_argument("--recursive", action="store_true", help="also take videos in subfolders")
     b.add_argument("--ext", help="output container, e.g. mp4 (default: the input's if it can hold "
@@ -88,12 +95,21 @@ def main(args) -> int:
     if not args.recursive and os.path.isdir(inputs[0]) and batch.folder_holds_videos(inputs[0], True):
         raise VderainError(f"{inputs[0]} holds no videos or frames at its top level; add --recursive "
                            f"to process the videos in its subfolders")
-    summary = derain_video(
-        inputs[0], args.output, method=args.method, device=args.device, window=args.window,
-        tile=args.tile, tile_overlap=args.tile_overlap, batch=args.batch, crf=args.crf,
-        preset=args.preset, codec=args.codec, side_by_side=args.side_by_side,
-        rain_layer=args.rain_layer, start=parse_time(args.start), duration=parse_time(args.duration),
-        fps=args.fps, backend=args.backend, audio=not args.no_audio, progress=not args.quiet)
+    try:
+        summary = derain_video(
+            inputs[0], args.output, method=args.method, device=args.device, window=args.window,
+            tile=args.tile, tile_overlap=args.tile_overlap, batch=args.batch, crf=args.crf,
+            preset=args.preset, codec=args.codec, side_by_side=args.side_by_side,
+            rain_layer=args.rain_layer, start=parse_time(args.start), duration=parse_time(args.duration),
+            fps=args.fps, backend=args.backend, audio=not args.no_audio, progress=not args.quiet,
+            resume=args.resume, segment_seconds=args.segment)
+    except KeyboardInterrupt:
+        if not args.resume:
+            raise
+        from vderain.io.segments import parts_dir
+        print(f"vderain: interrupted; finished parts are kept in {parts_dir(args.output)}: "
+              f"run the same command again to continue", file=sys.stderr)
+        return 130
     for note in summary["notes"]:
         print(f"vderain: note: {note}", file=sys.stderr)
     problems = summary["decode_problems"]
@@ -117,7 +133,7 @@ def _main_batch(args, inputs) -> int:
         tile_overlap=args.tile_overlap, batch=args.batch, crf=args.crf, preset=args.preset,
         side_by_side=args.side_by_side, start=parse_time(args.start),
         duration=parse_time(args.duration), fps=args.fps, backend=args.backend,
-        audio=not args.no_audio)
+        audio=not args.no_audio, **({"resume": True, "segment_seconds": args.segment} if args.resume else {}))
     if result["damaged"]:
         print(f"vderain: warning: {result['damaged']} input(s) were damaged; their outputs hold only "
               f"the frames that decoded (see {result['log']})", file=sys.stderr)

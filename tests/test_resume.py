@@ -1,0 +1,150 @@
+"""--resume: a long file written in parts that survive an interruption and are joined at the end."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from videogen import make_video, read_all, stream_summary
+from vderain import VderainError
+from vderain.cli import main
+from vderain.io import segments
+from vderain.methods import Method
+from vderain.pipeline import derain_video
+
+
+class WindowMean(Method):
+    """Mean of a 5-frame window: cheap, deterministic, and wrong without its temporal context."""
+    name = "window-mean"
+    window, target = 5, 2
+
+    def __init__(self, stop_after=None):
+        self.calls, self.stop_after = 0, stop_after
+
+    def __call__(self, clips):
+        self.calls += 1
+        if self.stop_after is not None and self.calls > self.stop_after:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the run
+        return clips.mean(1)
+
+
+LOSSLESS = dict(codec="ffv1", progress=False, segment_seconds=0.25)  # 6 frames a part at 24 fps
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("resume") / "in.mkv", n=40, audio=True)
+
+
+def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(source, tmp_path):
+    straight = tmp_path / "straight.mkv"
+    derain_video(source, straight, method=WindowMean(), resume=True, **LOSSLESS)
+    out = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        derain_video(source, out, method=WindowMean(stop_after=20), resume=True, **LOSSLESS)
+    assert not out.exists()
+    kept = sorted(os.listdir(segments.parts_dir(str(out))))
+    assert "part_00002.mkv" in kept and "part_00004.mkv" not in kept  # 20 frames done: 3 parts of 6
+    again = WindowMean()
+    summary = derain_video(source, out, method=again, resume=True, **LOSSLESS)
+    assert summary["frames"] == 40 - 18 and again.calls < 40  # it seeked instead of redoing
+    assert any("resuming after frame 18" in n for n in summary["notes"])
+    assert not os.path.exists(segments.parts_dir(str(out)))
+    a, ta, _ = read_all(straight)
+    b, tb, _ = read_all(out)
+    assert a.shape == b.shape == (40,) + a.shape[1:] and np.array_equal(a, b)  # context frames were used
+    assert ta == tb
+    assert stream_summary(out) == stream_summary(straight)  # audio joined once, whole
+
+
+def test_timestamps_and_audio_survive_the_join(clips, tmp_path):
+    out = tmp_path / "vfr.mp4"
+    derain_video(clips["vfr"], out, method="identity", resume=True, progress=False, segment_seconds=0.1)
+    _, t_in, _ = read_all(clips["vfr"])
+    _, t_out, _ = read_all(out)
+    assert t_out == pytest.approx(t_in, abs=1e-3)
+    out2 = tmp_path / "dash.mp4"
+    derain_video(clips["audio"], out2, method="identity", resume=True, progress=False, segment_seconds=0.2)
+    assert stream_summary(out2) == stream_summary(clips["audio"])
+
+
+def test_interrupted_join_is_retried(source, tmp_path, monkeypatch):
+    out = tmp_path / "out.mkv"
+    real_join = segments.join_parts
+
+    def broken_join(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segments, "join_parts", broken_join)
+    with pytest.raises(KeyboardInterrupt):
+        derain_video(source, out, method=WindowMean(), resume=True, **LOSSLESS)
+    assert not out.exists()
+    monkeypatch.setattr(segments, "join_parts", real_join)
+    m = WindowMean()
+    summary = derain_video(source, out, method=m, resume=True, **LOSSLESS)
+    assert m.calls == 0 and summary["frames"] == 0  # nothing recomputed: only joined
+    assert read_all(out)[0].shape[0] == 40
+
+
+def test_other_settings_are_refused_not_mixed(source, tmp_path):
+    out = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        derain_video(source, out, method=WindowMean(stop_after=10), resume=True, **LOSSLESS)
+    with pytest.raises(VderainError, match="another --codec, --crf;"):
+        derain_video(source, out, method=WindowMean(), resume=True, **dict(LOSSLESS, codec="h264"), crf=30)
+    with pytest.raises(VderainError, match="another --segment;"):
+        derain_video(source, out, method=WindowMean(), resume=True, **dict(LOSSLESS, segment_seconds=1))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--rain-layer", "{tmp}/r.mp4"], "--rain-layer"),
+    (["--start", "1"], "--start"),
+    (["--segment", "0"], "--segment"),
+])
+def test_cli_refuses_what_resume_cannot_do(source, tmp_path, capsys, extra, message):
+    args = ["run", str(source), "-o", str(tmp_path / "o.mp4"), "--method", "identity", "--resume", "-q"]
+    assert main(args + [a.format(tmp=tmp_path) for a in extra]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cli_resume_runs_and_reports(source, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    assert main(["run", str(source), "-o", str(out), "--method", "identity", "--resume", "--segment", "0.5",
+                 "-q"]) == 0
+    assert "40 frames" in capsys.readouterr().out and read_all(out)[0].shape[0] == 40
+
+
+def test_batch_mode_resumes_the_file_it_was_in(source, tmp_path, monkeypatch):
+    import shutil
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mkv", "b.mkv"):
+        shutil.copy(source, folder / name)
+    from vderain import pipeline
+    real = pipeline.resolve_method
+    monkeypatch.setattr(pipeline, "resolve_method", lambda *a, **k: WindowMean(stop_after=25))
+    args = ["run", str(folder), "-o", str(tmp_path / "out") + "/", "--resume", "--segment", "0.25", "-q",
+            "--codec", "ffv1"]
+    assert main(args) == 130
+    kept = os.listdir(segments.parts_dir(str(tmp_path / "out" / "a.mkv")))
+    assert "part_00003.mkv" in kept  # 24 of a.mkv's frames were done when Ctrl-C came
+    monkeypatch.setattr(pipeline, "resolve_method", lambda *a, **k: WindowMean())
+    assert main(args) == 0
+    monkeypatch.setattr(pipeline, "resolve_method", real)
+    outs = sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".mkv")
+    assert outs == ["a.mkv", "b.mkv"]
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith("vderain-parts")]
+    assert all(read_all(tmp_path / "out" / n)[0].shape[0] == 40 for n in outs)
+
+
+def test_rotation_and_colour_tags_survive_the_join(clips, tmp_path):
+    from vderain.io import open_video
+    for name in ("rotated", "bt709"):
+        out = tmp_path / f"{name}.mp4"
+        derain_video(clips[name], out, method="identity", resume=True, progress=False, segment_seconds=0.2)
+        with open_video(clips[name]) as a, open_video(out) as b:
+            ia, ib = a.info, b.info
+        assert (ib.rotation, ib.color_space, ib.color_range, ib.color_primaries, ib.color_trc) == \
+               (ia.rotation, ia.color_space, ia.color_range, ia.color_primaries, ia.color_trc), name
