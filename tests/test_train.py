@@ -151,3 +151,30 @@ def test_warped_temporal_loss_trains_and_is_logged(tmp_path):
     header, first = (tmp_path / "log.csv").read_text().splitlines()[:2]
     col = header.split(",").index("temporal_warp")
     assert float(first.split(",")[col]) > 0
+
+
+def test_ema_weights_are_exported_and_resume_exactly(tmp_path, monkeypatch):
+    from vderain.train.data import ProceduralSource
+    cfg = tiny(**{"optim.ema": 0.8})
+    straight = train(cfg, tmp_path / "straight", device="cpu", progress=False)
+    raw = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    exported, _ = load_weights(tmp_path / "straight" / "tiny.pt")
+    tail = "tail.weight" if "tail.weight" in raw["model"] else next(k for k in raw["model"] if k.startswith("tail"))
+    ema_w, raw_w = raw["ema"][tail], raw["model"][tail]
+    assert not torch.allclose(ema_w, raw_w)                     # the average lags the raw weights
+    assert torch.allclose(exported.state_dict()[tail], ema_w, atol=1e-3)   # and is what ships (fp16)
+    real_sample, calls = ProceduralSource.sample, {"n": 0}
+
+    def interrupted(self, batch, generator):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_sample(self, batch, generator)
+
+    monkeypatch.setattr(ProceduralSource, "sample", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed", device="cpu", progress=False)
+    monkeypatch.setattr(ProceduralSource, "sample", real_sample)
+    resumed = train(cfg, tmp_path / "resumed", device="cpu", progress=False)
+    for (n, a), (_, b) in zip(resumed["model"].state_dict().items(), straight["model"].state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-5), n

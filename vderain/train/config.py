@@ -42,6 +42,8 @@ class OptimConfig:
     warmup_steps: int = 200
     grad_clip: float = 1.0
     amp: str = "bf16"               # bf16 | fp16 | none (CUDA only; CPU always runs fp32)
+    ema: float = 0.0                # > 0: keep an exponential moving average of the weights with this
+                                    # decay; it is what gets validated and exported (small batches are noisy)
 
 
 @dataclass

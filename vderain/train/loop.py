@@ -58,6 +58,15 @@ def _upgrade_log(path: Path) -> None:
         w.writerows(rows)
 
 
+@torch.no_grad()
+def _ema_update(ema: STRNet, model: STRNet, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model (the decay ramps up over the first steps)."""
+    e, m = list(ema.parameters()), list(model.parameters())
+    torch._foreach_lerp_(e, m, 1.0 - decay)
+    for eb, mb in zip(ema.buffers(), model.buffers()):
+        eb.copy_(mb)
+
+
 def _lr_factor(step: int, progress: float, warmup: int) -> float:
     warm = min(1.0, (step + 1) / max(1, warmup))
     return warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
@@ -154,6 +163,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
     step, elapsed = 0, 0.0
     ckpt_path = out_dir / "last.pt"
+    ck = {}
     if resume and ckpt_path.is_file():
         ck = safe_load(ckpt_path)
         model.load_state_dict(ck["model"])
@@ -166,6 +176,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     init_meta = {}
     if cfg.init:
         init_meta = _warm_start(model, cfg, load=step == 0)
+    ema = None
+    if cfg.optim.ema > 0:
+        import copy
+        ema = copy.deepcopy(model).requires_grad_(False)
+        if step > 0 and "ema" in ck:
+            ema.load_state_dict(ck["ema"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     T, tgt = cfg.model.frames, cfg.model.target
@@ -203,6 +219,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     def save():
         if main_proc:
             atomic_save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+                         **({"ema": ema.state_dict()} if ema is not None else {}),
                          "seconds": time.perf_counter() - t_start, "config": cfg.to_dict(),
                          "generator": gen.get_state() if device.type == "cpu" else torch.empty(0)}, ckpt_path)
 
@@ -255,6 +272,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
             scaler.step(opt)
             scaler.update()
             step += 1
+            if ema is not None:
+                _ema_update(ema, model, min(cfg.optim.ema, (1 + step) / (10 + step)))
 
             for k, v in [("loss", loss)] + [(k, v) for k, v in parts.items() if v is not None]:
                 running[k] = running.get(k, 0.0) + v.detach()  # stays on device: no per-step sync
@@ -262,7 +281,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                 bar.update(1)
             do_val = main_proc and cfg.log.val_every > 0 and step % cfg.log.val_every == 0
             if do_val:
-                val = validate(model, cfg.log.val_cases, cfg.log.val_frames, device)
+                val = validate(ema or model, cfg.log.val_cases, cfg.log.val_frames, device)
             if main_proc and (step % cfg.log.every == 0 or do_val):
                 n = max(1, (step - 1) % cfg.log.every + 1)
                 row = {"step": step, "seconds": round(time.perf_counter() - t_start, 1), "lr": f"{lr:.3g}"}
@@ -291,15 +310,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 "world_size": world, "train_config": cfg.to_dict(),
                 **({"init": init_meta} if cfg.init else {})}
-        export_weights(model, out_dir / f"{cfg.name}.pt", meta=meta)  # before validation: nothing can lose it
-        final_val = validate(model, cfg.log.val_cases, cfg.log.val_frames, device) if cfg.log.val_cases else {}
+        final = ema or model
+        export_weights(final, out_dir / f"{cfg.name}.pt", meta=meta)  # before validation: nothing can lose it
+        final_val = validate(final, cfg.log.val_cases, cfg.log.val_frames, device) if cfg.log.val_cases else {}
         summary.update(final_val)
-        export_weights(model, out_dir / f"{cfg.name}.pt",
+        export_weights(final, out_dir / f"{cfg.name}.pt",
                        meta={**meta, **{k: round(v, 3) for k, v in final_val.items()}})
         if bar is not None:
             bar.close()
         log_file.close()
     if world > 1:
         dist.barrier()
-    summary["model"] = model
+    summary["model"] = ema or model  # what was exported
     return summary
