@@ -41,14 +41,16 @@ def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(source, tmp_pa
     derain_video(source, straight, method=WindowMean(), resume=True, **LOSSLESS)
     out = tmp_path / "out.mkv"
     with pytest.raises(KeyboardInterrupt):
-        derain_video(source, out, method=WindowMean(stop_after=20), resume=True, **LOSSLESS)
+        derain_video(source, out, method=WindowMean(stop_after=70), resume=True, **LOSSLESS)
     assert not out.exists()
     kept = sorted(os.listdir(segments.parts_dir(str(out))))
-    assert "part_00002.mkv" in kept and "part_00004.mkv" not in kept  # 20 frames done: 3 parts of 6
+    # parts of 0.25 s = 6 frames at 24 fps; each also reads 12 context frames on each side
+    assert "part_00001.mkv" in kept and "part_00003.mkv" not in kept
+    done = sum(1 for n in kept if n.endswith(".json") and n.startswith("part_"))
     again = WindowMean()
     summary = derain_video(source, out, method=again, resume=True, **LOSSLESS)
-    assert summary["frames"] == 40 - 18 and again.calls < 40  # it seeked instead of redoing
-    assert any("resuming after frame 18" in n for n in summary["notes"])
+    assert summary["frames"] == 40 - 6 * done  # the finished parts were not redone
+    assert any(f"resuming: {done} of 7 parts already done" in n for n in summary["notes"])
     assert not os.path.exists(segments.parts_dir(str(out)))
     a, ta, _ = read_all(straight)
     b, tb, _ = read_all(out)
@@ -83,6 +85,7 @@ def test_interrupted_join_is_retried(source, tmp_path, monkeypatch):
     m = WindowMean()
     summary = derain_video(source, out, method=m, resume=True, **LOSSLESS)
     assert m.calls == 0 and summary["frames"] == 0  # nothing recomputed: only joined
+    assert summary["parts"] == {"done": 7, "total": 7, "dir": segments.parts_dir(str(out)), "joined": True}
     assert read_all(out)[0].shape[0] == 40
 
 
@@ -124,12 +127,13 @@ def test_batch_mode_resumes_the_file_it_was_in(source, tmp_path, monkeypatch):
         shutil.copy(source, folder / name)
     from vderain import pipeline
     real = pipeline.resolve_method
-    monkeypatch.setattr(pipeline, "resolve_method", lambda *a, **k: WindowMean(stop_after=25))
+    stopping = WindowMean(stop_after=90)
+    monkeypatch.setattr(pipeline, "resolve_method", lambda *a, **k: stopping)
     args = ["run", str(folder), "-o", str(tmp_path / "out") + "/", "--resume", "--segment", "0.25", "-q",
             "--codec", "ffv1"]
     assert main(args) == 130
     kept = os.listdir(segments.parts_dir(str(tmp_path / "out" / "a.mkv")))
-    assert "part_00003.mkv" in kept  # 24 of a.mkv's frames were done when Ctrl-C came
+    assert "part_00002.mkv" in kept  # a.mkv was half done when Ctrl-C came
     monkeypatch.setattr(pipeline, "resolve_method", lambda *a, **k: WindowMean())
     assert main(args) == 0
     monkeypatch.setattr(pipeline, "resolve_method", real)
@@ -148,3 +152,18 @@ def test_rotation_and_colour_tags_survive_the_join(clips, tmp_path):
             ia, ib = a.info, b.info
         assert (ib.rotation, ib.color_space, ib.color_range, ib.color_primaries, ib.color_trc) == \
                (ia.rotation, ia.color_space, ia.color_range, ia.color_primaries, ia.color_trc), name
+
+
+def test_one_file_sharded_over_jobs_joins_when_the_last_shard_ends(source, tmp_path, capsys):
+    straight = tmp_path / "straight.mkv"
+    derain_video(source, straight, method="median", resume=True, **LOSSLESS)
+    out = tmp_path / "out.mkv"
+    args = ["run", str(source), "-o", str(out), "--method", "median", "--resume", "--segment", "0.25",
+            "--codec", "ffv1", "-q", "--shard"]
+    assert main(args + ["1/2"]) == 0
+    line = capsys.readouterr().out
+    assert "shard 1/2" in line and "3 of 7 parts done" in line and not out.exists()
+    assert main(args + ["0/2"]) == 0
+    assert "-> " + str(out) in capsys.readouterr().out
+    assert np.array_equal(read_all(out)[0], read_all(straight)[0])
+    assert not os.path.exists(segments.parts_dir(str(out)))

@@ -242,7 +242,9 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
                  preset: str = "medium", codec: str | None = None, side_by_side: bool = False,
                  rain_layer=None, start: float | None = None, duration: float | None = None,
                  fps: float | None = None, backend: str = "pyav", audio: bool = True,
-                 progress: bool = True, resume: bool = False, segment_seconds: float = 60.0) -> dict:
+                 progress: bool = True, resume: bool = False, segment_seconds: float = 60.0,
+                 shard: tuple[int, int] | None = None, _keep: tuple[float, float] | None = None,
+                 _bar=None) -> dict:
     """Derain a video file, frame folder or stream URL into `output`.
 
     Returns a summary dict: frames, seconds, fps, output, rain_layer, method, device,
@@ -250,6 +252,7 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
     Output appears only when complete (temp file + rename); on error nothing is left behind.
     resume: write the output as parts of `segment_seconds` (vderain/io/segments.py) that an
     interrupted run keeps and the same call continues from; `frames` then counts this run's.
+    shard: (I, N) with resume: do only parts I, I+N, ...; the last shard to finish joins.
     """
     t0 = time.perf_counter()
     input, output = os.fspath(input), os.fspath(output)
@@ -274,6 +277,14 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         reader.close()
         raise
     batch = batch or _default_batch(m)
+    if resume:
+        info = reader.info
+        reader.close()
+        return _derain_in_parts(
+            input, output, m, info, method, t0, segment_seconds, shard, progress,
+            dict(window=window, tile=tile, tile_overlap=tile_overlap, batch=batch, crf=crf, preset=preset,
+                 codec=codec, side_by_side=side_by_side, backend=backend),
+            audio_from=input if audio else None)
     notes: list[str] = []
     writers: list[VideoWriter] = []
     stop = threading.Event()       # everything stops (error, Ctrl-C on a file)
@@ -286,41 +297,21 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         out_info = dataclasses.replace(info, width=info.width * 2) if side_by_side else info
         copy_from = input if (audio and not os.path.isdir(input) and "://" not in input) else None
         trim = start is not None or duration is not None
-        if resume:
-            from vderain.io.segments import SegmentedWriter
-            named = isinstance(method, (str, os.PathLike))  # an instance's repr changes every run
-            settings = {"method": os.fspath(method) if named else getattr(m, "name", type(m).__name__),
-                        "window": window, "tile": tile, "tile_overlap": tile_overlap,
-                        "side_by_side": side_by_side, "audio": bool(copy_from)}
-            seg = SegmentedWriter(output, out_info, input, max(1, round(segment_seconds * info.fps)),
-                                  settings, codec=codec, crf=crf, preset=preset, audio=bool(copy_from))
-            writers.append(seg)
-            if seg.resume_time is not None and not seg.complete:
-                notes.append(f"resuming after frame {seg.done_frames} ({seg.resume_time:.2f} s): "
-                             f"{len(seg.parts)} finished part(s) in {seg.dir}")
-                # seek to a little before the resume point: the window needs past frames as context
-                reader.close()
-                reader = open_video(input, backend=backend,
-                                    start=max(0.0, seg.resume_time - 2 * (m.window + 1) / info.fps))
-        else:
-            writers.append(VideoWriter(output, out_info, codec=codec, crf=crf, preset=preset,
-                                       audio_from=copy_from, trim_aux=trim, inputs=[input]))
+        writers.append(VideoWriter(output, out_info, codec=codec, crf=crf, preset=preset,
+                                   audio_from=copy_from, trim_aux=trim, inputs=[input]))
         if rain_path:
             writers.append(VideoWriter(rain_path, info, codec=codec, crf=crf, preset=preset,
                                        inputs=[input, output]))
         total = info.n_frames
         if total is None and info.duration and not info.is_stream:
             total = int(round(info.duration * info.fps))
-        if resume and total is not None:
-            total = max(0, total - writers[0].done_frames)
-        bar = _progress_bar(total, progress)
+        bar = _bar if _bar is not None else _progress_bar(total, progress)
+        kept = {"first_pts": None, "last_time": None}
 
         q_in: queue.Queue = queue.Queue(maxsize=m.window + 2 * batch + 2)
         q_out: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
 
         def decode():
-            if resume and writers[0].complete:
-                return _put(q_in, _DONE, stop, stop_read)  # every part is done: only the join is left
             for frame in reader:
                 if not _put(q_in, frame, stop, stop_read):
                     return
@@ -332,11 +323,13 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
                 if item is _DONE:
                     return
                 frame, rgb, rain = item
-                rgb = np.concatenate([frame.rgb, rgb], axis=1) if side_by_side else rgb
-                if resume:
-                    writers[0].write(rgb, frame.pts, time=frame.time)
-                else:
-                    writers[0].write(rgb, frame.pts)
+                if _keep is not None and not _keep[0] <= frame.time < _keep[1]:
+                    continue  # temporal context for a part's first/last frames: another part's frame
+                if kept["first_pts"] is None:
+                    kept["first_pts"] = frame.pts
+                kept["last_time"] = frame.time
+                writers[0].write(np.concatenate([frame.rgb, rgb], axis=1) if side_by_side else rgb,
+                                 frame.pts)
                 if rain is not None:
                     writers[1].write(rain, frame.pts)
                 bar.update(1)
@@ -370,6 +363,10 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
             if t.error is not None:
                 raise t.error
         if writers[0].frames_written == 0:
+            if _keep is not None:  # a part of the timeline with no frames (a VFR gap, the very end)
+                for w in writers:
+                    w.abort()
+                return {"frames": 0, "first_pts": None, "last_time": None, "notes": notes}
             if start:
                 raise VderainError(f"nothing to process: --start {start:g}s is at or past the end of {input}")
             raise VderainError(f"no video frames could be decoded from {input}")
@@ -383,13 +380,13 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
             w.abort()
         raise
     finally:
-        if bar is not None:
+        if bar is not None and _bar is None:
             bar.close()
         if not any(t.is_alive() for t in threads[:1]):
             reader.close()  # never under a decoder thread still inside FFmpeg (stuck network read)
 
     seconds = time.perf_counter() - t0
-    n = writers[0].new_frames if resume else writers[0].frames_written
+    n = writers[0].frames_written
     for w in writers:
         notes.extend(x for x in w.notes if x not in notes)
     notes.extend(x for x in getattr(reader, "notes", ()) if x not in notes)
@@ -399,6 +396,56 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         "method": getattr(m, "name", type(m).__name__), "device": str(getattr(m, "device", "cpu")),
         "width": info.width, "height": info.height, "notes": notes,
         "decode_problems": reader.problems(), "interrupted": interrupted,
+        "first_pts": kept["first_pts"], "last_time": kept["last_time"], "time_base": info.time_base,
+    }
+
+
+def _derain_in_parts(input, output, m, info, method, t0, segment, shard, progress, opts, audio_from) -> dict:
+    """--resume: derain the parts still missing (this shard's), then join them when all are done."""
+    from vderain.io.segments import PartStore
+    named = isinstance(method, (str, os.PathLike))  # an instance's repr changes from run to run
+    settings = {"method": os.fspath(method) if named else getattr(m, "name", type(m).__name__),
+                **{k: opts[k] for k in ("window", "tile", "tile_overlap", "side_by_side")}}
+    duration = info.duration or (info.n_frames / info.fps if info.n_frames and info.fps else None)
+    store = PartStore(output, input, duration, segment, os.path.splitext(output)[1], settings,
+                      resolve_codec(opts["codec"], output), opts["crf"], opts["preset"])
+    done = set(store.done())
+    mine = [k for k in range(store.count) if shard is None or k % shard[1] == shard[0]]
+    todo = [k for k in mine if k not in done]
+    notes: list[str] = []
+    if done and todo:
+        notes.append(f"resuming: {len(done)} of {store.count} parts already done in {store.dir}")
+    # past and future neighbours for the window at a part's edges (twice: VFR gaps, seek slack)
+    context = 2 * (m.window + 1) / max(info.fps, 1e-3)
+    frames, problems = 0, []
+    todo_seconds = sum(min(store.span(k)[1], duration) - max(store.span(k)[0], 0.0) for k in todo)
+    bar = _progress_bar(max(0, round(todo_seconds * info.fps)), progress)
+    try:
+        for k in todo:
+            lo, hi = store.span(k)
+            start = max(0.0, lo - context) if k > 0 else None
+            length = None if hi == float("inf") else hi + context - (start or 0.0)
+            s = derain_video(input, store.path(k), method=m, start=start, duration=length, audio=False,
+                             progress=False, _keep=(lo, hi), _bar=bar, **opts)
+            store.finish(k, s["frames"], s["first_pts"], info.time_base, s["last_time"])
+            frames += s["frames"]
+            notes.extend(x for x in s["notes"] if x not in notes)
+            if s.get("decode_problems"):
+                problems.append(f"part {k}: {s['decode_problems']}")
+    finally:
+        bar.close()
+    finished = len(store.done())
+    joined = finished == store.count and (shard is None or store.try_lock())
+    if joined:
+        store.join(audio_from, notes)
+    seconds = time.perf_counter() - t0
+    return {
+        "input": input, "output": output if joined else None, "rain_layer": None, "frames": frames,
+        "seconds": seconds, "fps": frames / seconds if seconds > 0 else 0.0,
+        "method": getattr(m, "name", type(m).__name__), "device": str(getattr(m, "device", "cpu")),
+        "width": info.width * (2 if opts["side_by_side"] else 1), "height": info.height, "notes": notes,
+        "decode_problems": "; ".join(problems) or None, "interrupted": False,
+        "parts": {"done": finished, "total": store.count, "dir": store.dir, "joined": joined},
     }
 
 
@@ -411,6 +458,8 @@ def _check_resumable(input, output, codec, rain_path, start, duration, segment_s
         raise VderainError("--resume works on whole files; it cannot be combined with --start/--duration")
     if not segment_seconds > 0:
         raise VderainError(f"--segment must be > 0 seconds (got {segment_seconds})")
+    if os.path.abspath(output) == os.path.abspath(input):
+        check_output(output, [input], codec)  # the usual one-line refusal
     if os.path.isdir(output) or output.endswith(("/", os.sep)) or resolve_codec(codec, output) == "png":
         raise VderainError("--resume needs a video file output, not a folder of PNGs")
 

@@ -74,7 +74,8 @@ def add_arguments(p) -> None:
                    help="redo files whose output exists (default: skip them, so re-runs resume)")
     b.add_argument("--shard", metavar="I/N",
                    help="process every N-th file of the sorted list starting at I (0-based), "
-                        "e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT")
+                        "e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; with --resume and one "
+                        "file: every N-th part of that file")
 
 
 def main(args) -> int:
@@ -87,7 +88,8 @@ def main(args) -> int:
         raise VderainError(f"--tile-overlap must be >= 0 (got {args.tile_overlap})")
     from vderain import batch
     inputs = list(args.input)
-    if batch.is_batch(inputs, args.recursive, args.shard):
+    one_file_shards = args.resume and args.shard and len(inputs) == 1 and os.path.isfile(inputs[0])
+    if not one_file_shards and batch.is_batch(inputs, args.recursive, args.shard):
         return _main_batch(args, inputs)
     if args.ext:
         raise VderainError("--ext is for batch mode (several inputs or a folder of videos); "
@@ -102,7 +104,8 @@ def main(args) -> int:
             preset=args.preset, codec=args.codec, side_by_side=args.side_by_side,
             rain_layer=args.rain_layer, start=parse_time(args.start), duration=parse_time(args.duration),
             fps=args.fps, backend=args.backend, audio=not args.no_audio, progress=not args.quiet,
-            resume=args.resume, segment_seconds=args.segment)
+            resume=args.resume, segment_seconds=args.segment,
+            shard=batch.parse_shard(args.shard) if one_file_shards else None)
     except KeyboardInterrupt:
         if not args.resume:
             raise
@@ -116,6 +119,12 @@ def main(args) -> int:
     if problems:
         print(f"vderain: warning: damaged input, output has only the frames that decoded: {problems}",
               file=sys.stderr)
+    parts = summary.get("parts")
+    if parts and not parts["joined"]:
+        print(f"vderain: shard {args.shard}: {summary['frames']} frames in {summary['seconds']:.1f} s; "
+              f"{parts['done']} of {parts['total']} parts done in {parts['dir']}; the last shard to finish "
+              f"joins them (or run again without --shard)")
+        return 0
     print(f"vderain: {summary_line(summary)}")
     if summary["interrupted"]:
         return 130
