@@ -265,3 +265,25 @@ def test_side_by_side_geometry(clips, tmp_path):
                 w.write(np.concatenate([f.rgb, f.rgb], axis=1), f.pts)
     _, _, oi = read_all(tmp_path / "o.mp4")
     assert (oi.width, oi.height) == (192, 64)
+
+
+def test_nvenc_without_a_gpu_is_a_clear_error(clips, tmp_path, capsys):
+    from vderain.cli import main
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the encoder may well start")
+    out = tmp_path / "o.mp4"
+    assert main(["run", clips["basic"], "-o", str(out), "--method", "identity", "--codec", "nvenc", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "h264_nvenc" in err[0] and "NVIDIA" in err[0]
+    assert not out.exists() and not [p for p in tmp_path.iterdir()]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs an NVIDIA GPU")
+def test_nvenc_encodes_on_a_gpu(clips, tmp_path):
+    from videogen import read_all
+    out = tmp_path / "o.mp4"
+    _copy(clips["basic"], out, codec="h264-nvenc")
+    a, _, _ = read_all(clips["basic"])
+    b, _, _ = read_all(out)
+    assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() < 4

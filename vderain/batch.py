@@ -31,7 +31,7 @@ EXIT_FAILED = 1
 EXIT_DAMAGED_INPUT = 3
 # codec name (vderain.io.writer) -> codec a container must accept to hold it
 _CODEC_ID = {"h264": "h264", "x264-lossless": "h264", "hevc": "hevc", "av1": "av1", "vp9": "vp9",
-             "ffv1": "ffv1"}
+             "ffv1": "ffv1", "h264-nvenc": "h264", "hevc-nvenc": "hevc"}
 
 
 @dataclass

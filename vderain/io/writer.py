@@ -24,14 +24,21 @@ CODECS = {
     "vp9": ("libvpx-vp9", "yuv420p", 31),
     "ffv1": ("ffv1", "bgr0", None),
     "x264-lossless": ("libx264rgb", "bgr24", None),
+    # NVIDIA's hardware encoders (in PyAV's FFmpeg; need an NVIDIA GPU and driver): a 1080p
+    # GPU run is otherwise bound by libx264 on the CPU. crf maps to NVENC's constant quality (cq).
+    "h264-nvenc": ("h264_nvenc", "yuv420p", 23),
+    "hevc-nvenc": ("hevc_nvenc", "yuv420p", 25),
     "png": (None, None, None),
 }
-ALIASES = {"h265": "hevc", "x264": "h264", "avc": "h264", "x265": "hevc", "svt-av1": "av1"}
-CODEC_CHOICES = ("h264", "hevc", "av1", "vp9", "ffv1", "x264-lossless", "lossless", "png")
+ALIASES = {"h265": "hevc", "x264": "h264", "avc": "h264", "x265": "hevc", "svt-av1": "av1",
+           "nvenc": "h264-nvenc", "h264_nvenc": "h264-nvenc", "hevc_nvenc": "hevc-nvenc"}
+CODEC_CHOICES = ("h264", "hevc", "av1", "vp9", "ffv1", "x264-lossless", "lossless", "h264-nvenc", "hevc-nvenc",
+                 "png")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow", "placebo")
 _SVT_PRESET = dict(zip(X264_PRESETS, (12, 11, 10, 9, 8, 7, 5, 4, 2, 1)))
 _VP9_CPU_USED = dict(zip(X264_PRESETS, (8, 7, 6, 5, 4, 2, 1, 1, 0, 0)))
+_NVENC_PRESET = dict(zip(X264_PRESETS, ("p1", "p2", "p3", "p3", "p4", "p5", "p6", "p7", "p7", "p7")))
 _SWS_COLORSPACES = {1, 4, 5, 6, 7, 9, 10}
 _REENCODE_AUDIO = {"webm": "libopus", "ogg": "libopus"}  # everything else gets AAC
 
@@ -288,7 +295,8 @@ class _ContainerSink:
             try:
                 self.container.start_encoding()  # opens the encoder: bad settings fail here, early
             except av.error.FFmpegError as e:
-                raise VderainError(f"cannot start the {encoder} encoder: {e.strerror or e}") from None
+                hint = " (NVENC needs an NVIDIA GPU and its driver; use --codec h264 here)" if "nvenc" in encoder else ""
+                raise VderainError(f"cannot start the {encoder} encoder: {e.strerror or e}{hint}") from None
         except BaseException:
             self.abort()
             raise
@@ -297,7 +305,7 @@ class _ContainerSink:
         av = self._av
         fmt_name = self.container.format.name.split(",")[0]
         codec_id = {"libx264": "h264", "libx264rgb": "h264", "libx265": "hevc", "libsvtav1": "av1",
-                    "libvpx-vp9": "vp9", "ffv1": "ffv1"}[encoder]
+                    "libvpx-vp9": "vp9", "ffv1": "ffv1", "h264_nvenc": "h264", "hevc_nvenc": "hevc"}[encoder]
         if codec_id not in self.container.supported_codecs:
             ext = os.path.splitext(self.container.name)[1]
             raise VderainError(f"a {ext} file cannot hold {codec} video; use .mkv or .mp4 "
@@ -334,6 +342,10 @@ class _ContainerSink:
         elif encoder == "libvpx-vp9":
             opts.update(crf=str(crf), b="0", deadline="good", **{"cpu-used": str(_VP9_CPU_USED.get(preset, 4)),
                                                                   "row-mt": "1"})
+        elif encoder in ("h264_nvenc", "hevc_nvenc"):
+            opts.update(preset=_NVENC_PRESET.get(preset, "p5"), rc="vbr", cq=str(crf), b="0")
+            if encoder == "hevc_nvenc" and fmt_name in ("mov", "mp4"):
+                stream.codec_tag = "hvc1"
         elif encoder == "ffv1":
             opts.update(level="3", slices="4", slicecrc="1")
         opts.update(options)
