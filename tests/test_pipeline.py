@@ -292,3 +292,28 @@ def test_ctrl_c_on_a_stream_keeps_what_was_done(tmp_path):
     assert s["interrupted"] and s["frames"] == 8
     assert len(read_all(tmp_path / "o.mp4")[0]) == 8  # a complete, playable file
     assert os.listdir(tmp_path) == ["o.mp4"]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_device_frame_cache_gives_the_clips_the_cpu_path_gives(batch):
+    """The GPU path uploads each frame once and assembles windows on the device; run that code
+    on the CPU and compare it with the CPU path, window by window, edges (reflection) included."""
+    from vderain.io import Frame, batched, iter_windows
+    from vderain.pipeline import _Runner
+
+    class Five(Method):
+        window, target = 5, 2
+
+    rng = np.random.default_rng(0)
+    frames = [Frame(rgb=rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), index=i, pts=i, time=i / 25)
+              for i in range(11)]
+    cpu, dev = _Runner(Five()), _Runner(Five())
+    uploads = []
+    real_upload = dev._upload
+    dev._upload = lambda fs: (uploads.append(len(fs)), real_upload(fs))[1]
+    for group in batched(iter_windows(iter(frames), 5, 2), batch):
+        a, _ = cpu._clips_cpu(group)
+        b, target = dev._clips_device(group)
+        assert torch.allclose(a, b, atol=1e-6, rtol=0) and torch.equal(target, b[:, 2])  # x/255 vs x*(1/255)
+        assert len(dev._on_device) <= 8  # [last target - window, last target + 2]: bounded, not growing
+    assert sum(uploads) == len(frames)  # every frame crossed once

@@ -68,14 +68,15 @@ class _Runner:
             self.notes.append(f"method '{getattr(method, 'name', method)}' needs whole frames; --tile ignored")
             self.tile = None
         self._cache: dict[int, np.ndarray] = {}  # frame index -> (3,H,W) float32, CPU path
-        self._pinned: torch.Tensor | None = None   # (B,T,H,W,3) uint8 upload buffer, GPU path
+        self._on_device: dict[int, torch.Tensor] = {}  # frame index -> (H,W,3) uint8 on the device
+        self._pinned: torch.Tensor | None = None   # (N,H,W,3) uint8 upload buffer, CUDA
         self._uploaded = None                      # CUDA event: the buffer's last upload is done
 
     def __call__(self, group: list[tuple[list[Frame], Frame]]):
         if self.device.type == "cpu":
             clips, targets = self._clips_cpu(group)
         else:
-            clips, targets = self._clips_gpu(group)
+            clips, targets = self._clips_device(group)
         with torch.inference_mode():
             out = self._apply(clips)  # (B,3,H,W)
             rain = (targets - out).clamp_(0, 1) if self.rain else None
@@ -109,30 +110,43 @@ class _Runner:
             del self._cache[k]  # no later window reaches back this far
         return torch.from_numpy(arr), (torch.from_numpy(targets) if self.rain else None)  # (B,T,3,H,W), (B,3,H,W)
 
-    def _clips_gpu(self, group):
-        # Upload uint8 (4x less traffic than float) and convert on the GPU. Frames are copied
-        # once, straight into a reused page-locked buffer (np.stack + pin_memory copied twice).
-        if self.device.type != "cuda":  # e.g. mps: no page-locked memory
-            arr = np.stack([np.stack([f.rgb for f in frames]) for frames, _ in group])  # (B,T,H,W,3)
-            x = torch.from_numpy(arr).to(self.device)
-        else:
-            x = self._upload_cuda(group)
+    def _clips_device(self, group):
+        # Each frame crosses to the device once, as uint8 (4x less traffic than float), and stays
+        # there while a later window can still use it: a window of T frames costs one upload per
+        # output frame, not T. Clips are then assembled and converted on the device.
+        new, seen = [], set()
+        for frames, _ in group:
+            for f in frames:
+                if f.index not in self._on_device and f.index not in seen:
+                    seen.add(f.index)
+                    new.append(f)
+        if new:
+            uploaded = self._upload(new)                                      # (N,H,W,3) uint8
+            for i, f in enumerate(new):
+                self._on_device[f.index] = uploaded[i]
+        x = torch.stack([torch.stack([self._on_device[f.index] for f in frames]) for frames, _ in group])
+        window = len(group[0][0])
+        last = group[-1][1].index
+        for k in [k for k in self._on_device if k < last - window]:
+            del self._on_device[k]  # no later window reaches back this far
         clips = x.permute(0, 1, 4, 2, 3).float().div_(255)  # (B,T,3,H,W)
         t = self.method.target
         return clips, clips[:, t]
 
-    def _upload_cuda(self, group) -> torch.Tensor:
-        shape = (len(group), len(group[0][0])) + group[0][1].rgb.shape  # (B,T,H,W,3)
-        if self._pinned is None or tuple(self._pinned.shape) != shape:
-            self._pinned = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+    def _upload(self, frames: list[Frame]) -> torch.Tensor:
+        if self.device.type != "cuda":  # CPU (tests) or mps: no page-locked memory
+            return torch.from_numpy(np.stack([f.rgb for f in frames])).to(self.device)
+        # straight into a reused page-locked buffer (np.stack + pin_memory would copy twice)
+        shape = frames[0].rgb.shape
+        if self._pinned is None or tuple(self._pinned.shape[1:]) != shape or self._pinned.shape[0] < len(frames):
+            self._pinned = torch.empty((max(len(frames), 8),) + shape, dtype=torch.uint8, pin_memory=True)
             self._uploaded = None
         if self._uploaded is not None:
-            self._uploaded.synchronize()  # the last batch's async upload may still read the buffer
+            self._uploaded.synchronize()  # the last async upload may still read the buffer
         buf = self._pinned.numpy()
-        for b, (frames, _) in enumerate(group):
-            for t, f in enumerate(frames):
-                buf[b, t] = f.rgb
-        x = self._pinned.to(self.device, non_blocking=True)
+        for i, f in enumerate(frames):
+            buf[i] = f.rgb
+        x = self._pinned[:len(frames)].to(self.device, non_blocking=True)
         self._uploaded = torch.cuda.Event()
         self._uploaded.record(torch.cuda.current_stream(self.device))  # the stream that copies
         return x
