@@ -201,3 +201,11 @@ def test_synthetic_suite_end_to_end(tmp_path):
     assert [s["name"] for s in res["sequences"]] == ["light_pan", "norain_stripes"]
     assert res["sequences"][1]["rain_free"] and res["summary_rain_free"]["identity"]["mean"]["psnr_y"] == 100
     assert res["summary"]["identity"]["mean"]["psnr_y"] < 60
+
+
+def test_live_twins_are_builtin_methods(tmp_path):
+    out = tmp_path / "r"
+    assert run(["--suite", "toy", "--methods", "fast-causal", "--out", out]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["summary"]["fast-causal"]["status"] == "ok"
+    assert res["methods"][0]["kwargs"] == {"causal": True}

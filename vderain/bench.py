@@ -37,6 +37,8 @@ BUILTIN = {  # bench label -> (get_method name, kwargs)
     "fast": ("fast", {}),
     "quality": ("quality", {}),
     "quality-framewise": ("quality", {"framewise": True}),
+    "fast-causal": ("fast", {"causal": True}),          # the live models (3 past frames + 1 ahead)
+    "quality-causal": ("quality", {"causal": True}),
 }
 
 
