@@ -95,6 +95,8 @@ def test_other_settings_are_refused_not_mixed(source, tmp_path):
         derain_video(source, out, method=WindowMean(stop_after=10), resume=True, **LOSSLESS)
     with pytest.raises(VderainError, match="another --codec, --crf;"):
         derain_video(source, out, method=WindowMean(), resume=True, **dict(LOSSLESS, codec="h264"), crf=30)
+    with pytest.raises(VderainError, match="another --method"):
+        derain_video(source, out, method="identity", resume=True, **LOSSLESS)
     with pytest.raises(VderainError, match="another --segment;"):
         derain_video(source, out, method=WindowMean(), resume=True, **dict(LOSSLESS, segment_seconds=1))
 

@@ -295,7 +295,7 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         info = reader.info
         reader.close()
         return _derain_in_parts(
-            input, output, m, info, method, t0, segment_seconds, shard, progress,
+            input, output, m, info, t0, segment_seconds, shard, progress,
             dict(window=window, tile=tile, tile_overlap=tile_overlap, batch=batch, crf=crf, preset=preset,
                  codec=codec, side_by_side=side_by_side, backend=backend),
             audio_from=input if audio else None)
@@ -414,12 +414,15 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
     }
 
 
-def _derain_in_parts(input, output, m, info, method, t0, segment, shard, progress, opts, audio_from) -> dict:
+def _derain_in_parts(input, output, m, info, t0, segment, shard, progress, opts, audio_from) -> dict:
     """--resume: derain the parts still missing (this shard's), then join them when all are done."""
     from vderain.io.segments import PartStore
-    named = isinstance(method, (str, os.PathLike))  # an instance's repr changes from run to run
-    settings = {"method": os.fspath(method) if named else getattr(m, "name", type(m).__name__),
-                **{k: opts[k] for k in ("window", "tile", "tile_overlap", "side_by_side")}}
+    # what decides the pixels: the resolved method ("auto" is quality on a GPU, fast on a CPU)
+    # and its weights' version, not what was typed
+    meta = getattr(m, "meta", None) or {}
+    settings = {"method": getattr(m, "name", type(m).__name__), "window": m.window, "target": m.target,
+                "weights": {k: meta[k] for k in ("name", "steps", "seconds") if k in meta} or None,
+                **{k: opts[k] for k in ("tile", "tile_overlap", "side_by_side")}}
     duration = info.duration or (info.n_frames / info.fps if info.n_frames and info.fps else None)
     store = PartStore(output, input, duration, segment, os.path.splitext(output)[1], settings,
                       resolve_codec(opts["codec"], output), opts["crf"], opts["preset"])

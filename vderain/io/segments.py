@@ -47,8 +47,9 @@ def _write_json(path: str, obj: dict) -> None:
 
 
 def _input_identity(path: str) -> dict:
+    # the name, not the full path: cluster nodes may mount the same file at different places
     st = os.stat(path)
-    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"name": os.path.basename(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 class PartStore:
