@@ -4,7 +4,7 @@
     python tools/contact_sheet.py --clean my_clip.mp4 --real rainy1.mp4 rainy2.mp4 --out sheet.png
 
 One frame of a clean clip, the same frame under every preset (light, heavy, night,
-dashcam, storm), and frames of real rainy clips for comparison. Without footage the
+dashcam, storm, faint), and frames of real rainy clips for comparison. Without footage the
 clean frame is a procedural scene and the real column is left out.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 DATA = "/work/shared/data"
-PRESETS = ("light", "heavy", "night", "dashcam", "storm")
+PRESETS = ("light", "heavy", "night", "dashcam", "storm", "faint")
 
 
 def read_frames(path: str, start: int, count: int) -> np.ndarray:
