@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
     src.add_argument("--real", metavar="PATH", help="rainy footage without ground truth: a video, a frame "
                      "folder, or a folder of them (scores warping error and flicker only)")
     p.add_argument("--methods", default=None,
-                   help="comma-separated: identity, median, fast, quality, quality-framewise, or a .pt "
+                   help="comma-separated: identity, median, fast, quality, quality-framewise, fast-causal, quality-causal, or a .pt "
                         "checkpoint (default identity,median,fast,quality; ones without weights are skipped)")
     p.add_argument("--external", action="append", default=[], metavar="NAME=DIR",
                    help="score another method's outputs: DIR holds one frame folder or video per sequence, "
