@@ -8,8 +8,10 @@
 # Resumable: run the same command again after a stop (SIGTERM / Ctrl-C checkpoint).
 set -euo pipefail
 name=$1 init=$2 out=$3 seconds=$4
-# The stage-2 mix. With 12 % 'faint' rain instead (MIX=... to try it) quality lost the rain-free
-# bar within 1,900 steps (moving stripes 46.1 -> 34.2 dB, fence+wires 48.2 -> 40.0) for +0.5 dB on three rainy cases.
+# The stage-2 mix (MIX=... overrides; e.g. add `faint: 0.12`). A run with 12 % faint rain had
+# lost the rain-free bar at step 1,900 (moving stripes 46.1 -> 34.2 dB, fence+wires 48.2 -> 40.0,
+# +0.5 dB on three rainy cases), but the rain-free score on moving stripes swings by 20 dB between
+# checkpoints with either mix (stage 2 logged 27.8 .. 53.8), so that run proves no cause.
 MIX=${MIX:-'data.preset={light: 0.25, heavy: 0.15, night: 0.12, dashcam: 0.12, storm: 0.08, norain: 0.28}'}
 mkdir -p "$out"
 [ -f "$out/init.pt" ] || cp "$init" "$out/init.pt"   # the weights it started from, kept beside the run
