@@ -29,9 +29,6 @@ VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".
 LOG_NAME = "vderain-batch.json"
 EXIT_FAILED = 1
 EXIT_DAMAGED_INPUT = 3
-# codec name (vderain.io.writer) -> codec a container must accept to hold it
-_CODEC_ID = {"h264": "h264", "x264-lossless": "h264", "hevc": "hevc", "av1": "av1", "vp9": "vp9",
-             "ffv1": "ffv1", "h264-nvenc": "h264", "hevc-nvenc": "hevc"}
 
 
 @dataclass
@@ -122,9 +119,10 @@ def _codec_for(codec: str | None, ext: str) -> str:
 def output_ext(src: str, ext: str | None, codec: str | None) -> str:
     """The output extension: `ext` if given, else the input's container if it can hold the
     codec (h264 by default), else .mp4 (.mkv for ffv1, which mp4 players rarely read)."""
+    from vderain.io.writer import CODEC_IDS
     if ext:
         e = "." + ext.lstrip(".")
-        holds = _container_holds(e, _CODEC_ID[_codec_for(codec, e)])
+        holds = _container_holds(e, CODEC_IDS[_codec_for(codec, e)])
         if holds is None:
             raise VderainError(f"unknown container --ext {ext} (use mp4, mkv, mov, ...)")
         if not holds:
@@ -133,7 +131,7 @@ def output_ext(src: str, ext: str | None, codec: str | None) -> str:
         return e
     src_ext = os.path.splitext(src)[1] if os.path.isfile(src) else ""
     for e in ([src_ext] if src_ext else []) + [".mp4", ".mkv"]:
-        if _container_holds(e, _CODEC_ID[_codec_for(codec, e)]):
+        if _container_holds(e, CODEC_IDS[_codec_for(codec, e)]):
             return e
     raise VderainError(f"no container found for codec {codec}; give --ext")
 

@@ -30,6 +30,9 @@ CODECS = {
     "hevc-nvenc": ("hevc_nvenc", "yuv420p", 25),
     "png": (None, None, None),
 }
+# name -> the codec a container must accept to hold it (what the muxer checks)
+CODEC_IDS = {"h264": "h264", "x264-lossless": "h264", "h264-nvenc": "h264", "hevc": "hevc",
+             "hevc-nvenc": "hevc", "av1": "av1", "vp9": "vp9", "ffv1": "ffv1"}
 ALIASES = {"h265": "hevc", "x264": "h264", "avc": "h264", "x265": "hevc", "svt-av1": "av1",
            "nvenc": "h264-nvenc", "h264_nvenc": "h264-nvenc", "hevc_nvenc": "hevc-nvenc"}
 CODEC_CHOICES = ("h264", "hevc", "av1", "vp9", "ffv1", "x264-lossless", "lossless", "h264-nvenc", "hevc-nvenc",
@@ -304,9 +307,7 @@ class _ContainerSink:
     def _setup_video(self, info, codec, encoder, pix_fmt, crf, preset, options):
         av = self._av
         fmt_name = self.container.format.name.split(",")[0]
-        codec_id = {"libx264": "h264", "libx264rgb": "h264", "libx265": "hevc", "libsvtav1": "av1",
-                    "libvpx-vp9": "vp9", "ffv1": "ffv1", "h264_nvenc": "h264", "hevc_nvenc": "hevc"}[encoder]
-        if codec_id not in self.container.supported_codecs:
+        if CODEC_IDS[codec] not in self.container.supported_codecs:
             ext = os.path.splitext(self.container.name)[1]
             raise VderainError(f"a {ext} file cannot hold {codec} video; use .mkv or .mp4 "
                                f"(or another --codec)")
@@ -363,7 +364,6 @@ class _ContainerSink:
                     setattr(cc, attr, value)
         else:
             self.colorspace = self.color_range = None  # RGB output: no matrix to tag
-        self._yuv = subsampled
 
     def write(self, rgb, pts, src_time):
         """pts: output time base units from 0; src_time: the same frame in source seconds."""
