@@ -41,13 +41,20 @@ def export_weights(model: STRNet, path: str | Path, meta: dict | None = None, ha
                  "meta": meta or {}}, path)
 
 
-def load_weights(path: str | Path) -> tuple[STRNet, dict]:
-    """Build the network a weights file (or a training checkpoint) describes."""
+def read_weights(path: str | Path) -> tuple[STRNetConfig, dict, dict]:
+    """(network config, fp32 state dict, meta) of a weights file or a training checkpoint."""
     blob = safe_load(path)
     if blob.get("format") != WEIGHTS_FORMAT and "model" not in blob:
         raise VderainError(f"{path} is not a vderain weights file")
     state = blob["state_dict"] if "state_dict" in blob else blob["model"]
     cfg = STRNetConfig(**blob["config"]["model"] if "model" in blob["config"] else blob["config"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return cfg, state, blob.get("meta", {})
+
+
+def load_weights(path: str | Path) -> tuple[STRNet, dict]:
+    """Build the network a weights file (or a training checkpoint) describes."""
+    cfg, state, meta = read_weights(path)
     model = STRNet(cfg)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.eval(), blob.get("meta", {})
+    model.load_state_dict(state)
+    return model.eval(), meta

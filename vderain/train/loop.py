@@ -18,9 +18,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from vderain import VderainError
-from vderain.models.strnet import STRNet, STRNetConfig
+from vderain.models.strnet import STRNet
 from vderain.train import losses as L
-from vderain.train.checkpoint import atomic_save, export_weights, safe_load
+from vderain.train.checkpoint import atomic_save, export_weights, read_weights, safe_load
 from vderain.train.config import TrainConfig
 from vderain.train.data import make_source
 
@@ -114,17 +114,11 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
     path = Path(cfg.init)
     if not path.is_file():
         raise VderainError(f"init: weights file not found: {path}")
-    blob = safe_load(path)
-    state = blob.get("state_dict", blob.get("model"))
-    conf = blob.get("config", {})
-    conf = conf.get("model", conf) if isinstance(conf, dict) else {}
-    if not isinstance(state, dict) or not conf:
-        raise VderainError(f"init: {path} is not a vderain weights file or checkpoint")
-    if STRNetConfig(**conf) != cfg.model:
-        raise VderainError(f"init: {path} holds a different network ({conf}) than the config's model")
+    net_cfg, state, meta = read_weights(path)
+    if net_cfg != cfg.model:
+        raise VderainError(f"init: {path} holds a different network ({net_cfg}) than the config's model")
     if load:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    meta = blob.get("meta", {})
+        model.load_state_dict(state)
     keep = {k: meta[k] for k in ("name", "steps", "seconds", "device", "init") if k in meta}
     return {"path": str(path), **keep}
 
