@@ -320,7 +320,6 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         if total is None and info.duration and not info.is_stream:
             total = int(round(info.duration * info.fps))
         bar = _bar if _bar is not None else _progress_bar(total, progress)
-        kept = {"first_pts": None, "last_time": None}
 
         q_in: queue.Queue = queue.Queue(maxsize=m.window + 2 * batch + 2)
         q_out: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
@@ -339,9 +338,6 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
                 frame, rgb, rain = item
                 if _keep is not None and not _keep[0] <= frame.time < _keep[1]:
                     continue  # temporal context for a part's first/last frames: another part's frame
-                if kept["first_pts"] is None:
-                    kept["first_pts"] = frame.pts
-                kept["last_time"] = frame.time
                 writers[0].write(np.concatenate([frame.rgb, rgb], axis=1) if side_by_side else rgb,
                                  frame.pts)
                 if rain is not None:
@@ -380,7 +376,7 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
             if _keep is not None:  # a part of the timeline with no frames (a VFR gap, the very end)
                 for w in writers:
                     w.abort()
-                return {"frames": 0, "first_pts": None, "last_time": None, "notes": notes}
+                return {"frames": 0, "first_pts": None, "notes": notes}
             if start:
                 raise VderainError(f"nothing to process: --start {start:g}s is at or past the end of {input}")
             raise VderainError(f"no video frames could be decoded from {input}")
@@ -410,7 +406,7 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         "method": getattr(m, "name", type(m).__name__), "device": str(getattr(m, "device", "cpu")),
         "width": info.width, "height": info.height, "notes": notes,
         "decode_problems": reader.problems(), "interrupted": interrupted,
-        "first_pts": kept["first_pts"], "last_time": kept["last_time"], "time_base": info.time_base,
+        "first_pts": writers[0].first_pts,
     }
 
 
@@ -444,7 +440,7 @@ def _derain_in_parts(input, output, m, info, t0, segment, shard, progress, opts,
             length = None if hi == float("inf") else hi + context - (start or 0.0)
             s = derain_video(input, store.path(k), method=m, start=start, duration=length, audio=False,
                              progress=False, _keep=(lo, hi), _bar=bar, **opts)
-            store.finish(k, s["frames"], s["first_pts"], info.time_base, s["last_time"])
+            store.finish(k, s["frames"], s["first_pts"], info.time_base)
             frames += s["frames"]
             notes.extend(x for x in s["notes"] if x not in notes)
             if s.get("decode_problems"):
@@ -475,9 +471,7 @@ def _check_resumable(input, output, codec, rain_path, start, duration, segment_s
         raise VderainError("--resume works on whole files; it cannot be combined with --start/--duration")
     if not segment_seconds > 0:
         raise VderainError(f"--segment must be > 0 seconds (got {segment_seconds})")
-    if os.path.abspath(output) == os.path.abspath(input):
-        check_output(output, [input], codec)  # the usual one-line refusal
-    if os.path.isdir(output) or output.endswith(("/", os.sep)) or resolve_codec(codec, output) == "png":
+    if resolve_codec(codec, output) == "png":  # folders (ending in '/', existing, no extension) too
         raise VderainError("--resume needs a video file output, not a folder of PNGs")
 
 

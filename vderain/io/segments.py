@@ -60,8 +60,6 @@ class PartStore:
 
     def __init__(self, output: str, input: str, duration: float, segment: float, ext: str, settings: dict,
                  codec: str, crf, preset: str):
-        if not segment > 0:
-            raise VderainError(f"--segment must be > 0 seconds (got {segment})")
         if not duration or not math.isfinite(duration) or duration <= 0:
             raise VderainError("--resume needs an input whose duration is known")
         self.output, self.input = output, input
@@ -114,10 +112,10 @@ class PartStore:
     def done(self) -> list[int]:
         return [k for k in range(self.count) if self.record(k) is not None]
 
-    def finish(self, k: int, frames: int, first_pts: int | None, time_base, last_time: float | None) -> None:
+    def finish(self, k: int, frames: int, first_pts: int | None, time_base) -> None:
         _write_json(os.path.join(self.dir, self.name(k) + ".json"),
                     {"part": k, "file": self.name(k) + self.ext, "frames": frames, "first_pts": first_pts,
-                     "time_base": str(time_base), "last_time": last_time})
+                     "time_base": str(time_base)})
 
     # -- joining ------------------------------------------------------------------------------
     def try_lock(self) -> bool:

@@ -208,6 +208,11 @@ class VideoWriter:
         self._sink.write(np.ascontiguousarray(rgb), out_pts, src_time)
         self.frames_written += 1
 
+    @property
+    def first_pts(self) -> int | None:
+        """Source pts of the first frame written (output time 0); None before any."""
+        return self._pts0
+
     def _next_pts(self, pts):
         if pts is None:
             pts = (self._last_pts + self._step) if self._last_pts is not None else 0
