@@ -163,6 +163,8 @@ def test_ema_weights_are_exported_and_resume_exactly(tmp_path, monkeypatch):
     ema_w, raw_w = raw["ema"][tail], raw["model"][tail]
     assert not torch.allclose(ema_w, raw_w)                     # the average lags the raw weights
     assert torch.allclose(exported.state_dict()[tail], ema_w, atol=1e-3)   # and is what ships (fp16)
+    in_flight, _ = load_weights(tmp_path / "straight" / "last.pt")       # a checkpoint scores as it would ship
+    assert torch.equal(in_flight.state_dict()[tail], ema_w.float())
     real_sample, calls = ProceduralSource.sample, {"n": 0}
 
     def interrupted(self, batch, generator):

@@ -42,11 +42,15 @@ def export_weights(model: STRNet, path: str | Path, meta: dict | None = None, ha
 
 
 def read_weights(path: str | Path) -> tuple[STRNetConfig, dict, dict]:
-    """(network config, fp32 state dict, meta) of a weights file or a training checkpoint."""
+    """(network config, fp32 state dict, meta) of a weights file or a training checkpoint.
+
+    A checkpoint trained with an EMA gives its averaged weights, the ones the run will export:
+    `vderain bench --methods runs/x/last.pt` then scores a run in flight as it would ship.
+    """
     blob = safe_load(path)
     if blob.get("format") != WEIGHTS_FORMAT and "model" not in blob:
         raise VderainError(f"{path} is not a vderain weights file")
-    state = blob["state_dict"] if "state_dict" in blob else blob["model"]
+    state = blob.get("state_dict") or blob.get("ema") or blob["model"]
     cfg = STRNetConfig(**blob["config"]["model"] if "model" in blob["config"] else blob["config"])
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return cfg, state, blob.get("meta", {})
