@@ -135,6 +135,10 @@ def test_warm_start_from_weights_file_and_provenance(tmp_path):
     assert meta["steps"] == 6 and meta["init"]["steps"] == 6 and meta["init"]["path"] == str(init)
     moved = sum((a - b).abs().sum() for a, b in zip(first["model"].parameters(), more["model"].parameters()))
     assert moved > 0
+    # `align` is not a weight: weights trained without it warm-start a network with it
+    aligned = train(tiny(**{"init": init, "optim.max_steps": 0, "model.align": True}), tmp_path / "d",
+                    device="cpu", progress=False)
+    assert aligned["model"].cfg.align
 
 
 def test_warm_start_refuses_a_different_network(tmp_path):

@@ -13,6 +13,10 @@ frame and its neighbours' minimum; texture moves coherently and stays in all of 
 fusion layer learns the frame differences it needs; the encoder / decoder give the context to
 tell a streak from a wire.
 
+Optionally (`align`) the neighbours are first shifted onto the target frame when the window
+shows one steady global motion (a pan), so texture moving with the camera stops flickering
+in the statistics; see align.py.
+
 Shape flow (s = scale, C = channels):
   clip (B,T,3,H,W) + stats -> (B, (T+3)*3, H, W) -> s x s conv, stride s -> C at H/s
   -> enc ResBlocks at H/s -> stride-2 conv -> 2C body ResBlocks at H/2s -> shuffle up -> + skip
@@ -26,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vderain.models.align import global_shifts, shift_frames
+
 
 @dataclass
 class STRNetConfig:
@@ -37,6 +43,7 @@ class STRNetConfig:
     body_blocks: int = 4
     dec_blocks: int = 1
     temporal_stats: bool = True  # feed min/mean/max over the window as extra frames
+    align: bool = False          # shift neighbours onto the target first (steady global motion: pans)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +103,10 @@ class STRNet(nn.Module):
         x = clip
         if ph or pw:  # pad so any size works; cropped off again below
             x = F.pad(x.reshape(b * t, 3, h, w), (0, pw, 0, ph), mode="replicate").reshape(b, t, 3, h + ph, w + pw)
+        if self.cfg.align and t > 1:
+            # a panned stripe moves under the window's pixels as rain does; a steady pan undone,
+            # only rain still flickers (vderain/models/align.py)
+            x = shift_frames(x, global_shifts(x, self.cfg.target))
         if self.cfg.temporal_stats and t > 1:
             # flicker cues a 1x1 layer cannot form on its own: per-pixel min / mean / max over time
             x = torch.cat([x, x.amin(1, keepdim=True), x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)

@@ -115,7 +115,8 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
     if not path.is_file():
         raise VderainError(f"init: weights file not found: {path}")
     net_cfg, state, meta = read_weights(path)
-    if net_cfg != cfg.model:
+    # `align` changes what the network is shown, not its weights: a warm start may switch it
+    if {**net_cfg.to_dict(), "align": cfg.model.align} != cfg.model.to_dict():
         raise VderainError(f"init: {path} holds a different network ({net_cfg}) than the config's model")
     if load:
         model.load_state_dict(state)

@@ -1,0 +1,63 @@
+"""Global motion compensation (vderain/models/align.py) and STRNet's `align` option."""
+import torch
+import torch.nn.functional as F
+
+from vderain.models import STRNet, STRNetConfig
+from vderain.models.align import global_shifts, shift_frames
+
+
+def _texture(h=144, w=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return F.interpolate(torch.rand(1, 3, h // 4, w // 4, generator=g), size=(h, w), mode="bicubic",
+                         align_corners=False).clamp(0, 1)
+
+
+def _panned(d_true, h=144, w=256, seed=0, rain=0.0):
+    """A clip whose frame k is the target's texture moved by d_true[k] (+ random bright specks)."""
+    img = _texture(h, w, seed)
+    clip = img[:, None].expand(1, d_true.shape[0], 3, h, w).contiguous()
+    clip = shift_frames(clip, -d_true[None])
+    if rain:
+        g = torch.Generator().manual_seed(seed + 1)
+        clip = (clip + 0.4 * (torch.rand(clip.shape, generator=g) > 1 - rain)).clamp(0, 1)
+    return clip
+
+
+def test_a_steady_pan_is_measured_to_a_fraction_of_a_pixel_and_undone():
+    v = torch.tensor([2.6, -1.4])                                   # px per frame
+    d_true = torch.arange(-2, 3).float()[:, None] * v               # target = frame 2
+    clip = _panned(d_true, rain=0.02)
+    d = global_shifts(clip, target=2)[0]
+    assert (d - d_true).abs().max() < 0.35, d
+    aligned = shift_frames(_panned(d_true), d[None])
+    inner = (slice(None), slice(None), slice(None), slice(12, -12), slice(12, -12))
+    err_before = (_panned(d_true) - _panned(d_true)[:, 2:3])[inner].abs().mean()
+    err_after = (aligned - aligned[:, 2:3])[inner].abs().mean()
+    assert err_after < 0.2 * err_before
+
+
+def test_static_camera_and_unsteady_shifts_are_left_alone_bit_exact():
+    static = _panned(torch.zeros(5, 2), rain=0.03)
+    assert torch.equal(global_shifts(static, 2), torch.zeros(1, 5, 2))
+    assert shift_frames(static, torch.zeros(1, 5, 2)) is static
+    # shake: no single velocity explains it -> the window is not aligned at all
+    shake = torch.tensor([[6.0, 0.0], [-5.0, 3.0], [0.0, 0.0], [7.0, 2.0], [-4.0, -6.0]])
+    assert torch.equal(global_shifts(_panned(shake), 2), torch.zeros(1, 5, 2))
+    # unrelated frames (a cut): no steady peak either
+    cut = torch.cat([_texture(seed=s)[:, None] for s in range(5)], 1)
+    assert torch.equal(global_shifts(cut, 2), torch.zeros(1, 5, 2))
+
+
+def test_align_changes_nothing_on_a_static_window_and_helps_the_stats_on_a_pan():
+    cfg = dict(frames=5, target=2, scale=2, channels=8, enc_blocks=1, body_blocks=1, dec_blocks=1)
+    plain, aligned = STRNet(STRNetConfig(**cfg)), STRNet(STRNetConfig(**cfg, align=True))
+    g = torch.Generator().manual_seed(0)
+    for p in plain.parameters():
+        p.data = torch.randn(p.shape, generator=g) * 0.05
+    aligned.load_state_dict(plain.state_dict())                     # same weights, align is not a weight
+    static = _panned(torch.zeros(5, 2), rain=0.03)
+    assert torch.equal(plain(static)[0], aligned(static)[0])
+    pan = _panned(torch.arange(-2, 3).float()[:, None] * torch.tensor([3.0, 1.0]))
+    assert not torch.allclose(plain(pan)[0], aligned(pan)[0])
+    out, _ = aligned(pan)
+    assert out.shape == (1, 3, 144, 256)
