@@ -17,33 +17,16 @@ import torch
 import torch.nn.functional as F
 
 
-@torch.no_grad()
-def global_shifts(clip: torch.Tensor, target: int, max_side: int = 128, max_frac: float = 0.25,
-                  min_peak: float = 0.03, tol_px: float = 1.0, tol_rel: float = 0.25) -> torch.Tensor:
-    """Translation of each frame relative to the target frame, in pixels of `clip`.
-
-    clip (B,T,3,H,W) -> d (B,T,2) as (dx, dy): frame k shows the target's content moved by d
-    (frame_k(x) ~ target(x - d)); d is 0 for the target itself, and 0 where the correlation
-    peak is too weak (< min_peak of the normalised cross-power) or the shift implausibly large
-    (> max_frac of the frame): the network then sees the frame as it was.
-    The frames are box-downscaled by an integer factor to a short side of max_side..2*max_side
-    px (cheap at 1080p: the FFTs run on 135x240 grey images), and the peak is refined to sub-pixel (~0.1 px).
-    """
-    b, t, _, h, w = clip.shape
-    f = max(1, min(h, w) // max_side)
-    g = clip.float().mean(2)                                                  # (B,T,H,W) grey
-    if f > 1:
-        g = F.avg_pool2d(g, f)                                                # (B,T,h',w')
-    hs, ws = g.shape[-2:]
+def _phase_shifts(g: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phase correlation of each grey frame (B,T,h,w) with the target: (shift (B,T,2), peak (B,T))."""
+    b, t, hs, ws = g.shape
     g = g - g.mean((-2, -1), keepdim=True)
     win = torch.hann_window(hs, periodic=False, device=g.device)[:, None] * \
         torch.hann_window(ws, periodic=False, device=g.device)[None, :]
-    spec = torch.fft.rfft2(g * win)                                           # (B,T,h',w'//2+1)
+    spec = torch.fft.rfft2(g * win)                                           # (B,T,h,w//2+1)
     cross = spec[:, target:target + 1] * spec.conj()
-    cross = cross / (cross.abs() + 1e-8)
-    corr = torch.fft.irfft2(cross, s=(hs, ws))                                # peak at -d (mod size)
-    flat = corr.flatten(2)
-    peak, idx = flat.max(-1)                                                  # (B,T)
+    corr = torch.fft.irfft2(cross / (cross.abs() + 1e-8), s=(hs, ws))         # peak at -d (mod size)
+    peak, idx = corr.flatten(2).max(-1)                                       # (B,T)
     py, px = idx // ws, idx % ws
 
     def refine(c_minus, c0, c_plus):
@@ -55,22 +38,55 @@ def global_shifts(clip: torch.Tensor, target: int, max_side: int = 128, max_frac
     bi = torch.arange(b, device=g.device)[:, None].expand(b, t)
     ti = torch.arange(t, device=g.device)[None, :].expand(b, t)
     at = lambda yy, xx: corr[bi, ti, yy % hs, xx % ws]
-    sub_y = refine(at(py - 1, px), peak, at(py + 1, px))
-    sub_x = refine(at(py, px - 1), peak, at(py, px + 1))
-    sy = torch.where(py > hs // 2, py - hs, py).float() + sub_y               # signed peak position
-    sx = torch.where(px > ws // 2, px - ws, px).float() + sub_x
-    d = -torch.stack([sx, sy], -1) * f                                        # (B,T,2) in clip pixels
+    sy = torch.where(py > hs // 2, py - hs, py).float() + refine(at(py - 1, px), peak, at(py + 1, px))
+    sx = torch.where(px > ws // 2, px - ws, px).float() + refine(at(py, px - 1), peak, at(py, px + 1))
+    d = -torch.stack([sx, sy], -1)
     d[:, target] = 0
+    return d, peak
+
+
+@torch.no_grad()
+def global_shifts(clip: torch.Tensor, target: int, max_side: int = 128, max_frac: float = 0.25,
+                  min_peak: float = 0.03, tol_px: float = 1.0, tol_rel: float = 0.25) -> torch.Tensor:
+    """Translation of each frame relative to the target frame, in pixels of `clip`.
+
+    clip (B,T,3,H,W) -> d (B,T,2) as (dx, dy): frame k shows the target's content moved by d
+    (frame_k(x) ~ target(x - d)); d is 0 for the target itself. The frames are box-downscaled
+    by an integer factor to a short side of max_side..2*max_side px (at 1080p the FFTs run on
+    135x240 grey images) and the peak is refined to sub-pixel (~0.1 px).
+
+    Rain is itself a motion: drops fall for several frames, and in heavy rain over a static
+    scene the correlation locks onto them (measured on the benchmark suite: 8 px/frame
+    "pans" of a static camera); codec blocks add false peaks too. So a window is aligned only
+    when it shows one steady motion, measured alike on the frames and on a copy with thin bright
+    lines removed (a 3x3 grey opening: streaks vanish, scene structure stays): every d_k within
+    tol_px + tol_rel*|fit| of a constant velocity through the target, both estimates within
+    tol_px of each other, every peak >= min_peak of the normalised cross-power, no shift beyond
+    max_frac of the frame, and some shift of at least half a pixel. Otherwise the whole window
+    gets d = 0 and the network sees the frames as they were (hand-held shake stays unaligned).
+    """
+    b, t, _, h, w = clip.shape
+    f = max(1, min(h, w) // max_side)
+    g = clip.float().mean(2)                                                  # (B,T,H,W) grey
+    opened = F.max_pool2d(-F.max_pool2d(-g, 3, 1, 1), 3, 1, 1)               # min then max: no streaks
+    both = torch.cat([g, opened])                                             # (2B,T,H,W)
+    if f > 1:
+        both = F.avg_pool2d(both, f)
+    d2, peak2 = _phase_shifts(both, target)
+    d2 = d2 * f
     k = torch.arange(t, device=g.device, dtype=torch.float32) - target       # (T,)
-    v = (d * k[None, :, None]).sum(1) / (k * k).sum().clamp(min=1)            # (B,2) px per frame
-    fit = v[:, None, :] * k[None, :, None]                                    # (B,T,2)
-    steady = ((d - fit).abs() <= tol_px + tol_rel * fit.abs()).all(-1).all(-1)
+    v = (d2 * k[None, :, None]).sum(1) / (k * k).sum().clamp(min=1)           # (2B,2) px per frame
+    fit = v[:, None, :] * k[None, :, None]                                    # (2B,T,2)
+    steady = ((d2 - fit).abs() <= tol_px + tol_rel * fit.abs()).all(-1).all(-1)
+    peaked = (peak2 >= min_peak).all(-1)
+    d, d_open = d2[:b], d2[b:]
+    agree = ((d - d_open).abs() <= tol_px).all(-1).all(-1)
     plausible = (d[..., 0].abs() <= max_frac * w).all(-1) & (d[..., 1].abs() <= max_frac * h).all(-1)
-    peaked = (peak >= min_peak).all(-1)
-    # a window whose every shift is under half a pixel is a static camera: rain specks alone
-    # move the sub-pixel estimate by ~0.35 px, and interpolating for that would only blur
+    # every shift under half a pixel is a static camera: rain specks alone move the sub-pixel
+    # estimate by ~0.35 px, and interpolating for that would only blur
     moving = d.abs().amax((1, 2)) >= 0.5
-    return d * (steady & plausible & peaked & moving)[:, None, None]
+    ok = steady[:b] & steady[b:] & peaked[:b] & peaked[b:] & agree & plausible & moving
+    return d * ok[:, None, None]
 
 
 def _shift_axis(x: torch.Tensor, shift: float, dim: int) -> torch.Tensor:
