@@ -35,12 +35,20 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--models", default="fast")
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--pan", type=float, default=0.0,
+                    help="px per frame: clips show a steady pan (the worst case of models with align: "
+                         "every neighbour is estimated and shifted); 0 = independent random frames")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     w, h = map(int, args.size.split("x"))
     for name in args.models.split(","):
         m = build(name, args.device)
         clips = torch.rand(args.batch, m.window, 3, h, w, device=args.device)
+        if args.pan:
+            from vderain.models.align import shift_frames
+            k = torch.arange(m.window, device=args.device, dtype=torch.float32) - m.target
+            d = (k[:, None] * torch.tensor([args.pan, args.pan / 3], device=args.device))[None].expand(args.batch, -1, -1)
+            clips = shift_frames(clips[:, m.target:m.target + 1].expand_as(clips).contiguous(), -d)
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         for _ in range(3):
@@ -59,7 +67,8 @@ def main():
         dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu x{args.threads} threads"
         params = sum(p.numel() for p in m.model.parameters())
         gmac = count_macs_per_pixel(m.model.cfg) * w * h / 1e9
-        print(f"{m.name}: {w}x{h} {dev} {str(m.dtype).replace('torch.', '')} batch {args.batch}: "
+        align = " align" + (f" pan {args.pan:g} px/frame" if args.pan else " (no motion found)") if m.model.cfg.align else ""
+        print(f"{m.name}{align}: {w}x{h} {dev} {str(m.dtype).replace('torch.', '')} batch {args.batch}: "
               f"{fps:.1f} frames/s, {params / 1e3:.0f}K params, {gmac:.2f} GMAC/frame, {mem}", flush=True)
 
 

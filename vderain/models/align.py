@@ -17,6 +17,14 @@ import torch
 import torch.nn.functional as F
 
 
+def _dilate3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 grey dilation (max filter) of (..., H, W), edges replicated: separable maxima of
+    shifted views (max_pool2d with stride 1 measured 40x slower on a CPU)."""
+    p = F.pad(x.flatten(0, -3)[:, None], (1, 1, 1, 1), mode="replicate")[:, 0].view(*x.shape[:-2], x.shape[-2] + 2, x.shape[-1] + 2)
+    r = torch.maximum(torch.maximum(p[..., :-2], p[..., 1:-1]), p[..., 2:])              # rows
+    return torch.maximum(torch.maximum(r[..., :-2, :], r[..., 1:-1, :]), r[..., 2:, :])  # columns
+
+
 def _phase_shifts(g: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Phase correlation of each grey frame (B,T,h,w) with the target: (shift (B,T,2), peak (B,T))."""
     b, t, hs, ws = g.shape
@@ -24,8 +32,10 @@ def _phase_shifts(g: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Ten
     win = torch.hann_window(hs, periodic=False, device=g.device)[:, None] * \
         torch.hann_window(ws, periodic=False, device=g.device)[None, :]
     spec = torch.fft.rfft2(g * win)                                           # (B,T,h,w//2+1)
-    cross = spec[:, target:target + 1] * spec.conj()
-    corr = torch.fft.irfft2(cross / (cross.abs() + 1e-8), s=(hs, ws))         # peak at -d (mod size)
+    # phase only (|S| = 1), normalised on the real view in place: complex division is ~10x slower
+    re_im = torch.view_as_real(spec)
+    re_im.div_(re_im.pow(2).sum(-1, keepdim=True).sqrt_().add_(1e-8))
+    corr = torch.fft.irfft2(spec[:, target:target + 1] * spec.conj(), s=(hs, ws))   # peak at -d (mod size)
     peak, idx = corr.flatten(2).max(-1)                                       # (B,T)
     py, px = idx // ws, idx % ws
 
@@ -67,25 +77,31 @@ def global_shifts(clip: torch.Tensor, target: int, max_side: int = 128, max_frac
     """
     b, t, _, h, w = clip.shape
     f = max(1, min(h, w) // max_side)
-    g = clip.float().mean(2)                                                  # (B,T,H,W) grey
-    opened = F.max_pool2d(-F.max_pool2d(-g, 3, 1, 1), 3, 1, 1)               # min then max: no streaks
-    both = torch.cat([g, opened])                                             # (2B,T,H,W)
-    if f > 1:
-        both = F.avg_pool2d(both, f)
-    d2, peak2 = _phase_shifts(both, target)
-    d2 = d2 * f
+    # grey, box-downscaled by f as a sum of f*f strided views: avg_pool2d and reshape-mean
+    # measured 5-10x slower on a CPU, and this runs for every window
+    hh, ww = h // f, w // f
+    x = clip[:, :, 0] + clip[:, :, 1] + clip[:, :, 2]                          # (B,T,H,W)
+    g = sum(x[..., i:hh * f:f, j:ww * f:f] for i in range(f) for j in range(f)).float() / (3 * f * f)
     k = torch.arange(t, device=g.device, dtype=torch.float32) - target       # (T,)
-    v = (d2 * k[None, :, None]).sum(1) / (k * k).sum().clamp(min=1)           # (2B,2) px per frame
-    fit = v[:, None, :] * k[None, :, None]                                    # (2B,T,2)
-    steady = ((d2 - fit).abs() <= tol_px + tol_rel * fit.abs()).all(-1).all(-1)
-    peaked = (peak2 >= min_peak).all(-1)
-    d, d_open = d2[:b], d2[b:]
-    agree = ((d - d_open).abs() <= tol_px).all(-1).all(-1)
+
+    def verdict(g):
+        d, peak = _phase_shifts(g, target)
+        d = d * f
+        v = (d * k[None, :, None]).sum(1) / (k * k).sum().clamp(min=1)       # (B,2) px per frame
+        fit = v[:, None, :] * k[None, :, None]                                # (B,T,2)
+        steady = ((d - fit).abs() <= tol_px + tol_rel * fit.abs()).all(-1).all(-1)
+        return d, steady & (peak >= min_peak).all(-1)
+
+    d, ok = verdict(g)
     plausible = (d[..., 0].abs() <= max_frac * w).all(-1) & (d[..., 1].abs() <= max_frac * h).all(-1)
     # every shift under half a pixel is a static camera: rain specks alone move the sub-pixel
     # estimate by ~0.35 px, and interpolating for that would only blur
     moving = d.abs().amax((1, 2)) >= 0.5
-    ok = steady[:b] & steady[b:] & peaked[:b] & peaked[b:] & agree & plausible & moving
+    ok = ok & plausible & moving
+    if not bool(ok.any()):  # the common case of a fixed camera: no second opinion needed
+        return torch.zeros_like(d)
+    d_open, ok_open = verdict(_dilate3(-_dilate3(-g)))                        # 3x3 opening: no streaks
+    ok = ok & ok_open & ((d - d_open).abs() <= tol_px).all(-1).all(-1)
     return d * ok[:, None, None]
 
 
