@@ -61,3 +61,14 @@ def test_align_changes_nothing_on_a_static_window_and_helps_the_stats_on_a_pan()
     assert not torch.allclose(plain(pan)[0], aligned(pan)[0])
     out, _ = aligned(pan)
     assert out.shape == (1, 3, 144, 256)
+
+
+def test_align_is_saved_with_the_weights_and_old_files_load_without_it(tmp_path):
+    from vderain.train.checkpoint import export_weights, load_weights
+    cfg = dict(frames=3, target=1, scale=2, channels=8, enc_blocks=1, body_blocks=1, dec_blocks=1)
+    export_weights(STRNet(STRNetConfig(**cfg, align=True)), tmp_path / "a.pt")
+    assert load_weights(tmp_path / "a.pt")[0].cfg.align
+    blob = torch.load(tmp_path / "a.pt", weights_only=True)
+    del blob["config"]["align"]                                     # a file from before the option
+    torch.save(blob, tmp_path / "old.pt")
+    assert not load_weights(tmp_path / "old.pt")[0].cfg.align
