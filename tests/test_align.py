@@ -72,3 +72,11 @@ def test_align_is_saved_with_the_weights_and_old_files_load_without_it(tmp_path)
     del blob["config"]["align"]                                     # a file from before the option
     torch.save(blob, tmp_path / "old.pt")
     assert not load_weights(tmp_path / "old.pt")[0].cfg.align
+
+
+def test_the_two_samplers_agree():
+    clip = _panned(torch.zeros(5, 2), h=40, w=64)
+    d = torch.tensor([[[1.3, -0.6], [0.0, 0.0], [0.0, 0.0], [-2.7, 4.2], [0.4, 0.0]]])
+    lerp, grid = shift_frames(clip, d, sampler="lerp"), shift_frames(clip, d, sampler="grid")
+    assert (lerp - grid).abs().max() < 1e-4
+    assert torch.equal(lerp[:, 1:3], clip[:, 1:3]) and torch.equal(grid[:, 1:3], clip[:, 1:3])
