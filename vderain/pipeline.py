@@ -67,7 +67,9 @@ class _Runner:
         if tile and not getattr(method, "tileable", True):
             self.notes.append(f"method '{getattr(method, 'name', method)}' needs whole frames; --tile ignored")
             self.tile = None
-        self._cache: dict[int, np.ndarray] = {}  # frame index -> (3,H,W) float32, CPU path
+        self._cache: dict[int, np.ndarray] = {}  # frame index -> (3,H,W) float32, CPU path, batch > 1
+        self._ring: np.ndarray | None = None       # (2T,3,H,W) float32, CPU path, batch 1 (_clips_ring)
+        self._ring_index: list[int] = []           # frame index held by each of the first T slots
         self._on_device: dict[int, torch.Tensor] = {}  # frame index -> (H,W,3) uint8 on the device
         self._pinned: torch.Tensor | None = None   # (N,H,W,3) uint8 upload buffer, CUDA
         self._uploaded = None                      # CUDA event: the buffer's last upload is done
@@ -96,6 +98,8 @@ class _Runner:
 
     def _clips_cpu(self, group):
         window = len(group[0][0])
+        if len(group) == 1 and window > 1:
+            return self._clips_ring(*group[0])
         for frames, _ in group:
             for f in frames:
                 if f.index not in self._cache:
@@ -109,6 +113,32 @@ class _Runner:
         for k in [k for k in self._cache if k < last - window]:
             del self._cache[k]  # no later window reaches back this far
         return torch.from_numpy(arr), (torch.from_numpy(targets) if self.rain else None)  # (B,T,3,H,W), (B,3,H,W)
+
+    def _clips_ring(self, frames, target):
+        # A doubled ring: frame i is converted once into slot i % T and copied to slot i % T + T,
+        # so a window of consecutive frames is the contiguous view ring[i0 % T : i0 % T + T] and
+        # costs no stacking (np.stack of T float frames was ~13 % of `fast` at 640x360). Every
+        # window's distinct frames lie within T consecutive indices (edges are reflections), so
+        # their slots never collide; the view is consumed before the next window overwrites it.
+        T = len(frames)
+        shape = (3,) + frames[0].rgb.shape[:2]
+        if self._ring is None or self._ring.shape != (2 * T,) + shape:
+            self._ring = np.empty((2 * T,) + shape, np.float32)
+            self._ring_index = [-1] * T
+        ring = self._ring
+        for f in frames:
+            s = f.index % T
+            if self._ring_index[s] != f.index:
+                to_chw_float(f.rgb, out=ring[s])
+                ring[s + T] = ring[s]
+                self._ring_index[s] = f.index
+        idx = [f.index for f in frames]
+        if idx == list(range(idx[0], idx[0] + T)):
+            arr = ring[idx[0] % T: idx[0] % T + T]                             # a view
+        else:                                                                  # a reflected edge
+            arr = ring[[i % T for i in idx]]
+        targets = torch.from_numpy(ring[target.index % T][None]) if self.rain else None
+        return torch.from_numpy(arr[None]), targets  # (1,T,3,H,W), (1,3,H,W)
 
     def _clips_device(self, group):
         # Each frame crosses to the device once, as uint8 (4x less traffic than float), and stays

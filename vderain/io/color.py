@@ -95,10 +95,14 @@ def rgb_to_yuv420(rgb: np.ndarray, colorspace=None, color_range=None):
 
 # --- float tensors for the methods: (3,H,W) float32 in [0,1] <-> (H,W,3) uint8
 
-def to_chw_float(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] (OpenCV split: faster than torch on CPU)."""
+def to_chw_float(rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] (OpenCV split: faster than torch on CPU).
+
+    `out`: a (3, H, W) float32 array to write into (e.g. a slot of the pipeline's frame ring).
+    """
     h, w = rgb.shape[:2]
-    out = np.empty((3, h, w), np.float32)
+    if out is None:
+        out = np.empty((3, h, w), np.float32)
     for c, plane in enumerate(cv2.split(rgb)):
         np.multiply(plane, np.float32(1 / 255), out=out[c], dtype=np.float32)
     return out
