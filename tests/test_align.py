@@ -80,3 +80,27 @@ def test_the_two_samplers_agree():
     lerp, grid = shift_frames(clip, d, sampler="lerp"), shift_frames(clip, d, sampler="grid")
     assert (lerp - grid).abs().max() < 1e-4
     assert torch.equal(lerp[:, 1:3], clip[:, 1:3]) and torch.equal(grid[:, 1:3], clip[:, 1:3])
+
+
+def test_tiled_runs_estimate_the_motion_once_per_window_on_the_whole_frame(monkeypatch):
+    import numpy as np
+
+    import vderain.models.align as align_mod
+    import vderain.models.strnet as strnet_mod
+    from vderain.methods.network import NetworkMethod
+    from vderain.pipeline import derain_frames
+    cfg = dict(frames=3, target=1, scale=2, channels=8, enc_blocks=1, body_blocks=1, dec_blocks=1, align=True)
+    method = NetworkMethod(STRNet(STRNetConfig(**cfg)), "cpu")
+    clip = _panned(torch.arange(-2, 4).float()[:, None] * torch.tensor([3.0, 1.0]), h=96, w=160)[0]
+    frames = (clip.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()   # (6,H,W,3)
+    sizes = []
+    real = align_mod.global_shifts
+    spy = lambda c, t, **k: sizes.append(c.shape[-2:]) or real(c, t, **k)
+    monkeypatch.setattr(align_mod, "global_shifts", spy)
+    monkeypatch.setattr(strnet_mod, "global_shifts", spy)
+    out = derain_frames(frames, method=method, tile=64, tile_overlap=16)
+    assert out.shape == frames.shape
+    assert len(sizes) == len(frames) and all(tuple(s) == (96, 160) for s in sizes)
+    sizes.clear()
+    derain_frames(frames, method=method)                             # untiled: the model estimates itself
+    assert len(sizes) == len(frames) and np.all([tuple(s) == (96, 160) for s in sizes])

@@ -185,6 +185,10 @@ class _Runner:
         while True:
             try:
                 if self.tile:
+                    if getattr(self.method, "aligns", False):  # align the whole frame, then tile it
+                        whole = self.method.align(clips).to(clips.device)
+                        run = lambda part: self.method(part, aligned=True)
+                        return tiled_apply(run, whole, self.tile, self.overlap).to(clips.device)
                     return tiled_apply(self.method, clips, self.tile, self.overlap).to(clips.device)
                 return self.method(clips).to(clips.device)
             except torch.cuda.OutOfMemoryError:

@@ -49,9 +49,22 @@ class NetworkMethod(Method):
         label = name if name.endswith(".pt") else name + ("-framewise" if framewise else "-causal" if causal else "")
         return cls(model, device, name=label, meta=meta, **kwargs)
 
+    @property
+    def aligns(self) -> bool:
+        """Whether the network shifts neighbours onto the target first (model.align)."""
+        return bool(self.model.cfg.align) and self.window > 1
+
     @torch.inference_mode()
-    def __call__(self, clips: torch.Tensor) -> torch.Tensor:
+    def align(self, clips: torch.Tensor) -> torch.Tensor:
+        """The window as the network would align it, for callers that cut it into tiles after:
+        one estimate for the whole frame, so every tile sees the same shift (no seams)."""
+        from vderain.models.align import global_shifts, shift_frames
         clips = clips.to(self.device, non_blocking=True)
-        r = self.model.rain_layer(clips.to(self.dtype)).float()
+        return shift_frames(clips, global_shifts(clips, self.target))
+
+    @torch.inference_mode()
+    def __call__(self, clips: torch.Tensor, aligned: bool = False) -> torch.Tensor:
+        clips = clips.to(self.device, non_blocking=True)
+        r = self.model.rain_layer(clips.to(self.dtype), align=False if aligned else None).float()
         # subtract in fp32 from the original frame so bf16 only ever rounds the rain layer
         return (clips[:, self.target].float() - r).clamp(0, 1)

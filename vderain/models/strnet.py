@@ -93,8 +93,12 @@ class STRNet(nn.Module):
     def multiple(self) -> int:
         return 2 * self.cfg.scale
 
-    def rain_layer(self, clip: torch.Tensor) -> torch.Tensor:
-        """clip (B,T,3,H,W) in [0,1] -> signed rain layer R (B,3,H,W) of the target frame."""
+    def rain_layer(self, clip: torch.Tensor, align: bool | None = None) -> torch.Tensor:
+        """clip (B,T,3,H,W) in [0,1] -> signed rain layer R (B,3,H,W) of the target frame.
+
+        align: None follows cfg.align; False when the caller has aligned the clip already
+        (the pipeline does, once for the whole frame, before cutting it into tiles).
+        """
         b, t, _, h, w = clip.shape
         if t != self.cfg.frames:
             raise ValueError(f"expected a window of {self.cfg.frames} frames, got {t}")
@@ -103,7 +107,7 @@ class STRNet(nn.Module):
         x = clip
         if ph or pw:  # pad so any size works; cropped off again below
             x = F.pad(x.reshape(b * t, 3, h, w), (0, pw, 0, ph), mode="replicate").reshape(b, t, 3, h + ph, w + pw)
-        if self.cfg.align and t > 1:
+        if (self.cfg.align if align is None else align) and t > 1:
             # a panned stripe moves under the window's pixels as rain does; a steady pan undone,
             # only rain still flickers (vderain/models/align.py)
             x = shift_frames(x, global_shifts(x, self.cfg.target))
