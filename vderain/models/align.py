@@ -4,8 +4,8 @@ Why: the network tells rain from texture by per-pixel temporal statistics, and u
 pan a stripe or a wire moves across pixels exactly as a streak does, so it shows up in the
 window's min/max like rain. Shifting each neighbour onto the target frame first makes a panned
 scene static for those statistics; rain, which falls independently of the camera, still
-flickers. Only a global translation is estimated (pans, tilts, shake: the common case of a
-hand-held or vehicle camera); zoom and parallax are left to the network.
+flickers. Only a steady global translation is compensated (pans and tilts of a hand-held,
+mounted or vehicle camera); shake, zoom and parallax are left to the network.
 
 No gradients flow through the estimate (it is a measurement of the input, not a learnt layer).
 """
@@ -20,7 +20,8 @@ import torch.nn.functional as F
 def _dilate3(x: torch.Tensor) -> torch.Tensor:
     """3x3 grey dilation (max filter) of (..., H, W), edges replicated: separable maxima of
     shifted views (max_pool2d with stride 1 measured 40x slower on a CPU)."""
-    p = F.pad(x.flatten(0, -3)[:, None], (1, 1, 1, 1), mode="replicate")[:, 0].view(*x.shape[:-2], x.shape[-2] + 2, x.shape[-1] + 2)
+    p = F.pad(x.flatten(0, -3)[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    p = p.view(*x.shape[:-2], x.shape[-2] + 2, x.shape[-1] + 2)
     r = torch.maximum(torch.maximum(p[..., :-2], p[..., 1:-1]), p[..., 2:])              # rows
     return torch.maximum(torch.maximum(r[..., :-2, :], r[..., 1:-1, :]), r[..., 2:, :])  # columns
 
