@@ -42,7 +42,7 @@ def _phase_shifts(g: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Ten
 
     def refine(c_minus, c0, c_plus):
         # parabola through the peak and its neighbours: ~0.1 px mean error under a Hann window
-        # (the side-peak ratio of Foroosh et al. assumes no window and measured 3x worse here)
+        # (the side-peak ratio of Foroosh et al. assumes no window: max error 0.57 vs 0.27 px here)
         den = c_minus - 2 * c0 + c_plus
         return torch.where(den.abs() > 1e-12, 0.5 * (c_minus - c_plus) / den, torch.zeros_like(den)).clamp(-0.5, 0.5)
 
