@@ -144,8 +144,8 @@ def shift_frames(clip: torch.Tensor, d: torch.Tensor, sampler: str = "auto") -> 
         grid = base[None] + (dd * step)[:, None, None, :]
         warped = F.grid_sample(x[sel].float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
         return x.index_copy(0, sel, warped.to(x.dtype)).view(clip.shape)
-    out = x.clone()
+    frames = list(x.unbind(0))                                                # views, no copy
     for i in sel.tolist():
         dx, dy = (float(v) for v in d.flatten(0, 1)[i])
-        out[i] = _shift_axis(_shift_axis(x[i], dx, -1), dy, -2)
-    return out.view(clip.shape)
+        frames[i] = _shift_axis(_shift_axis(x[i], dx, -1), dy, -2)
+    return torch.stack(frames).view(clip.shape)   # one copy per frame (clone + assign made two)
