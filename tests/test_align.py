@@ -86,7 +86,6 @@ def test_tiled_runs_estimate_the_motion_once_per_window_on_the_whole_frame(monke
     import numpy as np
 
     import vderain.models.align as align_mod
-    import vderain.models.strnet as strnet_mod
     from vderain.methods.network import NetworkMethod
     from vderain.pipeline import derain_frames
     cfg = dict(frames=3, target=1, scale=2, channels=8, enc_blocks=1, body_blocks=1, dec_blocks=1, align=True)
@@ -97,7 +96,6 @@ def test_tiled_runs_estimate_the_motion_once_per_window_on_the_whole_frame(monke
     real = align_mod.global_shifts
     spy = lambda c, t, **k: sizes.append(c.shape[-2:]) or real(c, t, **k)
     monkeypatch.setattr(align_mod, "global_shifts", spy)
-    monkeypatch.setattr(strnet_mod, "global_shifts", spy)
     out = derain_frames(frames, method=method, tile=64, tile_overlap=16)
     assert out.shape == frames.shape
     assert len(sizes) == len(frames) and all(tuple(s) == (96, 160) for s in sizes)

@@ -58,9 +58,8 @@ class NetworkMethod(Method):
     def align(self, clips: torch.Tensor) -> torch.Tensor:
         """The window as the network would align it, for callers that cut it into tiles after:
         one estimate for the whole frame, so every tile sees the same shift (no seams)."""
-        from vderain.models.align import global_shifts, shift_frames
-        clips = clips.to(self.device, non_blocking=True)
-        return shift_frames(clips, global_shifts(clips, self.target))
+        from vderain.models.align import align_window
+        return align_window(clips.to(self.device, non_blocking=True), self.target)
 
     @torch.inference_mode()
     def __call__(self, clips: torch.Tensor, aligned: bool = False) -> torch.Tensor:

@@ -149,3 +149,9 @@ def shift_frames(clip: torch.Tensor, d: torch.Tensor, sampler: str = "auto") -> 
         dx, dy = (float(v) for v in d.flatten(0, 1)[i])
         frames[i] = _shift_axis(_shift_axis(x[i], dx, -1), dy, -2)
     return torch.stack(frames).view(clip.shape)   # one copy per frame (clone + assign made two)
+
+
+def align_window(clip: torch.Tensor, target: int) -> torch.Tensor:
+    """clip (B,T,C,H,W) with its neighbours shifted onto frame `target` where `global_shifts`
+    finds one steady motion; unchanged (the same tensor) otherwise."""
+    return shift_frames(clip, global_shifts(clip, target))

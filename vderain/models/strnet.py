@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vderain.models.align import global_shifts, shift_frames
+from vderain.models.align import align_window
 
 
 @dataclass
@@ -110,7 +110,7 @@ class STRNet(nn.Module):
         if (self.cfg.align if align is None else align) and t > 1:
             # a panned stripe moves under the window's pixels as rain does; a steady pan undone,
             # only rain still flickers (vderain/models/align.py)
-            x = shift_frames(x, global_shifts(x, self.cfg.target))
+            x = align_window(x, self.cfg.target)
         if self.cfg.temporal_stats and t > 1:
             # flicker cues a 1x1 layer cannot form on its own: per-pixel min / mean / max over time
             x = torch.cat([x, x.amin(1, keepdim=True), x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
