@@ -67,9 +67,8 @@ class _Runner:
         if tile and not getattr(method, "tileable", True):
             self.notes.append(f"method '{getattr(method, 'name', method)}' needs whole frames; --tile ignored")
             self.tile = None
-        self._cache: dict[int, np.ndarray] = {}  # frame index -> (3,H,W) float32, CPU path, batch > 1
-        self._ring: np.ndarray | None = None       # (2T,3,H,W) float32, CPU path, batch 1 (_clips_ring)
-        self._ring_index: list[int] = []           # frame index held by each of the first T slots
+        self._ring: np.ndarray | None = None       # (2L,3,H,W) float32 frames, CPU path (_clips_cpu)
+        self._ring_index: list[int] = []           # frame index held by each of the first L slots
         self._on_device: dict[int, torch.Tensor] = {}  # frame index -> (H,W,3) uint8 on the device
         self._pinned: torch.Tensor | None = None   # (N,H,W,3) uint8 upload buffer, CUDA
         self._uploaded = None                      # CUDA event: the buffer's last upload is done
@@ -97,48 +96,36 @@ class _Runner:
         return results
 
     def _clips_cpu(self, group):
-        window = len(group[0][0])
-        if len(group) == 1 and window > 1:
-            return self._clips_ring(*group[0])
+        # A doubled frame ring: frame i is converted once into slot i % L and copied to slot
+        # i % L + L, so a window of consecutive frames is the contiguous view ring[i0 % L : +T] and
+        # costs no stacking (np.stack of T float frames was ~13 % of `fast` at 640x360; batches
+        # still stack their windows). L = T + B - 1: the distinct frames of B windows lie within
+        # L consecutive indices (edges are reflections), so their slots never collide, and the
+        # views are consumed before the next group overwrites them.
+        T = len(group[0][0])
+        need = T + len(group) - 1
+        shape = (3,) + group[0][1].rgb.shape[:2]
+        if self._ring is None or self._ring.shape[1:] != shape or len(self._ring_index) < need:
+            self._ring = np.empty((2 * need,) + shape, np.float32)
+            self._ring_index = [-1] * need
+        ring, L = self._ring, len(self._ring_index)
         for frames, _ in group:
             for f in frames:
-                if f.index not in self._cache:
-                    self._cache[f.index] = to_chw_float(f.rgb)
-        if len(group) == 1 and window == 1:
-            arr = self._cache[group[0][1].index][None, None]  # a view: no 11 MB copy per 720p frame
-        else:
-            arr = np.stack([np.stack([self._cache[f.index] for f in frames]) for frames, _ in group])
-        targets = np.stack([self._cache[t.index] for _, t in group]) if self.rain else None
-        last = group[-1][1].index
-        for k in [k for k in self._cache if k < last - window]:
-            del self._cache[k]  # no later window reaches back this far
-        return torch.from_numpy(arr), (torch.from_numpy(targets) if self.rain else None)  # (B,T,3,H,W), (B,3,H,W)
+                s = f.index % L
+                if self._ring_index[s] != f.index:
+                    to_chw_float(f.rgb, out=ring[s])
+                    ring[s + L] = ring[s]
+                    self._ring_index[s] = f.index
 
-    def _clips_ring(self, frames, target):
-        # A doubled ring: frame i is converted once into slot i % T and copied to slot i % T + T,
-        # so a window of consecutive frames is the contiguous view ring[i0 % T : i0 % T + T] and
-        # costs no stacking (np.stack of T float frames was ~13 % of `fast` at 640x360). Every
-        # window's distinct frames lie within T consecutive indices (edges are reflections), so
-        # their slots never collide; the view is consumed before the next window overwrites it.
-        T = len(frames)
-        shape = (3,) + frames[0].rgb.shape[:2]
-        if self._ring is None or self._ring.shape != (2 * T,) + shape:
-            self._ring = np.empty((2 * T,) + shape, np.float32)
-            self._ring_index = [-1] * T
-        ring = self._ring
-        for f in frames:
-            s = f.index % T
-            if self._ring_index[s] != f.index:
-                to_chw_float(f.rgb, out=ring[s])
-                ring[s + T] = ring[s]
-                self._ring_index[s] = f.index
-        idx = [f.index for f in frames]
-        if idx == list(range(idx[0], idx[0] + T)):
-            arr = ring[idx[0] % T: idx[0] % T + T]                             # a view
-        else:                                                                  # a reflected edge
-            arr = ring[[i % T for i in idx]]
-        targets = torch.from_numpy(ring[target.index % T][None]) if self.rain else None
-        return torch.from_numpy(arr[None]), targets  # (1,T,3,H,W), (1,3,H,W)
+        def window(frames):
+            idx = [f.index for f in frames]
+            if idx == list(range(idx[0], idx[0] + T)):
+                return ring[idx[0] % L: idx[0] % L + T]                       # a view
+            return ring[[i % L for i in idx]]                                 # a reflected edge
+
+        arr = window(group[0][0])[None] if len(group) == 1 else np.stack([window(f) for f, _ in group])
+        targets = torch.from_numpy(np.stack([ring[t.index % L] for _, t in group])) if self.rain else None
+        return torch.from_numpy(arr), targets  # (B,T,3,H,W), (B,3,H,W)
 
     def _clips_device(self, group):
         # Each frame crosses to the device once, as uint8 (4x less traffic than float), and stays
