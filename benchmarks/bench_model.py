@@ -27,6 +27,30 @@ def build(name: str, device: str) -> NetworkMethod:
     return NetworkMethod(STRNet(cfg), device=device, name=name + " (random weights)")
 
 
+def stream_runner(m: NetworkMethod, batch: int, h: int, w: int, pan: float, device: str, frames: int = 64):
+    """A callable running batch `i` of windows over a looped stream of `frames` frames: random
+    texture panning `pan` px per frame (pan/3 vertically), or independent random frames (0)."""
+    from vderain.models.align import StreamAligner, shift_frames
+    if pan:
+        big = torch.rand(1, 1, 3, h + int(frames * pan / 3) + 2, w + int(frames * pan) + 2, device=device)
+        k = torch.arange(frames, device=device, dtype=torch.float32)
+        d = (k[:, None] * torch.tensor([pan, pan / 3], device=device))[None]
+        stream = shift_frames(big.expand(1, frames, -1, -1, -1).contiguous(), d)[0, ..., :h, :w].contiguous()
+    else:
+        stream = torch.rand(frames, 3, h, w, device=device)
+    aligner = StreamAligner(m.target)
+    starts = frames - m.window + 1
+
+    def run(i):
+        keys = [[(i * batch + b) % starts + t for t in range(m.window)] for b in range(batch)]
+        if batch == 1:   # a view, as the pipeline's frame ring gives (batches are stacked there too)
+            clips = stream[keys[0][0]:keys[0][0] + m.window][None]
+        else:
+            clips = torch.stack([stream[row[0]:row[0] + m.window] for row in keys])   # (B,T,3,H,W)
+        return m(aligner(clips, keys), aligned=True)
+    return run
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
@@ -36,28 +60,28 @@ def main():
     ap.add_argument("--models", default="fast")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--pan", type=float, default=0.0,
-                    help="px per frame: clips show a steady pan (the worst case of models with align: "
-                         "every neighbour is estimated and shifted); 0 = independent random frames")
+                    help="models with align: px per frame of a steady pan (the worst case: every "
+                         "neighbour is shifted); 0 = independent random frames (no motion found)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     w, h = map(int, args.size.split("x"))
     for name in args.models.split(","):
         m = build(name, args.device)
+        run = lambda i: m(clips)
         clips = torch.rand(args.batch, m.window, 3, h, w, device=args.device)
-        if args.pan:
-            from vderain.models.align import shift_frames
-            k = torch.arange(m.window, device=args.device, dtype=torch.float32) - m.target
-            d = (k[:, None] * torch.tensor([args.pan, args.pan / 3], device=args.device))[None].expand(args.batch, -1, -1)
-            clips = shift_frames(clips[:, m.target:m.target + 1].expand_as(clips).contiguous(), -d)
+        if m.aligns:
+            # as the pipeline runs it: windows slide over a stream and a StreamAligner keeps each
+            # frame's features for the windows that share it (one new frame per output frame)
+            run = stream_runner(m, args.batch, h, w, args.pan, args.device)
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        for _ in range(3):
-            m(clips)
+        for i in range(3):
+            run(i)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < args.seconds:
-            m(clips)
+            run(n // args.batch)
             n += args.batch
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
@@ -67,7 +91,8 @@ def main():
         dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu x{args.threads} threads"
         params = sum(p.numel() for p in m.model.parameters())
         gmac = count_macs_per_pixel(m.model.cfg) * w * h / 1e9
-        align = " align" + (f" pan {args.pan:g} px/frame" if args.pan else " (no motion found)") if m.model.cfg.align else ""
+        align = (" align, streamed" + (f", pan {args.pan:g} px/frame" if args.pan else " (no motion found)")
+                 if m.aligns else "")
         print(f"{m.name}{align}: {w}x{h} {dev} {str(m.dtype).replace('torch.', '')} batch {args.batch}: "
               f"{fps:.1f} frames/s, {params / 1e3:.0f}K params, {gmac:.2f} GMAC/frame, {mem}", flush=True)
 

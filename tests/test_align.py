@@ -82,23 +82,77 @@ def test_the_two_samplers_agree():
     assert torch.equal(lerp[:, 1:3], clip[:, 1:3]) and torch.equal(grid[:, 1:3], clip[:, 1:3])
 
 
-def test_tiled_runs_estimate_the_motion_once_per_window_on_the_whole_frame(monkeypatch):
-    import numpy as np
-
-    import vderain.models.align as align_mod
+def _aligning_method(frames=3, target=1):
     from vderain.methods.network import NetworkMethod
+    cfg = dict(frames=frames, target=target, scale=2, channels=8, enc_blocks=1, body_blocks=1, dec_blocks=1,
+               align=True)
+    net = STRNet(STRNetConfig(**cfg))
+    g = torch.Generator().manual_seed(0)
+    for p in net.parameters():
+        p.data = torch.randn(p.shape, generator=g) * 0.05
+    return NetworkMethod(net, "cpu")
+
+
+def _pan_frames(n=6, h=96, w=160, v=(3.0, 1.0)):
+    clip = _panned(torch.arange(-2, n - 2).float()[:, None] * torch.tensor(v), h=h, w=w)[0]
+    return (clip.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()   # (n,H,W,3)
+
+
+def test_the_stream_aligner_gives_the_stateless_shifts_and_keeps_a_bounded_cache():
+    from vderain.models.align import StreamAligner
+    frames = torch.from_numpy(_pan_frames(n=24, v=(2.5, -1.0))).permute(0, 3, 1, 2).float() / 255
+    aligner = StreamAligner(target=2, keep=4)
+    for i in range(20):
+        keys = [list(range(i, i + 5))]
+        if i % 4 == 0:                                               # B=2, with a repeated frame
+            keys.append([max(i - 1, 0)] + list(range(i, i + 4)))
+        clip = torch.stack([torch.stack([frames[k] for k in row]) for row in keys])
+        d = aligner.shifts(clip, keys)
+        ref = global_shifts(clip, 2)
+        assert (d - ref).abs().max() < 1e-3 and torch.equal(d == 0, ref == 0)
+        assert d[0].abs().max() > 2                                  # the pan was found
+        assert len(aligner._cache) <= 2 * len(keys) * 5              # max(keep, 2*B*T)
+    assert min(aligner._cache) > 5                                   # early frames were dropped
+    aligner.shifts(clip[..., :64, :64].contiguous(), keys)           # new geometry: old frames dropped
+    assert len(aligner._cache) == len({k for row in keys for k in row})
+
+
+def test_tiled_and_untiled_runs_estimate_on_whole_frames_and_transform_each_frame_once(monkeypatch):
+    import vderain.models.align as align_mod
     from vderain.pipeline import derain_frames
-    cfg = dict(frames=3, target=1, scale=2, channels=8, enc_blocks=1, body_blocks=1, dec_blocks=1, align=True)
-    method = NetworkMethod(STRNet(STRNetConfig(**cfg)), "cpu")
-    clip = _panned(torch.arange(-2, 4).float()[:, None] * torch.tensor([3.0, 1.0]), h=96, w=160)[0]
-    frames = (clip.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()   # (6,H,W,3)
-    sizes = []
-    real = align_mod.global_shifts
-    spy = lambda c, t, **k: sizes.append(c.shape[-2:]) or real(c, t, **k)
-    monkeypatch.setattr(align_mod, "global_shifts", spy)
-    out = derain_frames(frames, method=method, tile=64, tile_overlap=16)
-    assert out.shape == frames.shape
-    assert len(sizes) == len(frames) and all(tuple(s) == (96, 160) for s in sizes)
-    sizes.clear()
-    derain_frames(frames, method=method)                             # untiled: the model estimates itself
-    assert len(sizes) == len(frames) and np.all([tuple(s) == (96, 160) for s in sizes])
+    method = _aligning_method()
+    frames = _pan_frames()
+    sizes, transformed = [], []
+    real_shifts, real_spectra = align_mod.StreamAligner.shifts, align_mod._phase_spectra
+    monkeypatch.setattr(align_mod.StreamAligner, "shifts",
+                        lambda self, c, keys: sizes.append(tuple(c.shape[-2:])) or real_shifts(self, c, keys))
+    monkeypatch.setattr(align_mod, "_phase_spectra", lambda g: transformed.append(g.shape[0]) or real_spectra(g))
+    for tile in (64, None):
+        sizes.clear(), transformed.clear()
+        out = derain_frames(frames, method=method, tile=tile, tile_overlap=16)
+        assert out.shape == frames.shape
+        assert sizes == [(96, 160)] * len(frames)
+        # each frame's spectrum once, plus once for its streak-free copy when a window moved
+        # (the stateless path transforms window x frames = 3x as many)
+        assert len(frames) <= sum(transformed) <= 2 * len(frames)
+
+
+def test_one_method_serves_many_streams_without_mixing_their_frames():
+    from vderain.pipeline import derain_frames
+    a, b = _pan_frames(v=(3.0, 1.0)), _pan_frames(v=(-2.0, 2.0))[:, ::-1].copy()
+    shared = _aligning_method()
+    derain_frames(a, method=shared)                                  # frame indices 0..5 seen before
+    assert (derain_frames(b, method=shared) == derain_frames(b, method=_aligning_method())).all()
+
+
+def test_live_runner_aligns_as_the_stateless_model_does():
+    from vderain.live import CausalRunner
+    method = _aligning_method(frames=3, target=2)
+    frames = _pan_frames(n=7, v=(2.0, 0.0))
+    runner = CausalRunner(method)
+    outs = [runner.push(f, float(i)) for i, f in enumerate(frames)]
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    for i in range(2, len(frames)):
+        ref = method(x[i - 2:i + 1][None])[0]                        # the model aligns by itself
+        got = torch.from_numpy(outs[i][0]).permute(2, 0, 1).float() / 255
+        assert (got - ref).abs().max() <= 1.5 / 255

@@ -26,6 +26,7 @@ import torch
 
 from vderain import VderainError
 from vderain.io.live import LiveSource, Sink
+from vderain.models.align import StreamAligner
 from vderain.pipeline import to_chw_float, to_hwc_uint8
 
 log = logging.getLogger("vderain.live")
@@ -88,11 +89,14 @@ class CausalRunner:
         check_causal(method)
         self.method = method
         self.lookahead = lookahead_of(method)
-        self.ring: deque = deque(maxlen=method.window)   # (tensor (3,H,W), rgb, capture_time)
+        self.ring: deque = deque(maxlen=method.window)   # (tensor (3,H,W), rgb, capture_time, key)
         self.seen = 0
+        self._key = 0        # names each pushed frame for the aligner's cache; never reused
+        self._aligner = StreamAligner(method.target) if getattr(method, "aligns", False) else None
 
     def push(self, rgb: np.ndarray, capture_time: float):
-        item = (to_tensor(rgb, self.method.device), rgb, capture_time)
+        self._key += 1
+        item = (to_tensor(rgb, self.method.device), rgb, capture_time, self._key)
         if not self.ring:
             self.ring.extend([item] * self.method.window)
         else:
@@ -114,9 +118,11 @@ class CausalRunner:
     def reset(self):
         self.ring.clear()
         self.seen = 0
+        if self._aligner is not None:
+            self._aligner = StreamAligner(self.method.target)
 
     def _run(self):
-        frames = [t for t, _, _ in self.ring]
+        frames = [t for t, _, _, _ in self.ring]
         if len(frames) == 1:
             clip = frames[0][None, None]                              # (1, 1, 3, H, W), no copy
         elif frames[0].device.type == "cpu":
@@ -125,8 +131,12 @@ class CausalRunner:
         else:
             clip = torch.stack(frames)[None]                          # (1, T, 3, H, W)
         with torch.inference_mode():
-            out = self.method(clip)[0]                                # (3, H, W)
-        _, rgb, t = self.ring[self.method.target]
+            if self._aligner is not None:
+                clip = self._aligner(clip, [[k for _, _, _, k in self.ring]])
+                out = self.method(clip, aligned=True)[0]              # (3, H, W)
+            else:
+                out = self.method(clip)[0]
+        _, rgb, t, _ = self.ring[self.method.target]
         return to_rgb(out), rgb, t
 
 

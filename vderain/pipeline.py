@@ -28,6 +28,7 @@ from vderain.io import (Frame, VideoWriter, batched, check_output, iter_windows,
 from vderain.io.color import to_chw_float, to_hwc_uint8  # noqa: F401 (re-exported)
 from vderain.io.reader import NETWORK_TIMEOUT_S
 from vderain.methods import Method, get_method
+from vderain.models.align import StreamAligner
 
 _DONE = object()
 
@@ -72,6 +73,10 @@ class _Runner:
         self._on_device: dict[int, torch.Tensor] = {}  # frame index -> (H,W,3) uint8 on the device
         self._pinned: torch.Tensor | None = None   # (N,H,W,3) uint8 upload buffer, CUDA
         self._uploaded = None                      # CUDA event: the buffer's last upload is done
+        # the method shifts neighbours onto the target (model.align): estimated here, on whole
+        # frames (tiles then share one shift: no seams), with each frame's features kept across
+        # the windows that share it
+        self._aligner = StreamAligner(method.target) if getattr(method, "aligns", False) else None
 
     def __call__(self, group: list[tuple[list[Frame], Frame]]):
         if self.device.type == "cpu":
@@ -79,7 +84,7 @@ class _Runner:
         else:
             clips, targets = self._clips_device(group)
         with torch.inference_mode():
-            out = self._apply(clips)  # (B,3,H,W)
+            out = self._apply(clips, [[f.index for f in frames] for frames, _ in group])  # (B,3,H,W)
             rain = (targets - out).clamp_(0, 1) if self.rain else None
         results = []
         if self.device.type == "cpu":
@@ -168,16 +173,16 @@ class _Runner:
         self._uploaded.record(torch.cuda.current_stream(self.device))  # the stream that copies
         return x
 
-    def _apply(self, clips):
+    def _apply(self, clips, keys):
+        run = self.method
+        if self._aligner is not None:
+            clips = self._aligner(clips, keys)
+            run = lambda part: self.method(part, aligned=True)
         while True:
             try:
                 if self.tile:
-                    if getattr(self.method, "aligns", False):  # align the whole frame, then tile it
-                        whole = self.method.align(clips).to(clips.device)
-                        run = lambda part: self.method(part, aligned=True)
-                        return tiled_apply(run, whole, self.tile, self.overlap).to(clips.device)
-                    return tiled_apply(self.method, clips, self.tile, self.overlap).to(clips.device)
-                return self.method(clips).to(clips.device)
+                    return tiled_apply(run, clips, self.tile, self.overlap).to(clips.device)
+                return run(clips).to(clips.device)
             except torch.cuda.OutOfMemoryError:
                 if not getattr(self.method, "tileable", True):
                     raise VderainError("out of GPU memory and this method cannot be tiled; "

@@ -55,14 +55,9 @@ class NetworkMethod(Method):
         return bool(self.model.cfg.align) and self.window > 1
 
     @torch.inference_mode()
-    def align(self, clips: torch.Tensor) -> torch.Tensor:
-        """The window as the network would align it, for callers that cut it into tiles after:
-        one estimate for the whole frame, so every tile sees the same shift (no seams)."""
-        from vderain.models.align import align_window
-        return align_window(clips.to(self.device, non_blocking=True), self.target)
-
-    @torch.inference_mode()
     def __call__(self, clips: torch.Tensor, aligned: bool = False) -> torch.Tensor:
+        """clips (B,T,3,H,W) in [0,1] -> derained targets (B,3,H,W). aligned: the caller has
+        shifted the neighbours already (the pipeline's StreamAligner), skip the model's own."""
         clips = clips.to(self.device, non_blocking=True)
         r = self.model.rain_layer(clips.to(self.dtype), align=False if aligned else None).float()
         # subtract in fp32 from the original frame so bf16 only ever rounds the rain layer

@@ -26,16 +26,40 @@ def _dilate3(x: torch.Tensor) -> torch.Tensor:
     return torch.maximum(torch.maximum(r[..., :-2, :], r[..., 1:-1, :]), r[..., 2:, :])  # columns
 
 
-def _phase_shifts(g: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Phase correlation of each grey frame (B,T,h,w) with the target: (shift (B,T,2), peak (B,T))."""
-    b, t, hs, ws = g.shape
+def _grey_small(frames: torch.Tensor, f: int) -> torch.Tensor:
+    """(..., 3, H, W) -> grey (..., H//f, W//f) float, box-downscaled by the integer factor f as a
+    sum of f*f strided views (avg_pool2d and reshape-mean measured 5-10x slower on a CPU)."""
+    h, w = frames.shape[-2:]
+    hh, ww = h // f, w // f
+    x = frames[..., 0, :, :] + frames[..., 1, :, :] + frames[..., 2, :, :]
+    return sum(x[..., i:hh * f:f, j:ww * f:f] for i in range(f) for j in range(f)).float() / (3 * f * f)
+
+
+def _phase_spectra(g: torch.Tensor) -> torch.Tensor:
+    """Grey frames (..., h, w) -> unit-magnitude spectra (..., h, w//2+1), mean removed and
+    Hann-windowed first. The normalised cross-power spectrum of two frames is the product of
+    theirs (one conjugated), so a frame's spectrum is computed once and serves every window."""
+    hs, ws = g.shape[-2:]
     g = g - g.mean((-2, -1), keepdim=True)
     win = torch.hann_window(hs, periodic=False, device=g.device)[:, None] * \
         torch.hann_window(ws, periodic=False, device=g.device)[None, :]
-    spec = torch.fft.rfft2(g * win)                                           # (B,T,h,w//2+1)
+    spec = torch.fft.rfft2(g * win)
     # phase only (|S| = 1), normalised on the real view in place: complex division is ~10x slower
     re_im = torch.view_as_real(spec)
     re_im.div_(re_im.pow(2).sum(-1, keepdim=True).sqrt_().add_(1e-8))
+    return spec
+
+
+def _opening(g: torch.Tensor) -> torch.Tensor:
+    """3x3 grey opening of (..., h, w): thin bright lines (streaks) vanish, scene structure stays."""
+    return _dilate3(-_dilate3(-g))
+
+
+def _phase_shifts(spec: torch.Tensor, target: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phase correlation of each frame's spectrum (B,T,h,w//2+1) with the target's, on grey
+    frames of `size` (h, w): (shift (B,T,2) in those pixels, peak (B,T))."""
+    hs, ws = size
+    b, t = spec.shape[:2]
     corr = torch.fft.irfft2(spec[:, target:target + 1] * spec.conj(), s=(hs, ws))   # peak at -d (mod size)
     peak, idx = corr.flatten(2).max(-1)                                       # (B,T)
     py, px = idx // ws, idx % ws
@@ -46,8 +70,8 @@ def _phase_shifts(g: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Ten
         den = c_minus - 2 * c0 + c_plus
         return torch.where(den.abs() > 1e-12, 0.5 * (c_minus - c_plus) / den, torch.zeros_like(den)).clamp(-0.5, 0.5)
 
-    bi = torch.arange(b, device=g.device)[:, None].expand(b, t)
-    ti = torch.arange(t, device=g.device)[None, :].expand(b, t)
+    bi = torch.arange(b, device=spec.device)[:, None].expand(b, t)
+    ti = torch.arange(t, device=spec.device)[None, :].expand(b, t)
     at = lambda yy, xx: corr[bi, ti, yy % hs, xx % ws]
     sy = torch.where(py > hs // 2, py - hs, py).float() + refine(at(py - 1, px), peak, at(py + 1, px))
     sx = torch.where(px > ws // 2, px - ws, px).float() + refine(at(py, px - 1), peak, at(py, px + 1))
@@ -56,9 +80,41 @@ def _phase_shifts(g: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Ten
     return d, peak
 
 
+def _downscale_factor(h: int, w: int, max_side: int) -> int:
+    return max(1, min(h, w) // max_side)
+
+
+def _steady_shifts(spec, open_spec, target, f, size, frame_hw, max_frac=0.25, min_peak=0.03,
+                   tol_px=1.0, tol_rel=0.25) -> torch.Tensor:
+    """The decision of `global_shifts` from the frames' spectra (B,T,h,w//2+1); `open_spec` is a
+    callable giving the spectra of the streak-free copies, asked for only when some window moves."""
+    h, w = frame_hw
+    t = spec.shape[1]
+    k = torch.arange(t, device=spec.device, dtype=torch.float32) - target    # (T,)
+
+    def verdict(s):
+        d, peak = _phase_shifts(s, target, size)
+        d = d * f
+        v = (d * k[None, :, None]).sum(1) / (k * k).sum().clamp(min=1)       # (B,2) px per frame
+        fit = v[:, None, :] * k[None, :, None]                                # (B,T,2)
+        steady = ((d - fit).abs() <= tol_px + tol_rel * fit.abs()).all(-1).all(-1)
+        return d, steady & (peak >= min_peak).all(-1)
+
+    d, ok = verdict(spec)
+    plausible = (d[..., 0].abs() <= max_frac * w).all(-1) & (d[..., 1].abs() <= max_frac * h).all(-1)
+    # every shift under half a pixel is a static camera: rain specks alone move the sub-pixel
+    # estimate by ~0.35 px, and interpolating for that would only blur
+    moving = d.abs().amax((1, 2)) >= 0.5
+    ok = ok & plausible & moving
+    if not bool(ok.any()):  # the common case of a fixed camera: no second opinion needed
+        return torch.zeros_like(d)
+    d_open, ok_open = verdict(open_spec())
+    ok = ok & ok_open & ((d - d_open).abs() <= tol_px).all(-1).all(-1)
+    return d * ok[:, None, None]
+
+
 @torch.no_grad()
-def global_shifts(clip: torch.Tensor, target: int, max_side: int = 128, max_frac: float = 0.25,
-                  min_peak: float = 0.03, tol_px: float = 1.0, tol_rel: float = 0.25) -> torch.Tensor:
+def global_shifts(clip: torch.Tensor, target: int, max_side: int = 128, **limits) -> torch.Tensor:
     """Translation of each frame relative to the target frame, in pixels of `clip`.
 
     clip (B,T,3,H,W) -> d (B,T,2) as (dx, dy): frame k shows the target's content moved by d
@@ -73,51 +129,96 @@ def global_shifts(clip: torch.Tensor, target: int, max_side: int = 128, max_frac
     lines removed (a 3x3 grey opening: streaks vanish, scene structure stays): every d_k within
     tol_px + tol_rel*|fit| of a constant velocity through the target, both estimates within
     tol_px of each other, every peak >= min_peak of the normalised cross-power, no shift beyond
-    max_frac of the frame, and some shift of at least half a pixel. Otherwise the whole window
-    gets d = 0 and the network sees the frames as they were (hand-held shake stays unaligned).
+    max_frac of the frame, and some shift of at least half a pixel (limits: max_frac=0.25,
+    min_peak=0.03, tol_px=1.0, tol_rel=0.25). Otherwise the whole window gets d = 0 and the
+    network sees the frames as they were (hand-held shake stays unaligned).
     """
-    b, t, _, h, w = clip.shape
-    f = max(1, min(h, w) // max_side)
-    # grey, box-downscaled by f as a sum of f*f strided views: avg_pool2d and reshape-mean
-    # measured 5-10x slower on a CPU, and this runs for every window
-    hh, ww = h // f, w // f
-    x = clip[:, :, 0] + clip[:, :, 1] + clip[:, :, 2]                          # (B,T,H,W)
-    g = sum(x[..., i:hh * f:f, j:ww * f:f] for i in range(f) for j in range(f)).float() / (3 * f * f)
-    k = torch.arange(t, device=g.device, dtype=torch.float32) - target       # (T,)
-
-    def verdict(g):
-        d, peak = _phase_shifts(g, target)
-        d = d * f
-        v = (d * k[None, :, None]).sum(1) / (k * k).sum().clamp(min=1)       # (B,2) px per frame
-        fit = v[:, None, :] * k[None, :, None]                                # (B,T,2)
-        steady = ((d - fit).abs() <= tol_px + tol_rel * fit.abs()).all(-1).all(-1)
-        return d, steady & (peak >= min_peak).all(-1)
-
-    d, ok = verdict(g)
-    plausible = (d[..., 0].abs() <= max_frac * w).all(-1) & (d[..., 1].abs() <= max_frac * h).all(-1)
-    # every shift under half a pixel is a static camera: rain specks alone move the sub-pixel
-    # estimate by ~0.35 px, and interpolating for that would only blur
-    moving = d.abs().amax((1, 2)) >= 0.5
-    ok = ok & plausible & moving
-    if not bool(ok.any()):  # the common case of a fixed camera: no second opinion needed
-        return torch.zeros_like(d)
-    d_open, ok_open = verdict(_dilate3(-_dilate3(-g)))                        # 3x3 opening: no streaks
-    ok = ok & ok_open & ((d - d_open).abs() <= tol_px).all(-1).all(-1)
-    return d * ok[:, None, None]
+    h, w = clip.shape[-2:]
+    f = _downscale_factor(h, w, max_side)
+    g = _grey_small(clip, f)                                                  # (B,T,h,w)
+    return _steady_shifts(_phase_spectra(g), lambda: _phase_spectra(_opening(g)), target, f,
+                          g.shape[-2:], (h, w), **limits)
 
 
-def _shift_axis(x: torch.Tensor, shift: float, dim: int) -> torch.Tensor:
-    """out[i] = x[i + shift] along dim (-1 or -2) of (C,H,W), linear between samples, edges replicated."""
+class StreamAligner:
+    """`align_window` for a stream of overlapping windows, with each frame's grey copy and
+    spectra computed once and kept while later windows still use them.
+
+    A centred 5-frame window shares four frames with the previous one, so the stateless path
+    converts, downscales and transforms every frame five times; here a window costs the new
+    frame's features plus four products and inverse FFTs. `keys` name the frames (the stream's
+    frame indices): equal keys must mean equal frames. The shifts equal `global_shifts` up to the
+    rounding of differently batched FFTs (measured < 1e-3 px).
+    """
+
+    def __init__(self, target: int, max_side: int = 128, keep: int = 64):
+        self.target, self.max_side, self.keep = target, max_side, keep
+        self._cache: dict = {}          # key -> [grey, spectrum, spectrum of the opening | None]
+        self._shape = None
+
+    def shifts(self, clip: torch.Tensor, keys) -> torch.Tensor:
+        """clip (B,T,3,H,W), keys: B lists of T hashables -> d (B,T,2) as `global_shifts`."""
+        b, t, _, h, w = clip.shape
+        if self._shape != (h, w, clip.device):                               # new stream geometry
+            self._cache.clear()
+            self._shape = (h, w, clip.device)
+        f = _downscale_factor(h, w, self.max_side)
+        new = {}
+        for bi, row in enumerate(keys):
+            for ti, key in enumerate(row):
+                if key not in self._cache and key not in new:
+                    new[key] = (bi, ti)
+        if new:
+            g = _grey_small(torch.stack([clip[bi, ti] for bi, ti in new.values()]), f)
+            for key, gi, si in zip(new, g, _phase_spectra(g)):
+                self._cache[key] = [gi, si, None]
+        entries = [[self._cache[key] for key in row] for row in keys]
+
+        def open_spec():
+            missing = [e for row in entries for e in row if e[2] is None]
+            if missing:
+                spectra = _phase_spectra(_opening(torch.stack([e[0] for e in missing])))
+                for e, s in zip(missing, spectra):
+                    e[2] = s
+            return torch.stack([torch.stack([e[2] for e in row]) for row in entries])
+
+        spec = torch.stack([torch.stack([e[1] for e in row]) for row in entries])
+        d = _steady_shifts(spec, open_spec, self.target, f, (h // f, w // f), (h, w))
+        while len(self._cache) > max(self.keep, 2 * b * t):                   # oldest first
+            self._cache.pop(next(iter(self._cache)))
+        return d
+
+    @torch.no_grad()
+    def __call__(self, clip: torch.Tensor, keys) -> torch.Tensor:
+        return shift_frames(clip, self.shifts(clip, keys))
+
+
+def _shift_axis(x: torch.Tensor, shift: float, dim: int, out: torch.Tensor) -> torch.Tensor:
+    """out[i] = x[i + shift] along dim (-1 or -2) of (C,H,W), linear between samples, edges
+    replicated; written straight into `out` (no padded copy: the interior is one lerp of two
+    offset views, the edges repeat the first / last sample)."""
     n = x.shape[dim]
     i0 = math.floor(shift)
     frac = shift - i0
-    p = abs(i0) + 1
-    pad = (p, p, 0, 0) if dim == -1 else (0, 0, p, p)
-    xp = F.pad(x[None], pad, mode="replicate")[0]                           # slices below are views
-    a = xp.narrow(dim, p + i0, n)
     if frac < 1e-4:
-        return a.contiguous()
-    return torch.lerp(a, xp.narrow(dim, p + i0 + 1, n), frac)
+        frac, hi_off = 0.0, 0
+    else:
+        hi_off = 1
+    # i in [lo, hi): both x[i + i0] and x[i + i0 + hi_off] lie inside; outside, the clamped
+    # indices coincide, so the lerp is the edge sample itself
+    lo = min(max(0, -i0), n)
+    hi = max(min(n, n - hi_off - i0), lo)
+    if hi > lo:
+        a = x.narrow(dim, lo + i0, hi - lo)
+        if hi_off:
+            torch.lerp(a, x.narrow(dim, lo + i0 + 1, hi - lo), frac, out=out.narrow(dim, lo, hi - lo))
+        else:
+            out.narrow(dim, lo, hi - lo).copy_(a)
+    if lo > 0:
+        out.narrow(dim, 0, lo).copy_(x.narrow(dim, 0, 1).expand_as(out.narrow(dim, 0, lo)))
+    if hi < n:
+        out.narrow(dim, hi, n - hi).copy_(x.narrow(dim, n - 1, 1).expand_as(out.narrow(dim, hi, n - hi)))
+    return out
 
 
 def shift_frames(clip: torch.Tensor, d: torch.Tensor, sampler: str = "auto") -> torch.Tensor:
@@ -144,11 +245,16 @@ def shift_frames(clip: torch.Tensor, d: torch.Tensor, sampler: str = "auto") -> 
         grid = base[None] + (dd * step)[:, None, None, :]
         warped = F.grid_sample(x[sel].float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
         return x.index_copy(0, sel, warped.to(x.dtype)).view(clip.shape)
-    frames = list(x.unbind(0))                                                # views, no copy
-    for i in sel.tolist():
-        dx, dy = (float(v) for v in d.flatten(0, 1)[i])
-        frames[i] = _shift_axis(_shift_axis(x[i], dx, -1), dy, -2)
-    return torch.stack(frames).view(clip.shape)   # one copy per frame (clone + assign made two)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    tmp = torch.empty_like(out[0])
+    dd = d.flatten(0, 1).tolist()
+    moved = set(sel.tolist())
+    for i in range(x.shape[0]):
+        if i in moved:   # two writes per moved frame: columns into tmp, rows into out
+            _shift_axis(_shift_axis(x[i], dd[i][0], -1, tmp), dd[i][1], -2, out[i])
+        else:
+            out[i].copy_(x[i])
+    return out.view(clip.shape)
 
 
 def align_window(clip: torch.Tensor, target: int) -> torch.Tensor:
