@@ -153,10 +153,15 @@ def method_alone_fps(method, width: int, height: int, batch: int, iters: int = 2
 
 def gpu_main(args, src, n_src, tmp) -> int:
     import torch
-    m = network_method(args.model, "cuda")
+    if args.weights:
+        from vderain.methods.network import NetworkMethod
+        m = NetworkMethod.from_name(args.weights, device="cuda")
+    else:
+        m = network_method(args.model, "cuda")
     batch = args.batch or 4
     print(f"gpu: {torch.cuda.get_device_name()}, method {m.name}, window {m.window}, batch {batch}, "
-          f"dtype {m.dtype}")
+          f"dtype {m.dtype}, align {getattr(m, 'aligns', False)}, pipeline encoder {args.codec or 'libx264'} "
+          f"(raw side: libx264 {args.preset})")
     alone = method_alone_fps(m, args.width, args.height, batch)
     print(f"method alone (clips already on the GPU): {alone:.1f} fps")
     res = {"raw": [], "pipeline": []}
@@ -169,7 +174,7 @@ def gpu_main(args, src, n_src, tmp) -> int:
             else:
                 from vderain.pipeline import derain_video
                 n = derain_video(src, dst, method=m, crf=args.crf, preset=args.preset, batch=batch,
-                                 progress=False)["frames"]
+                                 codec=args.codec, progress=False)["frames"]
             dt = time.perf_counter() - t0
             res[name].append(n / dt)
             print(f"  run {r + 1} {name:8s} {n} frames in {dt:6.2f} s = {n / dt:6.1f} fps", flush=True)
@@ -192,6 +197,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--model", default="quality", help="network config for --device cuda (configs/NAME.yaml)")
     ap.add_argument("--batch", type=int, help="windows per method call on the GPU (default 4)")
+    ap.add_argument("--codec", default=None,
+                    help="--device cuda: the pipeline's encoder (e.g. h264-nvenc; default libx264 as the raw side)")
+    ap.add_argument("--weights", default=None,
+                    help="--device cuda: a weights file instead of random weights (align follows its config)")
     args = ap.parse_args(argv)
 
     import torch
