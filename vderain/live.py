@@ -123,6 +123,12 @@ class CausalRunner:
 
     def _run(self):
         frames = [t for t, _, _, _ in self.ring]
+        if self._aligner is not None:
+            with torch.inference_mode():   # the aligner writes the window itself: no stack first
+                clip = self._aligner([frames], [[k for _, _, _, k in self.ring]])
+                out = self.method(clip, aligned=True)[0]                 # (3, H, W)
+            _, rgb, t, _ = self.ring[self.method.target]
+            return to_rgb(out), rgb, t
         if len(frames) == 1:
             clip = frames[0][None, None]                              # (1, 1, 3, H, W), no copy
         elif frames[0].device.type == "cpu":
@@ -131,11 +137,7 @@ class CausalRunner:
         else:
             clip = torch.stack(frames)[None]                          # (1, T, 3, H, W)
         with torch.inference_mode():
-            if self._aligner is not None:
-                clip = self._aligner(clip, [[k for _, _, _, k in self.ring]])
-                out = self.method(clip, aligned=True)[0]              # (3, H, W)
-            else:
-                out = self.method(clip)[0]
+            out = self.method(clip)[0]                                # (3, H, W)
         _, rgb, t, _ = self.ring[self.method.target]
         return to_rgb(out), rgb, t
 

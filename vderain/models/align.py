@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -156,12 +157,15 @@ class StreamAligner:
         self._cache: dict = {}          # key -> [grey, spectrum, spectrum of the opening | None]
         self._shape = None
 
-    def shifts(self, clip: torch.Tensor, keys) -> torch.Tensor:
-        """clip (B,T,3,H,W), keys: B lists of T hashables -> d (B,T,2) as `global_shifts`."""
-        b, t, _, h, w = clip.shape
-        if self._shape != (h, w, clip.device):                               # new stream geometry
+    def shifts(self, clip, keys) -> torch.Tensor:
+        """clip (B,T,3,H,W) or B lists of T (3,H,W) frames, keys: B lists of T hashables
+        -> d (B,T,2) as `global_shifts`."""
+        b, t = len(keys), len(keys[0])
+        h, w = clip[0][0].shape[-2:]
+        device = clip[0][0].device
+        if self._shape != (h, w, device):                                    # new stream geometry
             self._cache.clear()
-            self._shape = (h, w, clip.device)
+            self._shape = (h, w, device)
         f = _downscale_factor(h, w, self.max_side)
         new = {}
         for bi, row in enumerate(keys):
@@ -169,7 +173,7 @@ class StreamAligner:
                 if key not in self._cache and key not in new:
                     new[key] = (bi, ti)
         if new:
-            g = _grey_small(torch.stack([clip[bi, ti] for bi, ti in new.values()]), f)
+            g = torch.stack([_grey_small(clip[bi][ti], f) for bi, ti in new.values()])
             for key, gi, si in zip(new, g, _phase_spectra(g)):
                 self._cache[key] = [gi, si, None]
         entries = [[self._cache[key] for key in row] for row in keys]
@@ -189,7 +193,9 @@ class StreamAligner:
         return d
 
     @torch.no_grad()
-    def __call__(self, clip: torch.Tensor, keys) -> torch.Tensor:
+    def __call__(self, clip, keys) -> torch.Tensor:
+        """The aligned window (B,T,3,H,W); clip as in `shifts` (frames given as lists are
+        written once into the output, shifted or not: no stacking copy before)."""
         return shift_frames(clip, self.shifts(clip, keys))
 
 
@@ -221,21 +227,31 @@ def _shift_axis(x: torch.Tensor, shift: float, dim: int, out: torch.Tensor) -> t
     return out
 
 
-def shift_frames(clip: torch.Tensor, d: torch.Tensor, sampler: str = "auto") -> torch.Tensor:
+def shift_frames(clip, d: torch.Tensor, sampler: str = "auto") -> torch.Tensor:
     """Undo each frame's shift: out[:, k](x) = clip[:, k](x + d_k), bilinear, border-replicated.
 
-    clip (B,T,C,H,W), d (B,T,2) from `global_shifts` -> (B,T,C,H,W). Frames with d = 0 are
+    clip (B,T,C,H,W), or B lists of T (C,H,W) frames (written straight into the output, saving
+    the copy a stack would make), d (B,T,2) from `global_shifts` -> (B,T,C,H,W). Frames with d = 0 are
     returned bit-exact (a static camera costs no interpolation blur). sampler "lerp": a
     translation is separable, so two 1-D lerps of index-shifted copies per frame (~5x cheaper
     than grid_sample on a CPU); "grid": one grid_sample over all moved frames (one kernel on a
     GPU instead of a Python loop); "auto" picks lerp on a CPU, grid elsewhere. Both agree to 1e-4.
     """
+    if not isinstance(clip, torch.Tensor):   # B lists of T frames: gathered into the output below
+        flat = [f for row in clip for f in row]
+        shape = (len(clip), len(clip[0])) + tuple(flat[0].shape)
+        device = flat[0].device
+    else:
+        flat, shape, device = None, clip.shape, clip.device
     moving = (d.abs().amax(-1) > 1e-3).flatten()                              # (B*T,)
+    use_grid = sampler == "grid" or (sampler == "auto" and device.type != "cpu")
+    if flat is not None and (use_grid or not bool(moving.any())):
+        clip = _stack(flat).view(shape)
     if not bool(moving.any()):
         return clip
-    x = clip.flatten(0, 1)                                                    # (BT,C,H,W)
     sel = moving.nonzero().flatten()
-    if sampler == "grid" or (sampler == "auto" and clip.device.type != "cpu"):
+    if use_grid:
+        x = clip.flatten(0, 1)                                                # (BT,C,H,W)
         h, w = x.shape[-2:]
         dd = d.flatten(0, 1)[sel].float()                                     # (N,2)
         ys = torch.linspace(-1, 1, h, device=clip.device)
@@ -244,17 +260,24 @@ def shift_frames(clip: torch.Tensor, d: torch.Tensor, sampler: str = "auto") -> 
         step = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], device=clip.device)
         grid = base[None] + (dd * step)[:, None, None, :]
         warped = F.grid_sample(x[sel].float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
-        return x.index_copy(0, sel, warped.to(x.dtype)).view(clip.shape)
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        return x.index_copy(0, sel, warped.to(x.dtype)).view(shape)
+    xs = flat if flat is not None else clip.flatten(0, 1).unbind(0)           # views, no copy
+    out = torch.empty((len(xs),) + tuple(shape[2:]), dtype=xs[0].dtype, device=device)
     tmp = torch.empty_like(out[0])
     dd = d.flatten(0, 1).tolist()
     moved = set(sel.tolist())
-    for i in range(x.shape[0]):
+    for i, x in enumerate(xs):
         if i in moved:   # two writes per moved frame: columns into tmp, rows into out
-            _shift_axis(_shift_axis(x[i], dd[i][0], -1, tmp), dd[i][1], -2, out[i])
+            _shift_axis(_shift_axis(x, dd[i][0], -1, tmp), dd[i][1], -2, out[i])
         else:
-            out[i].copy_(x[i])
-    return out.view(clip.shape)
+            out[i].copy_(x)
+    return out.view(shape)
+
+
+def _stack(frames: list[torch.Tensor]) -> torch.Tensor:
+    if frames[0].device.type == "cpu":   # numpy's single-threaded copy: torch.stack costs more on a busy CPU
+        return torch.from_numpy(np.stack([f.numpy() for f in frames]))
+    return torch.stack(frames)
 
 
 def align_window(clip: torch.Tensor, target: int) -> torch.Tensor:
