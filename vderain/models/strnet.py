@@ -21,6 +21,8 @@ Shape flow (s = scale, C = channels):
   clip (B,T,3,H,W) + stats -> (B, (T+3)*3, H, W) -> s x s conv, stride s -> C at H/s
   -> enc ResBlocks at H/s -> stride-2 conv -> 2C body ResBlocks at H/2s -> shuffle up -> + skip
   -> dec ResBlocks -> conv -> 3*s^2 -> shuffle -> R (B,3,H,W)
+  with `veil`: R -> R - up(pool_8s(R)) + up(veil * tanh(1x1 conv(pool_4(body)))), i.e. low
+  frequencies enter R only through a smooth layer bounded to +-veil (airlight / dimming)
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class STRNetConfig:
     dec_blocks: int = 1
     temporal_stats: bool = True  # feed min/mean/max over the window as extra frames
     align: bool = False          # shift neighbours onto the target first (steady global motion: pans)
+    veil: float = 0.0            # > 0: R = high-pass streak layer + a smooth veil bounded to +-veil
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,6 +91,12 @@ class STRNet(nn.Module):
         # R = 0 at init: the untrained network returns its input, never something worse.
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
+        if cfg.veil > 0:
+            # the only path for low frequencies into R (issue #4's measured pitfall: a free head
+            # learns global darkening); zero at init, bounded by tanh
+            self.veil_head = nn.Conv2d(2 * c, 3, 1)
+            nn.init.zeros_(self.veil_head.weight)
+            nn.init.zeros_(self.veil_head.bias)
 
     @property
     def multiple(self) -> int:
@@ -120,6 +129,13 @@ class STRNet(nn.Module):
         g = self.body(self.act(self.down(f)))                            # (B, 2C, H/2s, W/2s)
         f = f + F.pixel_shuffle(self.up(g), 2)                           # (B, C, H/s, W/s)
         r = F.pixel_shuffle(self.tail(self.dec(f)), self.cfg.scale)                 # (B, 3, H', W')
+        if self.cfg.veil > 0:
+            # swap the head's low frequencies (cells of 8s px) for the bounded veil: one pool and
+            # one upsample, r + up(veil - pool(r))
+            cell = 8 * self.cfg.scale
+            v = self.cfg.veil * torch.tanh(self.veil_head(F.avg_pool2d(g, 4, ceil_mode=True)))  # (B,3,H'/8s,W'/8s)
+            low = F.avg_pool2d(r, cell, ceil_mode=True)
+            r = r + F.interpolate(v.to(r.dtype) - low, size=r.shape[-2:], mode="bilinear", align_corners=False)
         return r[..., :h, :w]
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -115,11 +115,15 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
     if not path.is_file():
         raise VderainError(f"init: weights file not found: {path}")
     net_cfg, state, meta = read_weights(path)
-    # `align` changes what the network is shown, not its weights: a warm start may switch it
-    if {**net_cfg.to_dict(), "align": cfg.model.align} != cfg.model.to_dict():
+    # `align` changes what the network is shown, not its weights: a warm start may switch it;
+    # `veil` adds a head (zero at init) that a warm start from weights without it leaves new
+    if {**net_cfg.to_dict(), "align": cfg.model.align, "veil": cfg.model.veil} != cfg.model.to_dict():
         raise VderainError(f"init: {path} holds a different network ({net_cfg}) than the config's model")
     if load:
-        model.load_state_dict(state)
+        new_head = cfg.model.veil > 0 and net_cfg.veil == 0
+        missing, unexpected = model.load_state_dict(state, strict=not new_head and net_cfg.veil == cfg.model.veil)
+        if unexpected or any(not k.startswith("veil_head.") for k in missing):
+            raise VderainError(f"init: {path} does not fit the config's model")
     keep = {k: meta[k] for k in ("name", "steps", "seconds", "device", "init") if k in meta}
     return {"path": str(path), **keep}
 
