@@ -67,8 +67,8 @@ def main():
     w, h = map(int, args.size.split("x"))
     for name in args.models.split(","):
         m = build(name, args.device)
-        run = lambda i: m(clips)
         clips = torch.rand(args.batch, m.window, 3, h, w, device=args.device)
+        run = lambda i: m(clips)
         if m.aligns:
             # as the pipeline runs it: windows slide over a stream and a StreamAligner keeps each
             # frame's features for the windows that share it (one new frame per output frame)

@@ -26,7 +26,7 @@ import torch
 
 from vderain import VderainError
 from vderain.io.live import LiveSource, Sink
-from vderain.models.align import StreamAligner
+from vderain.models.align import StreamAligner, stack_frames
 from vderain.pipeline import to_chw_float, to_hwc_uint8
 
 log = logging.getLogger("vderain.live")
@@ -89,19 +89,17 @@ class CausalRunner:
         check_causal(method)
         self.method = method
         self.lookahead = lookahead_of(method)
-        self.ring: deque = deque(maxlen=method.window)   # (tensor (3,H,W), rgb, capture_time, key)
-        self.seen = 0
-        self._key = 0        # names each pushed frame for the aligner's cache; never reused
+        self.ring: deque = deque(maxlen=method.window)   # (tensor (3,H,W), rgb, capture_time, seen)
+        self.seen = 0        # frames pushed since the last reset; also each frame's key for the aligner
         self._aligner = StreamAligner(method.target) if getattr(method, "aligns", False) else None
 
     def push(self, rgb: np.ndarray, capture_time: float):
-        self._key += 1
-        item = (to_tensor(rgb, self.method.device), rgb, capture_time, self._key)
+        self.seen += 1
+        item = (to_tensor(rgb, self.method.device), rgb, capture_time, self.seen)
         if not self.ring:
             self.ring.extend([item] * self.method.window)
         else:
             self.ring.append(item)
-        self.seen += 1
         if self.seen <= self.lookahead:
             return None
         return self._run()
@@ -118,26 +116,18 @@ class CausalRunner:
     def reset(self):
         self.ring.clear()
         self.seen = 0
-        if self._aligner is not None:
+        if self._aligner is not None:   # keys restart with `seen`: so must the cache
             self._aligner = StreamAligner(self.method.target)
 
     def _run(self):
         frames = [t for t, _, _, _ in self.ring]
-        if self._aligner is not None:
-            with torch.inference_mode():   # the aligner writes the window itself: no stack first
-                clip = self._aligner([frames], [[k for _, _, _, k in self.ring]])
-                out = self.method(clip, aligned=True)[0]                 # (3, H, W)
-            _, rgb, t, _ = self.ring[self.method.target]
-            return to_rgb(out), rgb, t
-        if len(frames) == 1:
-            clip = frames[0][None, None]                              # (1, 1, 3, H, W), no copy
-        elif frames[0].device.type == "cpu":
-            # numpy's single-threaded copy: torch.stack is slower on a busy CPU (see to_tensor)
-            clip = torch.from_numpy(np.stack([t.numpy() for t in frames]))[None]
-        else:
-            clip = torch.stack(frames)[None]                          # (1, T, 3, H, W)
         with torch.inference_mode():
-            out = self.method(clip)[0]                                # (3, H, W)
+            if self._aligner is not None:   # it writes the (1, T, 3, H, W) window itself: no stack first
+                out = self.method(self._aligner([frames], [[k for _, _, _, k in self.ring]]), aligned=True)[0]
+            elif len(frames) == 1:
+                out = self.method(frames[0][None, None])[0]           # no copy
+            else:
+                out = self.method(stack_frames(frames)[None])[0]      # (3, H, W)
         _, rgb, t, _ = self.ring[self.method.target]
         return to_rgb(out), rgb, t
 

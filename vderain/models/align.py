@@ -246,7 +246,7 @@ def shift_frames(clip, d: torch.Tensor, sampler: str = "auto") -> torch.Tensor:
     moving = (d.abs().amax(-1) > 1e-3).flatten()                              # (B*T,)
     use_grid = sampler == "grid" or (sampler == "auto" and device.type != "cpu")
     if flat is not None and (use_grid or not bool(moving.any())):
-        clip = _stack(flat).view(shape)
+        clip = stack_frames(flat).view(shape)
     if not bool(moving.any()):
         return clip
     sel = moving.nonzero().flatten()
@@ -274,8 +274,10 @@ def shift_frames(clip, d: torch.Tensor, sampler: str = "auto") -> torch.Tensor:
     return out.view(shape)
 
 
-def _stack(frames: list[torch.Tensor]) -> torch.Tensor:
-    if frames[0].device.type == "cpu":   # numpy's single-threaded copy: torch.stack costs more on a busy CPU
+def stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
+    """torch.stack, through numpy's single-threaded copy on a CPU (torch's threaded copy costs
+    more on a busy 2-core machine)."""
+    if frames[0].device.type == "cpu":
         return torch.from_numpy(np.stack([f.numpy() for f in frames]))
     return torch.stack(frames)
 

@@ -120,9 +120,9 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
     if {**net_cfg.to_dict(), "align": cfg.model.align, "veil": cfg.model.veil} != cfg.model.to_dict():
         raise VderainError(f"init: {path} holds a different network ({net_cfg}) than the config's model")
     if load:
-        new_head = cfg.model.veil > 0 and net_cfg.veil == 0
-        missing, unexpected = model.load_state_dict(state, strict=not new_head and net_cfg.veil == cfg.model.veil)
-        if unexpected or any(not k.startswith("veil_head.") for k in missing):
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        new_head = {k for k in missing if k.startswith("veil_head.")} if net_cfg.veil == 0 else set()
+        if unexpected or set(missing) - new_head:
             raise VderainError(f"init: {path} does not fit the config's model")
     keep = {k: meta[k] for k in ("name", "steps", "seconds", "device", "init") if k in meta}
     return {"path": str(path), **keep}
