@@ -38,14 +38,15 @@ def test_a_flat_offset_is_replaced_by_the_veil_and_the_veil_is_bounded(size):
     assert cells.max() < -0.09 and cells.min() > -0.11
 
 
-def test_the_veil_head_trains_and_old_weights_warm_start_into_it(tmp_path):
+@pytest.mark.parametrize("guard", [0, 4])     # the guard has no weights: a warm start may add it
+def test_the_veil_head_trains_and_old_weights_warm_start_into_it(tmp_path, guard):
     from vderain.train.checkpoint import export_weights
     from vderain.train.config import TrainConfig
     from vderain.train.loop import _warm_start
     plain, _ = _pair()
     export_weights(plain, tmp_path / "old.pt")
     cfg = TrainConfig()
-    cfg.model = STRNetConfig(**CFG, veil=0.2)
+    cfg.model = STRNetConfig(**CFG, veil=0.2, guard=guard)
     cfg.init = str(tmp_path / "old.pt")
     model = STRNet(cfg.model)
     _warm_start(model, cfg, load=True)

@@ -23,6 +23,10 @@ Shape flow (s = scale, C = channels):
   -> dec ResBlocks -> conv -> 3*s^2 -> shuffle -> R (B,3,H,W)
   with `veil`: R -> R - up(pool_8s(R)) + up(veil * tanh(1x1 conv(pool_4(body)))), i.e. low
   frequencies enter R only through a smooth layer bounded to +-veil (airlight / dimming)
+  with `guard`: R's local means (cells of `guard` px) are clamped to the flicker the aligned
+  window shows, [mean(x_t - max_T x), mean(x_t - min_T x)]: a transient layer cannot change a
+  region by more than its frames disagree (transient_guard). With both, the guarded R keeps its
+  (transient) low frequencies and the veil is added on top: R -> guard(R) + up(veil * tanh(...))
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ class STRNetConfig:
     temporal_stats: bool = True  # feed min/mean/max over the window as extra frames
     align: bool = False          # shift neighbours onto the target first (steady global motion: pans)
     veil: float = 0.0            # > 0: R = high-pass streak layer + a smooth veil bounded to +-veil
+    guard: int = 0               # > 0: cell size (px) of the transient guard on R's low frequencies
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,22 +125,28 @@ class STRNet(nn.Module):
             # a panned stripe moves under the window's pixels as rain does; a steady pan undone,
             # only rain still flickers (vderain/models/align.py)
             x = align_window(x, self.cfg.target)
+        target = x[:, self.cfg.target]
+        lo_hi = (x.amin(1), x.amax(1)) if (self.cfg.temporal_stats or self.cfg.guard) and t > 1 else None
         if self.cfg.temporal_stats and t > 1:
             # flicker cues a 1x1 layer cannot form on its own: per-pixel min / mean / max over time
-            x = torch.cat([x, x.amin(1, keepdim=True), x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
+            x = torch.cat([x, lo_hi[0][:, None], x.mean(1, keepdim=True), lo_hi[1][:, None]], 1)
         x = x.flatten(1, 2)                                              # (B, T'*3, H, W)
         f = self.act(self.fuse(x))
         f = self.enc(self.act(self.stem(f)))                             # (B, C, H/s, W/s)
         g = self.body(self.act(self.down(f)))                            # (B, 2C, H/2s, W/2s)
         f = f + F.pixel_shuffle(self.up(g), 2)                           # (B, C, H/s, W/s)
         r = F.pixel_shuffle(self.tail(self.dec(f)), self.cfg.scale)                 # (B, 3, H', W')
+        if self.cfg.guard > 0 and t > 1:
+            r = transient_guard(r, target, *lo_hi, self.cfg.guard)
         if self.cfg.veil > 0:
             # swap the head's low frequencies (cells of 8s px) for the bounded veil: one pool and
             # one upsample, r + up(veil - pool(r))
             cell = 8 * self.cfg.scale
             v = self.cfg.veil * torch.tanh(self.veil_head(F.avg_pool2d(g, 4, ceil_mode=True)))  # (B,3,H'/8s,W'/8s)
-            low = F.avg_pool2d(r, cell, ceil_mode=True)
-            r = r + F.interpolate(v.to(r.dtype) - low, size=r.shape[-2:], mode="bilinear", align_corners=False)
+            if not (self.cfg.guard > 0 and t > 1):
+                # unguarded, the head's own low frequencies would be free: swap them for the veil
+                v = v.to(r.dtype) - F.avg_pool2d(r, cell, ceil_mode=True)
+            r = r + F.interpolate(v.to(r.dtype), size=r.shape[-2:], mode="bilinear", align_corners=False)
         return r[..., :h, :w]
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,6 +154,28 @@ class STRNet(nn.Module):
         r = self.rain_layer(clip)
         rainy = clip[:, self.cfg.target]
         return (rainy - r.to(rainy.dtype)).clamp(0, 1), r
+
+
+def transient_guard(r: torch.Tensor, frame: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
+                    cell: int) -> torch.Tensor:
+    """Bound R's local means by the flicker the window shows: per cell of `cell` px,
+    mean(x_t - max_T x) <= mean(R) <= mean(x_t - min_T x).
+
+    Streaks are transient, so what they add to a region shows up as the gap between the target
+    frame and the window's (aligned) minimum; a low-frequency change with no such evidence is the
+    measured pitfall (darkened highlights, blotches in mist, more removed than rain added). A
+    persistent veil is not transient: with `veil` it enters R after this, through its own
+    bounded head. r, frame (the target x_t), low, high (min / max over the aligned window): (B,3,H,W).
+    """
+    h, w = r.shape[-2:]
+    pool = lambda t: F.avg_pool2d(t, cell, ceil_mode=True)
+    mean_t = pool(frame)
+    cells = pool(r)
+    fix = torch.clamp(cells, (mean_t - pool(high)).to(cells.dtype), (mean_t - pool(low)).to(cells.dtype)) - cells
+    b, c, hc, wc = fix.shape
+    # one channel per image: CPU bilinear upsampling of 3-channel NCHW is slower
+    up = F.interpolate(fix.reshape(b * c, 1, hc, wc), scale_factor=cell, mode="bilinear", align_corners=False)
+    return r + up.view(b, c, hc * cell, wc * cell)[..., :h, :w]
 
 
 def count_macs_per_pixel(cfg: STRNetConfig) -> float:

@@ -116,8 +116,10 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
         raise VderainError(f"init: weights file not found: {path}")
     net_cfg, state, meta = read_weights(path)
     # `align` changes what the network is shown, not its weights: a warm start may switch it;
-    # `veil` adds a head (zero at init) that a warm start from weights without it leaves new
-    if {**net_cfg.to_dict(), "align": cfg.model.align, "veil": cfg.model.veil} != cfg.model.to_dict():
+    # `veil` adds a head (zero at init) that a warm start from weights without it leaves new;
+    # `guard` bounds the output and has no weights
+    free = {k: getattr(cfg.model, k) for k in ("align", "veil", "guard")}
+    if {**net_cfg.to_dict(), **free} != cfg.model.to_dict():
         raise VderainError(f"init: {path} holds a different network ({net_cfg}) than the config's model")
     if load:
         missing, unexpected = model.load_state_dict(state, strict=False)
