@@ -38,21 +38,24 @@ def test_a_flat_offset_is_replaced_by_the_veil_and_the_veil_is_bounded(size):
     assert cells.max() < -0.09 and cells.min() > -0.11
 
 
-@pytest.mark.parametrize("guard", [0, 4])     # the guard has no weights: a warm start may add it
-def test_the_veil_head_trains_and_old_weights_warm_start_into_it(tmp_path, guard):
+# the guard has no weights and the heads start at zero: a warm start may add any of them
+@pytest.mark.parametrize("extra", [dict(veil=0.2), dict(veil=0.2, guard=4), dict(dehaze=0.5, guard=4)])
+def test_new_heads_train_and_old_weights_warm_start_into_them(tmp_path, extra):
     from vderain.train.checkpoint import export_weights
     from vderain.train.config import TrainConfig
     from vderain.train.loop import _warm_start
     plain, _ = _pair()
     export_weights(plain, tmp_path / "old.pt")
     cfg = TrainConfig()
-    cfg.model = STRNetConfig(**CFG, veil=0.2, guard=guard)
+    cfg.model = STRNetConfig(**CFG, **extra)
     cfg.init = str(tmp_path / "old.pt")
     model = STRNet(cfg.model)
+    head = model.veil_head if "veil" in extra else model.dehaze_head
+    fresh = head.bias.detach().clone()
     _warm_start(model, cfg, load=True)
-    assert torch.equal(model.tail.bias, plain.tail.bias) and model.veil_head.bias.abs().max() == 0
+    assert torch.equal(model.tail.bias, plain.tail.bias) and torch.equal(head.bias, fresh)
     model.rain_layer(torch.rand(1, 3, 3, 32, 32)).mean().backward()
-    assert model.veil_head.weight.grad.abs().sum() > 0
-    cfg.model = STRNetConfig(**{**CFG, "channels": 4}, veil=0.2)        # a different network: refused
+    assert head.weight.grad.abs().sum() > 0
+    cfg.model = STRNetConfig(**{**CFG, "channels": 4}, **extra)         # a different network: refused
     with pytest.raises(Exception):
         _warm_start(STRNet(cfg.model), cfg, load=True)

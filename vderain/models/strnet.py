@@ -27,6 +27,8 @@ Shape flow (s = scale, C = channels):
   window shows, [mean(x_t - max_T x), mean(x_t - min_T x)]: a transient layer cannot change a
   region by more than its frames disagree (transient_guard). With both, the guarded R keeps its
   (transient) low frequencies and the veil is added on top: R -> guard(R) + up(veil * tanh(...))
+  with `dehaze`: the persistent part as physics has it, a smooth haze inverted on the destreaked
+  frame: R -> R + (A - (x_t - R)) (e^tau - 1), tau <= dehaze and A smooth maps (_haze_layer)
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ class STRNetConfig:
     align: bool = False          # shift neighbours onto the target first (steady global motion: pans)
     veil: float = 0.0            # > 0: R = high-pass streak layer + a smooth veil bounded to +-veil
     guard: int = 0               # > 0: cell size (px) of the transient guard on R's low frequencies
+    dehaze: float = 0.0          # > 0: invert a smooth haze y = x t + A (1 - t), optical depth -ln t <= dehaze
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +105,14 @@ class STRNet(nn.Module):
             self.veil_head = nn.Conv2d(2 * c, 3, 1)
             nn.init.zeros_(self.veil_head.weight)
             nn.init.zeros_(self.veil_head.bias)
+        if cfg.dehaze > 0:
+            # per cell: optical depth logit (3) and airlight logit (3) from local + whole-frame
+            # features (haze is judged by contrast over wide areas); ~no haze at init
+            self.dehaze_head = nn.Conv2d(4 * c, 6, 1)
+            nn.init.zeros_(self.dehaze_head.weight)
+            nn.init.constant_(self.dehaze_head.bias, 0.0)
+            with torch.no_grad():
+                self.dehaze_head.bias[:3] = -6.0
 
     @property
     def multiple(self) -> int:
@@ -147,7 +158,24 @@ class STRNet(nn.Module):
                 # unguarded, the head's own low frequencies would be free: swap them for the veil
                 v = v.to(r.dtype) - F.avg_pool2d(r, cell, ceil_mode=True)
             r = r + F.interpolate(v.to(r.dtype), size=r.shape[-2:], mode="bilinear", align_corners=False)
+        if self.cfg.dehaze > 0:
+            r = r + self._haze_layer(g, target - r)
         return r[..., :h, :w]
+
+    def _haze_layer(self, g: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
+        """The haze part of R for a frame whose streaks are already removed (`hazy`, (B,3,H,W)).
+
+        Haze is y = x t + A (1 - t): a contrast loss towards the airlight A, not an offset, so a
+        smooth additive layer cannot undo it. Inverting it, x = (y - A (1 - t)) / t, gives
+        R = y - x = (A - y) (e^tau - 1), tau = -ln t in [0, dehaze], smooth, per colour.
+        """
+        hf = F.avg_pool2d(g, 4, ceil_mode=True)                          # (B, 2C, H/8s, W/8s)
+        ctx = hf.mean((-2, -1), keepdim=True).expand_as(hf)
+        a = self.dehaze_head(torch.cat([hf, ctx], 1))
+        up = lambda t: F.interpolate(t, size=hazy.shape[-2:], mode="bilinear", align_corners=False)
+        tau = up(self.cfg.dehaze * torch.sigmoid(a[:, :3]))
+        air = up(torch.sigmoid(a[:, 3:]))
+        return (air - hazy) * torch.expm1(tau).to(hazy.dtype)
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (derained target frame, rain layer), both (B,3,H,W); derained is clamped to [0,1]."""

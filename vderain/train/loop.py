@@ -117,13 +117,14 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
     net_cfg, state, meta = read_weights(path)
     # `align` changes what the network is shown, not its weights: a warm start may switch it;
     # `veil` adds a head (zero at init) that a warm start from weights without it leaves new;
-    # `guard` bounds the output and has no weights
-    free = {k: getattr(cfg.model, k) for k in ("align", "veil", "guard")}
+    # `guard` bounds the output and has no weights; `dehaze` adds a head like `veil`
+    free = {k: getattr(cfg.model, k) for k in ("align", "veil", "guard", "dehaze")}
     if {**net_cfg.to_dict(), **free} != cfg.model.to_dict():
         raise VderainError(f"init: {path} holds a different network ({net_cfg}) than the config's model")
     if load:
         missing, unexpected = model.load_state_dict(state, strict=False)
-        new_head = {k for k in missing if k.startswith("veil_head.")} if net_cfg.veil == 0 else set()
+        new_head = {k for k in missing if (k.startswith("veil_head.") and net_cfg.veil == 0)
+                    or (k.startswith("dehaze_head.") and net_cfg.dehaze == 0)}
         if unexpected or set(missing) - new_head:
             raise VderainError(f"init: {path} does not fit the config's model")
     keep = {k: meta[k] for k in ("name", "steps", "seconds", "device", "init") if k in meta}
