@@ -38,3 +38,14 @@ def test_deterministic_and_default_size():
 def test_unknown_case():
     with pytest.raises(VderainError):
         render_case("sunny_day")
+
+
+def test_rain_overrides_isolate_haze_and_streaks_with_the_same_draws():
+    full = render_case("drizzle_static", frames=3, height=48, width=64)
+    no_veil = render_case("drizzle_static", frames=3, height=48, width=64, rain_overrides={"veil": 0.0})
+    nothing = render_case("drizzle_static", frames=3, height=48, width=64,
+                          rain_overrides={"veil": 0.0, "opacity": 0.0})
+    assert np.array_equal(full["clean"], no_veil["clean"]) and np.array_equal(full["clean"], nothing["clean"])
+    assert no_veil["meta"]["params"]["veil"] == 0.0 and full["meta"]["params"]["veil"] > 0.1
+    assert not np.array_equal(full["rainy"], no_veil["rainy"])
+    assert np.abs(nothing["rainy"].astype(int) - nothing["clean"]).max() <= 1   # no rain left at all

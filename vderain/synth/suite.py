@@ -64,10 +64,13 @@ def _to_u8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def render_case(name: str, frames: int | None = None, height: int | None = None, width: int | None = None) -> dict:
+def render_case(name: str, frames: int | None = None, height: int | None = None, width: int | None = None,
+                rain_overrides: dict[str, float] | None = None) -> dict:
     """Render one case: {'rainy', 'clean': (T, H, W, 3) uint8, 'fps': float, 'meta': dict}.
 
     Deterministic: the same arguments give the same clips (CPU, fixed seeds).
+    rain_overrides: pin more rain parameters on top of the case's (e.g. {"veil": 0} renders the
+    same drops without haze; every random draw stays the same, so the pair isolates the haze).
     """
     from vderain.synth.rain import RainSynth
     from vderain.synth.scenes import procedural_clip
@@ -84,12 +87,13 @@ def render_case(name: str, frames: int | None = None, height: int | None = None,
                       dct_prob=1.0 if r.get("dct") else 0.0,
                       negatives_prob=1.0 if r.get("negatives") else 0.0,
                       dct_quality=r.get("dct"), tone_aug=False, px_scale=max(1.0, min(H, W) / 360),
-                      overrides=r["overrides"])
+                      overrides={**r["overrides"], **(rain_overrides or {})})
     g = torch.Generator().manual_seed(1_000_003 + int(r["seed"]))
     out = synth(clean, generator=g, fps=float(r["fps"]))
     params = {k: (v[0].tolist() if torch.is_tensor(v) else v) for k, v in out["params"].items()}
     rainy, clean_t = _to_u8(out["rainy"][0]), _to_u8(out["clean"][0])
     meta = {"case": name, "preset": r["preset"], "motion": motion, "stripes": stripes,
-            "scene_seed": seed, "synth_seed": r["seed"], "overrides": dict(r["overrides"]),
+            "scene_seed": seed, "synth_seed": r["seed"],
+            "overrides": {**r["overrides"], **(rain_overrides or {})},
             "rain_free": bool(params["rain_free"]), "params": params}
     return {"rainy": rainy, "clean": clean_t, "fps": float(r["fps"]), "meta": meta}
