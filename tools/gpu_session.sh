@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # One prepared call on the device machine (one H100/H200), ~9 minutes with the defaults:
 #   1. align's GPU cost: the model alone at 1080p bf16 batch 8, static and on a 3 px/frame pan;
-#   2. warm-started training of MODELS with align on (TRAIN_S seconds each, one after another),
-#      and with VEIL=1 the same for configs/ablations/quality_veil.yaml (the bounded veil A/B);
+#   2. warm-started training of MODELS with align and guard on (TRAIN_S seconds each, one after
+#      another), then the same for each config in ABLATIONS from quality.pt (default: the haze
+#      inversion, configs/ablations/quality_dehaze.yaml; "" for none);
 #   3. the GPU pipeline at 1080p with the shipped quality weights and NVENC, against libx264.
 # Prepare here: tools/fetch_gpu_wheels.sh and `mkdir -p data/clean && cp ../shared/data/clean/*.mp4 data/clean/`;
 # then run it with carry [".whl", "data/clean"] and command `tools/gpu_session.sh`, timeout_s 600.
 # What comes back under $OUT (8 files at most): speed.txt, pipeline.txt, session.log and per model
-# MODEL.pt + MODEL_log.csv (quality_veil too). Bench them here: vderain bench --suite synthetic --methods ...,$OUT/quality.pt
+# MODEL.pt + MODEL_log.csv (the ablations' too). Bench them here: vderain bench --suite synthetic --methods ...,$OUT/quality.pt
 # Dry run here on the CPU (plumbing only): DEVICE=cpu SIZE=320x180 TRAIN_S=20 OUT=runs/gs_dry tools/gpu_session.sh
 set -u
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-1920x1080}
 TRAIN_S=${TRAIN_S:-200}
 MODELS=${MODELS:-quality}
-VEIL=${VEIL:-1}
+ABLATIONS=${ABLATIONS-ablations/quality_dehaze}
 out=${OUT:-runs/gpu_session}
 mkdir -p "$out"
 t0=$(date +%s)
@@ -30,17 +31,17 @@ step "1. model alone, $SIZE batch 8 (align cost)"
 { python3 benchmarks/bench_model.py --device "$DEVICE" --size "$SIZE" --batch 8 --models quality,fast --seconds 4
   python3 benchmarks/bench_model.py --device "$DEVICE" --size "$SIZE" --batch 8 --models quality --seconds 4 --pan 3
 } 2>&1 | tee "$out/speed.txt"
-step "2. training $MODELS (+ the veil ablation: VEIL=$VEIL), $TRAIN_S s each, warm start, align on"
+step "2. training $MODELS (+ ablations: $ABLATIONS), $TRAIN_S s each, warm start, align on"
 common=(--set optim.ema=0.999 --set optim.lr=0.0005 --set loss.norain=2.0 --set model.align=true
         --set optim.warmup_steps=100)
 PYTHON=python3 tools/train_gpu.sh runs/gpu_train data/clean "$TRAIN_S" "$MODELS" -- \
   --set init=vderain/weights/MODEL.pt "${common[@]}"
 names=$MODELS
-if [ "$VEIL" = 1 ]; then   # same start, same recipe, plus the bounded veil head (configs/ablations)
-  PYTHON=python3 tools/train_gpu.sh runs/gpu_train data/clean "$TRAIN_S" ablations/quality_veil -- \
+for a in $ABLATIONS; do   # same start, same recipe, plus the ablation's change (configs/ablations)
+  PYTHON=python3 tools/train_gpu.sh runs/gpu_train data/clean "$TRAIN_S" "$a" -- \
     --set init=vderain/weights/quality.pt "${common[@]}"
-  names="$names quality_veil"
-fi
+  names="$names $(basename "$a")"
+done
 for m in $names; do
   cp "runs/gpu_train/$m/$m.pt" "$out/$m.pt" 2>/dev/null || cp "runs/gpu_train/$m/last.pt" "$out/$m.pt"
   cp "runs/gpu_train/$m/log.csv" "$out/${m}_log.csv"
