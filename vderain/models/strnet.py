@@ -76,6 +76,11 @@ class ResBlock(nn.Module):
 
 
 class STRNet(nn.Module):
+    # the haze logits start deep in the sigmoid's tail (no haze at init); Adam moves a parameter
+    # ~lr per step, so without a gain the head needed ~10^4 steps to reach a useful optical
+    # depth (a CPU run's bias moved 0.06 in 1,000 steps)
+    HAZE_GAIN = 10.0
+
     def __init__(self, cfg: STRNetConfig | None = None, **overrides):
         super().__init__()
         cfg = cfg or STRNetConfig()
@@ -112,7 +117,7 @@ class STRNet(nn.Module):
             nn.init.zeros_(self.dehaze_head.weight)
             nn.init.constant_(self.dehaze_head.bias, 0.0)
             with torch.no_grad():
-                self.dehaze_head.bias[:3] = -6.0
+                self.dehaze_head.bias[:3] = -6.0 / self.HAZE_GAIN
 
     @property
     def multiple(self) -> int:
@@ -171,7 +176,7 @@ class STRNet(nn.Module):
         """
         hf = F.avg_pool2d(g, 4, ceil_mode=True)                          # (B, 2C, H/8s, W/8s)
         ctx = hf.mean((-2, -1), keepdim=True).expand_as(hf)
-        a = self.dehaze_head(torch.cat([hf, ctx], 1))
+        a = self.HAZE_GAIN * self.dehaze_head(torch.cat([hf, ctx], 1))
         up = lambda t: F.interpolate(t, size=hazy.shape[-2:], mode="bilinear", align_corners=False)
         tau = up(self.cfg.dehaze * torch.sigmoid(a[:, :3]))
         air = up(torch.sigmoid(a[:, 3:]))
