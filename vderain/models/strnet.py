@@ -197,8 +197,8 @@ def transient_guard(r: torch.Tensor, frame: torch.Tensor, low: torch.Tensor, hig
     Streaks are transient, so what they add to a region shows up as the gap between the target
     frame and the window's (aligned) minimum; a low-frequency change with no such evidence is the
     measured pitfall (darkened highlights, blotches in mist, more removed than rain added). A
-    persistent veil is not transient: with `veil` it enters R after this, through its own
-    bounded head. r, frame (the target x_t), low, high (min / max over the aligned window): (B,3,H,W).
+    persistent haze is not transient: with `veil` or `dehaze` it enters R after this, through
+    its own bounded head. r, frame (the target x_t), low, high (min / max over the aligned window): (B,3,H,W).
     """
     h, w = r.shape[-2:]
     pool = lambda t: F.avg_pool2d(t, cell, ceil_mode=True)
