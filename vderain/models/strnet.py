@@ -111,13 +111,16 @@ class STRNet(nn.Module):
             nn.init.zeros_(self.veil_head.weight)
             nn.init.zeros_(self.veil_head.bias)
         if cfg.dehaze > 0:
-            # per cell: optical depth logit (3) and airlight logit (3) from local + whole-frame
-            # features (haze is judged by contrast over wide areas); ~no haze at init
-            self.dehaze_head = nn.Conv2d(4 * c, 6, 1)
-            nn.init.zeros_(self.dehaze_head.weight)
-            nn.init.constant_(self.dehaze_head.bias, 0.0)
+            # per cell: optical depth logit (3) and airlight logit (3) from the body's features and
+            # the classic haze cues of the destreaked frame, locally and over the whole frame
+            # (haze is judged by contrast and the dark floor over wide areas); ~no haze at init
+            last = nn.Conv2d(32, 6, 1)
+            self.dehaze_head = nn.Sequential(nn.Conv2d(2 * (2 * c + N_HAZE_CUES), 32, 1),
+                                             nn.LeakyReLU(0.1, inplace=True), last)
+            nn.init.zeros_(last.weight)
+            nn.init.constant_(last.bias, 0.0)
             with torch.no_grad():
-                self.dehaze_head.bias[:3] = -6.0 / self.HAZE_GAIN
+                last.bias[:3] = -6.0 / self.HAZE_GAIN
 
     @property
     def multiple(self) -> int:
@@ -175,6 +178,7 @@ class STRNet(nn.Module):
         R = y - x = (A - y) (e^tau - 1), tau = -ln t in [0, dehaze], smooth, per colour.
         """
         hf = F.avg_pool2d(g, 4, ceil_mode=True)                          # (B, 2C, H/8s, W/8s)
+        hf = torch.cat([hf, haze_cues(hazy.detach(), 8 * self.cfg.scale).to(hf.dtype)], 1)
         ctx = hf.mean((-2, -1), keepdim=True).expand_as(hf)
         a = self.HAZE_GAIN * self.dehaze_head(torch.cat([hf, ctx], 1))
         up = lambda t: F.interpolate(t, size=hazy.shape[-2:], mode="bilinear", align_corners=False)
@@ -187,6 +191,22 @@ class STRNet(nn.Module):
         r = self.rain_layer(clip)
         rainy = clip[:, self.cfg.target]
         return (rainy - r.to(rainy.dtype)).clamp(0, 1), r
+
+
+N_HAZE_CUES = 8
+
+
+def haze_cues(y: torch.Tensor, cell: int) -> torch.Tensor:
+    """Per cell of `cell` px of a frame (B,3,H,W): mean colour (3), contrast (std, 3), the dark
+    floor (min over the cell and colours, 1) and the bright ceiling (1) -> (B, 8, H/cell, W/cell).
+    Haze lifts the floor towards the airlight and shrinks the contrast by t; these are what a
+    dehazer reads (the dark channel prior), and what the streak-finding body features lack."""
+    pool = lambda t: F.avg_pool2d(t, cell, ceil_mode=True)
+    mean = pool(y)
+    std = (pool(y * y) - mean * mean).clamp(min=1e-6).sqrt()
+    floor = -F.max_pool2d(-y.amin(1, keepdim=True), cell, ceil_mode=True)
+    ceiling = F.max_pool2d(y.amax(1, keepdim=True), cell, ceil_mode=True)
+    return torch.cat([mean, std, floor, ceiling], 1)
 
 
 def transient_guard(r: torch.Tensor, frame: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
