@@ -33,15 +33,14 @@ def main() -> None:
     print("| case | veil | as benchmarked: PSNR-Y (mean err ×1e3) | streaks only (veil 0) | haze only (opacity 0) |")
     print("|---|---:|---|---|---|")
     for name in SUITE_CASES:
-        cells = []
-        for extra in ({}, {"veil": 0.0}, {"opacity": 0.0}):
+        full = render_case(name, frames=args.frames)
+        if full["meta"]["rain_free"]:
+            continue
+        cells = [describe(full["rainy"], full["clean"])]
+        for extra in ({"veil": 0.0}, {"opacity": 0.0}):
             case = render_case(name, frames=args.frames, rain_overrides=extra)
-            if case["meta"]["rain_free"]:
-                break
             cells.append(describe(case["rainy"], case["clean"]))
-        if cells:
-            veil = render_case(name, frames=2)["meta"]["params"]["veil"]
-            print(f"| {name} | {veil:.2f} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {full['meta']['params']['veil']:.2f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -145,7 +145,8 @@ class STRNet(nn.Module):
             # only rain still flickers (vderain/models/align.py)
             x = align_window(x, self.cfg.target)
         target = x[:, self.cfg.target]
-        lo_hi = (x.amin(1), x.amax(1)) if (self.cfg.temporal_stats or self.cfg.guard) and t > 1 else None
+        guarded = self.cfg.guard > 0 and t > 1
+        lo_hi = (x.amin(1), x.amax(1)) if guarded or (self.cfg.temporal_stats and t > 1) else None
         if self.cfg.temporal_stats and t > 1:
             # flicker cues a 1x1 layer cannot form on its own: per-pixel min / mean / max over time
             x = torch.cat([x, lo_hi[0][:, None], x.mean(1, keepdim=True), lo_hi[1][:, None]], 1)
@@ -155,17 +156,17 @@ class STRNet(nn.Module):
         g = self.body(self.act(self.down(f)))                            # (B, 2C, H/2s, W/2s)
         f = f + F.pixel_shuffle(self.up(g), 2)                           # (B, C, H/s, W/s)
         r = F.pixel_shuffle(self.tail(self.dec(f)), self.cfg.scale)                 # (B, 3, H', W')
-        if self.cfg.guard > 0 and t > 1:
+        if guarded:
             r = transient_guard(r, target, *lo_hi, self.cfg.guard)
         if self.cfg.veil > 0:
             # swap the head's low frequencies (cells of 8s px) for the bounded veil: one pool and
             # one upsample, r + up(veil - pool(r))
             cell = 8 * self.cfg.scale
-            v = self.cfg.veil * torch.tanh(self.veil_head(F.avg_pool2d(g, 4, ceil_mode=True)))  # (B,3,H'/8s,W'/8s)
-            if not (self.cfg.guard > 0 and t > 1):
+            v = self.cfg.veil * torch.tanh(self.veil_head(F.avg_pool2d(g, 4, ceil_mode=True))).to(r.dtype)
+            if not guarded:                                              # (B,3,H'/8s,W'/8s)
                 # unguarded, the head's own low frequencies would be free: swap them for the veil
-                v = v.to(r.dtype) - F.avg_pool2d(r, cell, ceil_mode=True)
-            r = r + F.interpolate(v.to(r.dtype), size=r.shape[-2:], mode="bilinear", align_corners=False)
+                v = v - F.avg_pool2d(r, cell, ceil_mode=True)
+            r = r + F.interpolate(v, size=r.shape[-2:], mode="bilinear", align_corners=False)
         if self.cfg.dehaze > 0:
             r = r + self._haze_layer(g, target - r)
         return r[..., :h, :w]

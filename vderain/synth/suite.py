@@ -82,18 +82,18 @@ def render_case(name: str, frames: int | None = None, height: int | None = None,
     if T < 1 or H < 8 or W < 8:
         raise VderainError(f"suite case size too small: {T} frames of {W}x{H}")
     seed, motion, stripes = r["scene"]
+    overrides = {**r["overrides"], **(rain_overrides or {})}
     clean = procedural_clip(T, H, W, seed=seed, motion=motion, stripes=stripes)[None]   # (1,T,3,H,W)
     synth = RainSynth(r["preset"], device="cpu", codec_prob=0.0,
                       dct_prob=1.0 if r.get("dct") else 0.0,
                       negatives_prob=1.0 if r.get("negatives") else 0.0,
                       dct_quality=r.get("dct"), tone_aug=False, px_scale=max(1.0, min(H, W) / 360),
-                      overrides={**r["overrides"], **(rain_overrides or {})})
+                      overrides=overrides)
     g = torch.Generator().manual_seed(1_000_003 + int(r["seed"]))
     out = synth(clean, generator=g, fps=float(r["fps"]))
     params = {k: (v[0].tolist() if torch.is_tensor(v) else v) for k, v in out["params"].items()}
     rainy, clean_t = _to_u8(out["rainy"][0]), _to_u8(out["clean"][0])
     meta = {"case": name, "preset": r["preset"], "motion": motion, "stripes": stripes,
-            "scene_seed": seed, "synth_seed": r["seed"],
-            "overrides": {**r["overrides"], **(rain_overrides or {})},
+            "scene_seed": seed, "synth_seed": r["seed"], "overrides": overrides,
             "rain_free": bool(params["rain_free"]), "params": params}
     return {"rainy": rainy, "clean": clean_t, "fps": float(r["fps"]), "meta": meta}

@@ -123,9 +123,10 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
         raise VderainError(f"init: {path} holds a different network ({net_cfg}) than the config's model")
     if load:
         missing, unexpected = model.load_state_dict(state, strict=False)
-        new_head = {k for k in missing if (k.startswith("veil_head.") and net_cfg.veil == 0)
-                    or (k.startswith("dehaze_head.") and net_cfg.dehaze == 0)}
-        if unexpected or set(missing) - new_head:
+        # only a head the init file's network did not have may be missing (it starts fresh)
+        new_heads = tuple(p for p, size in (("veil_head.", net_cfg.veil), ("dehaze_head.", net_cfg.dehaze))
+                          if size == 0)
+        if unexpected or any(not k.startswith(new_heads) for k in missing):
             raise VderainError(f"init: {path} does not fit the config's model")
     keep = {k: meta[k] for k in ("name", "steps", "seconds", "device", "init") if k in meta}
     return {"path": str(path), **keep}
