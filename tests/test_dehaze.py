@@ -1,9 +1,13 @@
-"""STRNet's `dehaze` option: the persistent part of R as a smooth haze y = x t + A (1 - t), inverted."""
+"""STRNet's `dehaze` option: the persistent part of R as a smooth haze y = x t + A (1 - t), inverted
+by a separate estimator (vderain/models/haze.py)."""
 import math
 
+import pytest
 import torch
 
+from vderain import VderainError
 from vderain.models import STRNet, STRNetConfig
+from vderain.models.haze import HazeNet, haze_cues
 
 CFG = dict(frames=3, target=1, scale=2, channels=8, enc_blocks=1, body_blocks=1, dec_blocks=1, guard=4)
 
@@ -21,28 +25,84 @@ def test_no_haze_at_init_and_exact_inversion_with_the_true_parameters():
     net = STRNet(STRNetConfig(**CFG, dehaze=0.5))
     clip, clean = _hazy()
     assert net.rain_layer(clip).abs().max() < 0.002                   # ~nothing removed at init
-    logit = lambda p: math.log(p / (1 - p)) / net.HAZE_GAIN
+    logit = lambda p: math.log(p / (1 - p)) / HazeNet.GAIN
     with torch.no_grad():                                             # tell it the haze: tau 0.3, A
-        net.dehaze_head[-1].bias[:3] = logit(0.3 / 0.5)
-        net.dehaze_head[-1].bias[3:] = torch.tensor([logit(v) for v in (0.7, 0.72, 0.75)])
+        net.haze.out.bias[:3] = logit(0.3 / 0.5)
+        net.haze.out.bias[3:] = torch.tensor([logit(v) for v in (0.7, 0.72, 0.75)])
     out = clip[:, 1] - net.rain_layer(clip)
     assert (out - clean).abs().max() < 1e-4                           # contrast restored, not offset
     with torch.no_grad():
-        net.dehaze_head[-1].bias[:3] = 3.0                                 # saturated: tau = dehaze
+        net.haze.out.bias[:3] = 3.0                                   # saturated: tau = dehaze
     r = net.rain_layer(clip)
     bound = (1 - clip[:, 1]).abs().clamp(min=clip[:, 1]) * math.expm1(0.5)
     assert (r.abs() <= bound + 1e-5).all()
 
 
-def test_the_haze_head_learns_a_haze_from_scratch():
+def test_the_haze_estimator_learns_a_haze_from_scratch():
     torch.manual_seed(0)
     net = STRNet(STRNetConfig(**CFG, dehaze=0.6))
-    opt = torch.optim.Adam(net.dehaze_head.parameters(), lr=0.003)
+    opt = torch.optim.Adam(net.haze.parameters(), lr=0.003)
     clips = [_hazy(seed=s) for s in range(4)]
     err = lambda: sum((c[:, 1] - net.rain_layer(c) - x).abs().mean() for c, x in clips) / len(clips)
-    before = float(err())
-    for _ in range(150):
+    before = float(err().detach())
+    for _ in range(300):
         opt.zero_grad()
         err().backward()
         opt.step()
-    assert float(err()) < 0.25 * before
+    assert float(err().detach()) < 0.5 * before
+
+
+def test_haze_lifts_the_dark_floor_and_shrinks_the_contrast_cues():
+    clip, clean = _hazy(tau=0.5)
+    hazy, plain = haze_cues(clip[:, 1], 8), haze_cues(clean, 8)
+    assert (hazy[:, 3:6] < plain[:, 3:6]).all()                       # std x t
+    assert (hazy[:, 6] > plain[:, 6]).all() and (hazy[:, 7] < plain[:, 7]).all()
+
+
+def test_train_only_trains_the_haze_estimator_and_leaves_the_body(tmp_path):
+    from vderain.train.checkpoint import export_weights, load_weights
+    from vderain.train.config import load_config
+    from vderain.train.loop import train
+    body = STRNet(STRNetConfig(**CFG))
+    export_weights(body, tmp_path / "body.pt")
+    cfg = load_config("configs/tiny.yaml", [
+        f"model.{k}={v}" for k, v in {**CFG, "dehaze": 0.6, "temporal_stats": True}.items()] + [
+        f"init={tmp_path / 'body.pt'}", "optim.train_only=haze.", "optim.max_steps=3", "optim.lr=0.01",
+        "log.val_every=0", "data.batch=2", "data.crop=32"])
+    assert cfg.optim.train_only == ["haze."]                          # one prefix without brackets
+    train(cfg, tmp_path / "run", device="cpu", progress=False)
+    trained, _ = load_weights(tmp_path / "run" / f"{cfg.name}.pt")
+    old = load_weights(tmp_path / "body.pt")[0].state_dict()        # as exported (fp16)
+    for k, v in trained.state_dict().items():
+        if k.startswith("haze."):
+            continue
+        assert torch.equal(v, old[k]), k                              # the body is frozen
+    assert not torch.equal(trained.haze.out.bias, STRNet(cfg.model).haze.out.bias)
+
+
+def test_a_haze_estimator_trains_alone_and_attaches_to_a_trained_network(tmp_path):
+    from vderain.train.checkpoint import export_weights, load_weights
+    from vderain.train.config import load_config
+    from vderain.train.haze import read_haze
+    from vderain.train.loop import train
+    cfg = load_config("configs/haze.yaml", ["data.clean=[]", "data.crop=32", "data.batch=4", "optim.max_steps=4",
+                                            "optim.time_limit_s=0", "log.val_every=0", "optim.lr=0.01"])
+    summary = train(cfg, tmp_path / "haze", device="cpu", progress=False)
+    assert summary["steps"] == 4
+    state, tau_max, meta = read_haze(tmp_path / "haze" / "haze.pt")
+    assert tau_max == 1.5 and meta["steps"] == 4
+    assert not torch.equal(state["out.bias"], HazeNet().out.bias)     # it trained
+    # attach it to a network trained without it: a zero-step export
+    export_weights(STRNet(STRNetConfig(**CFG)), tmp_path / "body.pt")
+    att = load_config("configs/tiny.yaml", [f"model.{k}={v}" for k, v in {**CFG, "dehaze": 1.5}.items()] + [
+        f"init={tmp_path / 'body.pt'}", f"init_haze={tmp_path / 'haze' / 'haze.pt'}", "optim.max_steps=0",
+        "log.val_every=0"])
+    train(att, tmp_path / "att", device="cpu", progress=False)
+    net, meta = load_weights(tmp_path / "att" / "tiny.pt")
+    assert meta["init"]["haze"]["steps"] == 4
+    for k, v in net.haze.state_dict().items():
+        assert torch.allclose(v, state[k]), k
+    bad = load_config("configs/tiny.yaml", [f"model.{k}={v}" for k, v in {**CFG, "dehaze": 0.8}.items()] + [
+        f"init_haze={tmp_path / 'haze' / 'haze.pt'}", "optim.max_steps=0", "log.val_every=0"])
+    with pytest.raises(VderainError, match="dehaze 1.5"):            # trained for another depth
+        train(bad, tmp_path / "bad", device="cpu", progress=False)

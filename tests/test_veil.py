@@ -50,7 +50,7 @@ def test_new_heads_train_and_old_weights_warm_start_into_them(tmp_path, extra):
     cfg.model = STRNetConfig(**CFG, **extra)
     cfg.init = str(tmp_path / "old.pt")
     model = STRNet(cfg.model)
-    head = model.veil_head if "veil" in extra else model.dehaze_head[-1]
+    head = model.veil_head if "veil" in extra else model.haze.out
     fresh = head.bias.detach().clone()
     _warm_start(model, cfg, load=True)
     assert torch.equal(model.tail.bias, plain.tail.bias) and torch.equal(head.bias, fresh)

@@ -28,7 +28,8 @@ Shape flow (s = scale, C = channels):
   region by more than its frames disagree (transient_guard). With both, the guarded R keeps its
   (transient) low frequencies and the veil is added on top: R -> guard(R) + up(veil * tanh(...))
   with `dehaze`: the persistent part as physics has it, a smooth haze inverted on the destreaked
-  frame: R -> R + (A - (x_t - R)) (e^tau - 1), tau <= dehaze and A smooth maps (_haze_layer)
+  frame: R -> R + (A - (x_t - R)) (e^tau - 1), tau <= dehaze and A smooth maps read off the
+  destreaked frame's wide-area statistics by a separate small network (haze.py)
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vderain.models.align import align_window
+from vderain.models.haze import HazeNet, rain_gate
 
 
 @dataclass
@@ -55,6 +57,8 @@ class STRNetConfig:
     veil: float = 0.0            # > 0: R = high-pass streak layer + a smooth veil bounded to +-veil
     guard: int = 0               # > 0: cell size (px) of the transient guard on R's low frequencies
     dehaze: float = 0.0          # > 0: invert a smooth haze y = x t + A (1 - t), optical depth -ln t <= dehaze
+    dehaze_gate: float = 0.0     # > 0: only where rain was found: frames whose streak layer has mean |R| under
+                                 # this keep their haze (full from twice it; haze.rain_gate)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,11 +80,6 @@ class ResBlock(nn.Module):
 
 
 class STRNet(nn.Module):
-    # the haze logits start deep in the sigmoid's tail (no haze at init); Adam moves a parameter
-    # ~lr per step, so without a gain the head needed ~10^4 steps to reach a useful optical
-    # depth (a CPU run's bias moved 0.06 in 1,000 steps)
-    HAZE_GAIN = 10.0
-
     def __init__(self, cfg: STRNetConfig | None = None, **overrides):
         super().__init__()
         cfg = cfg or STRNetConfig()
@@ -111,16 +110,9 @@ class STRNet(nn.Module):
             nn.init.zeros_(self.veil_head.weight)
             nn.init.zeros_(self.veil_head.bias)
         if cfg.dehaze > 0:
-            # per cell: optical depth logit (3) and airlight logit (3) from the body's features and
-            # the classic haze cues of the destreaked frame, locally and over the whole frame
-            # (haze is judged by contrast and the dark floor over wide areas); ~no haze at init
-            last = nn.Conv2d(32, 6, 1)
-            self.dehaze_head = nn.Sequential(nn.Conv2d(2 * (2 * c + N_HAZE_CUES), 32, 1),
-                                             nn.LeakyReLU(0.1, inplace=True), last)
-            nn.init.zeros_(last.weight)
-            nn.init.constant_(last.bias, 0.0)
-            with torch.no_grad():
-                last.bias[:3] = -6.0 / self.HAZE_GAIN
+            # the haze is persistent, so the window's flicker cannot find it: its own estimator,
+            # reading contrast and dark floor over wide areas (~no haze at init)
+            self.haze = HazeNet()
 
     @property
     def multiple(self) -> int:
@@ -168,46 +160,17 @@ class STRNet(nn.Module):
                 v = v - F.avg_pool2d(r, cell, ceil_mode=True)
             r = r + F.interpolate(v, size=r.shape[-2:], mode="bilinear", align_corners=False)
         if self.cfg.dehaze > 0:
-            r = r + self._haze_layer(g, target - r)
+            haze = self.haze(target - r, self.cfg.dehaze)
+            if self.cfg.dehaze_gate > 0:
+                haze = haze * rain_gate(r, self.cfg.dehaze_gate)
+            r = r + haze.to(r.dtype)
         return r[..., :h, :w]
-
-    def _haze_layer(self, g: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
-        """The haze part of R for a frame whose streaks are already removed (`hazy`, (B,3,H,W)).
-
-        Haze is y = x t + A (1 - t): a contrast loss towards the airlight A, not an offset, so a
-        smooth additive layer cannot undo it. Inverting it, x = (y - A (1 - t)) / t, gives
-        R = y - x = (A - y) (e^tau - 1), tau = -ln t in [0, dehaze], smooth, per colour.
-        """
-        hf = F.avg_pool2d(g, 4, ceil_mode=True)                          # (B, 2C, H/8s, W/8s)
-        hf = torch.cat([hf, haze_cues(hazy.detach(), 8 * self.cfg.scale).to(hf.dtype)], 1)
-        ctx = hf.mean((-2, -1), keepdim=True).expand_as(hf)
-        a = self.HAZE_GAIN * self.dehaze_head(torch.cat([hf, ctx], 1))
-        up = lambda t: F.interpolate(t, size=hazy.shape[-2:], mode="bilinear", align_corners=False)
-        tau = up(self.cfg.dehaze * torch.sigmoid(a[:, :3]))
-        air = up(torch.sigmoid(a[:, 3:]))
-        return (air - hazy) * torch.expm1(tau).to(hazy.dtype)
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (derained target frame, rain layer), both (B,3,H,W); derained is clamped to [0,1]."""
         r = self.rain_layer(clip)
         rainy = clip[:, self.cfg.target]
         return (rainy - r.to(rainy.dtype)).clamp(0, 1), r
-
-
-N_HAZE_CUES = 8
-
-
-def haze_cues(y: torch.Tensor, cell: int) -> torch.Tensor:
-    """Per cell of `cell` px of a frame (B,3,H,W): mean colour (3), contrast (std, 3), the dark
-    floor (min over the cell and colours, 1) and the bright ceiling (1) -> (B, 8, H/cell, W/cell).
-    Haze lifts the floor towards the airlight and shrinks the contrast by t; these are what a
-    dehazer reads (the dark channel prior), and what the streak-finding body features lack."""
-    pool = lambda t: F.avg_pool2d(t, cell, ceil_mode=True)
-    mean = pool(y)
-    std = (pool(y * y) - mean * mean).clamp(min=1e-6).sqrt()
-    floor = -F.max_pool2d(-y.amin(1, keepdim=True), cell, ceil_mode=True)
-    ceiling = F.max_pool2d(y.amax(1, keepdim=True), cell, ceil_mode=True)
-    return torch.cat([mean, std, floor, ceiling], 1)
 
 
 def transient_guard(r: torch.Tensor, frame: torch.Tensor, low: torch.Tensor, high: torch.Tensor,

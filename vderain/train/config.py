@@ -44,6 +44,8 @@ class OptimConfig:
     amp: str = "bf16"               # bf16 | fp16 | none (CUDA only; CPU always runs fp32)
     ema: float = 0.0                # > 0: keep an exponential moving average of the weights with this
                                     # decay; it is what gets validated and exported (small batches are noisy)
+    train_only: list[str] = field(default_factory=list)  # parameter-name prefixes to train (e.g. [haze.]);
+                                    # empty: all. The rest is frozen (a new head on a trained body)
 
 
 @dataclass
@@ -59,7 +61,9 @@ class LogConfig:
 class TrainConfig:
     name: str = "model"
     seed: int = 0
+    task: str = "derain"            # derain: the network; haze: its haze estimator alone (train/haze.py)
     init: str = ""                  # warm start from a weights file (same model config); ignored on resume
+    init_haze: str = ""             # a trained haze estimator (task haze's <name>.pt) for model.dehaze
     model: STRNetConfig = field(default_factory=STRNetConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -83,7 +87,8 @@ def _build(cls, values: dict, where: str):
         if sub is not None and dataclasses.is_dataclass(sub):
             kwargs[name] = _build(sub, value, f"{where}.{name}" if where else name)
         else:
-            kwargs[name] = _coerce(value, known[name].default, f"{where}.{name}" if where else name)
+            default = sub() if sub is not None else known[name].default
+            kwargs[name] = _coerce(value, default, f"{where}.{name}" if where else name)
     return cls(**kwargs)
 
 
@@ -93,6 +98,12 @@ def _coerce(value, default, where: str):
         if isinstance(value, bool):
             return value
         raise VderainError(f"config: '{where}' must be true or false (got {value!r})")
+    if isinstance(default, list):
+        if isinstance(value, str):
+            return [value]                 # one item given without brackets
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise VderainError(f"config: '{where}' must be a list of strings (got {value!r})")
+        return value
     if isinstance(default, (int, float)):
         try:
             number = float(value)

@@ -72,6 +72,17 @@ def _lr_factor(step: int, progress: float, warmup: int) -> float:
     return warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def scheduled_lr(optim, step: int, elapsed: float) -> float | None:
+    """The learning rate for this step (warm-up, cosine over steps or wall-clock, whichever is
+    further along), or None when the run is over (max_steps or time_limit_s reached)."""
+    if step >= optim.max_steps or (optim.time_limit_s > 0 and elapsed >= optim.time_limit_s):
+        return None
+    prog = step / optim.max_steps
+    if optim.time_limit_s > 0:
+        prog = max(prog, elapsed / optim.time_limit_s)
+    return optim.lr * _lr_factor(step, prog, optim.warmup_steps)
+
+
 def validate(model: STRNet, cases: list[str], frames: int, device: torch.device) -> dict:
     """PSNR (RGB) on the held-out suite: rainy input, our output, and output-vs-input on rain-free cases.
 
@@ -118,18 +129,39 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
     # `align` changes what the network is shown, not its weights: a warm start may switch it;
     # `veil` adds a head (zero at init) that a warm start from weights without it leaves new;
     # `guard` bounds the output and has no weights; `dehaze` adds a head like `veil`
-    free = {k: getattr(cfg.model, k) for k in ("align", "veil", "guard", "dehaze")}
+    free = {k: getattr(cfg.model, k) for k in ("align", "veil", "guard", "dehaze", "dehaze_gate")}
     if {**net_cfg.to_dict(), **free} != cfg.model.to_dict():
         raise VderainError(f"init: {path} holds a different network ({net_cfg}) than the config's model")
     if load:
         missing, unexpected = model.load_state_dict(state, strict=False)
         # only a head the init file's network did not have may be missing (it starts fresh)
-        new_heads = tuple(p for p, size in (("veil_head.", net_cfg.veil), ("dehaze_head.", net_cfg.dehaze))
+        new_heads = tuple(p for p, size in (("veil_head.", net_cfg.veil), ("haze.", net_cfg.dehaze))
                           if size == 0)
         if unexpected or any(not k.startswith(new_heads) for k in missing):
             raise VderainError(f"init: {path} does not fit the config's model")
     keep = {k: meta[k] for k in ("name", "steps", "seconds", "device", "init") if k in meta}
-    return {"path": str(path), **keep}
+    prov = {"path": str(path), **keep}
+    if cfg.init_haze:
+        prov["haze"] = _attach_haze(model, cfg, load)
+    return prov
+
+
+def _attach_haze(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
+    """Load a separately trained haze estimator into model.haze; return its provenance."""
+    from vderain.train.haze import read_haze
+    if cfg.model.dehaze <= 0:
+        raise VderainError("init_haze needs model.dehaze > 0 (the largest optical depth to undo)")
+    state, tau_max, meta = read_haze(cfg.init_haze)
+    if abs(tau_max - cfg.model.dehaze) > 1e-6:
+        raise VderainError(f"init_haze: {cfg.init_haze} was trained with dehaze {tau_max}, the config says {cfg.model.dehaze}")
+    if load:
+        try:
+            model.haze.load_state_dict(state)
+        except RuntimeError:
+            raise VderainError(f"init_haze: {cfg.init_haze} does not fit the model's haze estimator") from None
+    keep = {k: meta[k] for k in ("name", "steps", "seconds", "device", "val_psnr_in", "val_psnr_out",
+                                 "val_norain_psnr") if k in meta}
+    return {"path": str(cfg.init_haze), **keep}
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: bool = True,
@@ -140,6 +172,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     Under torchrun (WORLD_SIZE > 1) it runs DistributedDataParallel (NCCL on GPU, gloo on CPU);
     every rank draws different synthetic data, rank 0 logs and writes files.
     """
+    if cfg.task == "haze":
+        from vderain.train.haze import train_haze
+        return train_haze(cfg, out_dir, device=device, resume=resume, progress=progress)
+    if cfg.task != "derain":
+        raise VderainError(f"config: unknown task '{cfg.task}' (derain or haze)")
     rank, local_rank, world = _dist_info()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -162,7 +199,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     model = STRNet(cfg.model).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    trainable = [p for n, p in model.named_parameters()
+                 if not cfg.optim.train_only or n.startswith(tuple(cfg.optim.train_only))]
+    if not trainable:
+        raise VderainError(f"optim.train_only {cfg.optim.train_only} names no parameter of the model")
+    if cfg.optim.train_only:
+        # a frozen body builds no autograd graph: a new head trains at the cost of its own size
+        model.requires_grad_(False)
+        for p in trainable:
+            p.requires_grad_(True)
+    opt = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
     step, elapsed = 0, 0.0
     ckpt_path = out_dir / "last.pt"
@@ -179,6 +225,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     init_meta = {}
     if cfg.init:
         init_meta = _warm_start(model, cfg, load=step == 0)
+    elif cfg.init_haze:
+        init_meta = {"haze": _attach_haze(model, cfg, load=step == 0)}
     ema = None
     if cfg.optim.ema > 0:
         import copy
@@ -229,14 +277,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     model.train()
     _sigterm_as_interrupt()  # cluster schedulers stop jobs with SIGTERM: checkpoint like Ctrl-C
     try:
-        while step < cfg.optim.max_steps:
-            elapsed = time.perf_counter() - t_start
-            if cfg.optim.time_limit_s > 0 and elapsed >= cfg.optim.time_limit_s:
-                break
-            prog = step / cfg.optim.max_steps
-            if cfg.optim.time_limit_s > 0:
-                prog = max(prog, elapsed / cfg.optim.time_limit_s)
-            lr = cfg.optim.lr * _lr_factor(step, prog, cfg.optim.warmup_steps)
+        while (lr := scheduled_lr(cfg.optim, step, time.perf_counter() - t_start)) is not None:
             for g in opt.param_groups:
                 g["lr"] = lr
 
@@ -271,7 +312,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
             scaler.scale(loss).backward()
             if cfg.optim.grad_clip > 0:
                 scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
             scaler.step(opt)
             scaler.update()
             step += 1
@@ -312,7 +353,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
         meta = {"name": cfg.name, "steps": step, "seconds": round(seconds, 1),
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 "world_size": world, "train_config": cfg.to_dict(),
-                **({"init": init_meta} if cfg.init else {})}
+                **({"init": init_meta} if init_meta else {})}
         final = ema or model
         export_weights(final, out_dir / f"{cfg.name}.pt", meta=meta)  # before validation: nothing can lose it
         final_val = validate(final, cfg.log.val_cases, cfg.log.val_frames, device) if cfg.log.val_cases else {}

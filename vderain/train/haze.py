@@ -1,0 +1,208 @@
+"""Training the haze estimator (vderain/models/haze.py) on its own: `vderain train` with `task: haze`.
+
+The estimator reads one destreaked frame, so it needs no streak network to train: pairs are the
+synthesiser's frames with and without its haze, every other random draw the same. Half of each
+batch keeps the streaks on both sides (the streak network leaves some; the estimator must read
+haze through them), half has none. Without the streak network's forward pass a CPU thread runs
+~5x more steps than training the estimator inside STRNet with the body frozen, and one trained
+estimator serves every shipped model: `init_haze=runs/haze/haze.pt` attaches it in a zero-step
+export (loop.py).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vderain import VderainError
+from vderain.models.haze import HazeNet
+from vderain.train import losses as L
+from vderain.train.checkpoint import atomic_save, safe_load
+from vderain.train.config import TrainConfig
+from vderain.train.data import make_source
+
+HAZE_FORMAT = "vderain.haze/1"
+LOG_FIELDS = ["step", "seconds", "lr", "loss", "val_psnr_in", "val_psnr_out", "val_norain_psnr"]
+# the suite's rainy cases rendered without drops: the estimator's own task, held out (procedural scenes)
+VAL_STRIDE = 6
+
+
+def export_haze(net: HazeNet, path: str | Path, tau_max: float, meta: dict) -> None:
+    state = {k: v.detach().half().cpu().clone() for k, v in net.state_dict().items()}
+    atomic_save({"format": HAZE_FORMAT, "tau_max": float(tau_max), "state_dict": state, "meta": meta}, path)
+
+
+def read_haze(path: str | Path) -> tuple[dict, float, dict]:
+    """(fp32 state dict, tau_max, meta) of an exported estimator or a haze training checkpoint."""
+    blob = safe_load(path)
+    if blob.get("format") == HAZE_FORMAT:
+        state = blob["state_dict"]
+        tau_max, meta = float(blob["tau_max"]), blob.get("meta", {})
+    elif blob.get("task") == "haze" and "model" in blob:
+        state = blob.get("ema", blob["model"])
+        tau_max, meta = float(blob["config"]["model"]["dehaze"]), {"checkpoint_step": blob.get("step")}
+    else:
+        raise VderainError(f"{path} is not a haze estimator (train one with `task: haze`)")
+    return {k: v.float() for k, v in state.items()}, tau_max, meta
+
+
+def _pairs(synths, source, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hazy, clear, rain_free): hazy and clear (B,3,S,S) differ only by the haze."""
+    with_streaks, haze_of, no_streaks = synths
+    clean = source.sample(batch, gen)                                   # (B,1,3,S,S)
+    half = batch // 2
+    state = gen.get_state()
+    a = with_streaks(clean[:half], generator=gen)
+    gen.set_state(state)
+    b = haze_of(clean[:half], generator=gen)                            # same draws, no haze
+    c = no_streaks(clean[half:], generator=gen)
+    hazy = torch.cat([a["rainy"], c["rainy"]])[:, 0]
+    clear = torch.cat([b["rainy"], c["clean"]])[:, 0]
+    rain_free = torch.cat([a["params"]["rain_free"], c["params"]["rain_free"]]).float()
+    return hazy, clear, rain_free
+
+
+def _val_set(frames: int) -> list[tuple[str, torch.Tensor, torch.Tensor, bool]]:
+    from vderain.synth.suite import SUITE_CASES, render_case
+    to_t = lambda a: torch.from_numpy(a[::VAL_STRIDE].copy()).permute(0, 3, 1, 2).float() / 255
+    out = []
+    for name in SUITE_CASES:
+        case = render_case(name, frames=frames, rain_overrides={"opacity": 0.0})
+        out.append((name, to_t(case["rainy"]), to_t(case["clean"]), bool(case["meta"]["rain_free"])))
+    return out
+
+
+@torch.no_grad()
+def validate_haze(net: HazeNet, tau_max: float, cases, device) -> dict:
+    """PSNR-Y on the suite's haze (drops off): hazy input and dehazed output vs clean; and output
+    vs input on the rain-free cases (must stay ~unchanged)."""
+    from vderain.metrics.image import psnr_frames
+    net.eval()
+    to_u8 = lambda t: (t.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+    rin, rout, nor = [], [], []
+    for _, hazy, clean, rain_free in cases:
+        h = hazy.to(device)
+        out = h - net(h, tau_max)
+        if rain_free:
+            nor.append(psnr_frames(to_u8(out), to_u8(h)).mean())
+        else:
+            rin.append(psnr_frames(to_u8(h), to_u8(clean)).mean())
+            rout.append(psnr_frames(to_u8(out), to_u8(clean)).mean())
+    net.train()
+    return {"val_psnr_in": float(np.mean(rin)), "val_psnr_out": float(np.mean(rout)),
+            "val_norain_psnr": float(np.mean(nor))}
+
+
+def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: bool = True,
+               progress: bool = True) -> dict:
+    """Train a HazeNet per `cfg` (data, optim, log, model.dehaze = its largest optical depth);
+    writes last.pt (resumable), log.csv and <name>.pt (the estimator)."""
+    from vderain.synth import RainSynth
+    from vderain.train.loop import _ema_update, _sigterm_as_interrupt, scheduled_lr
+    if cfg.model.dehaze <= 0:
+        raise VderainError("task haze: model.dehaze (the largest optical depth to undo) must be > 0")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tau_max = cfg.model.dehaze
+    torch.manual_seed(cfg.seed)
+    net = HazeNet().to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000)
+    step, elapsed, ck = 0, 0.0, {}
+    ckpt_path = out_dir / "last.pt"
+    if resume and ckpt_path.is_file():
+        ck = safe_load(ckpt_path)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        step, elapsed = int(ck["step"]), float(ck["seconds"])
+        gen.manual_seed(cfg.seed * 1000 + 7919 * step)
+    elif cfg.init_haze:
+        net.load_state_dict(read_haze(cfg.init_haze)[0])
+    ema = copy.deepcopy(net).requires_grad_(False) if cfg.optim.ema > 0 else None
+    if ema is not None and "ema" in ck:
+        ema.load_state_dict(ck["ema"])
+
+    source = make_source(cfg.data, 1, device, cfg.seed)
+    preset = cfg.data.preset
+    synths = (RainSynth(preset, device=device), RainSynth(preset, device=device, overrides={"veil": 0.0}),
+              RainSynth(preset, device=device, overrides={"opacity": 0.0}))
+    val_cases = _val_set(cfg.log.val_frames) if cfg.log.val_every > 0 else []
+    new_log = step == 0 or not (out_dir / "log.csv").is_file()
+    log_file = open(out_dir / "log.csv", "w" if new_log else "a", newline="")
+    writer = csv.DictWriter(log_file, fieldnames=LOG_FIELDS)
+    if new_log:
+        writer.writeheader()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.optim.max_steps, initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
+
+    def save():
+        atomic_save({"task": "haze", "model": net.state_dict(), "optim": opt.state_dict(), "step": step,
+                     **({"ema": ema.state_dict()} if ema is not None else {}),
+                     "seconds": time.perf_counter() - t_start, "config": cfg.to_dict()}, ckpt_path)
+
+    t_start = time.perf_counter() - elapsed
+    last_ckpt, running, n = time.perf_counter(), 0.0, 0
+    _sigterm_as_interrupt()
+    net.train()
+    try:
+        while (lr := scheduled_lr(cfg.optim, step, time.perf_counter() - t_start)) is not None:
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with torch.no_grad():
+                hazy, clear, rain_free = _pairs(synths, source, cfg.data.batch, gen)
+            r = net(hazy, tau_max)
+            out = hazy - r
+            loss = cfg.loss.charbonnier * L.charbonnier(out, clear)
+            if cfg.loss.norain:
+                loss = loss + cfg.loss.norain * L.masked_l1(r, rain_free)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
+            opt.step()
+            step += 1
+            if ema is not None:
+                _ema_update(ema, net, min(cfg.optim.ema, (1 + step) / (10 + step)))
+            running, n = running + float(loss.detach()), n + 1
+            if bar is not None:
+                bar.update(1)
+            val = {}
+            if val_cases and step % cfg.log.val_every == 0:
+                val = validate_haze(ema or net, tau_max, val_cases, device)
+            if step % cfg.log.every == 0 or val:
+                row = {"step": step, "seconds": round(time.perf_counter() - t_start, 1), "lr": f"{lr:.3g}",
+                       "loss": f"{running / n:.5f}", **{k: f"{v:.2f}" for k, v in val.items()}}
+                writer.writerow(row)
+                log_file.flush()
+                running, n = 0.0, 0
+            if time.perf_counter() - last_ckpt > cfg.log.ckpt_every_s:
+                save()
+                last_ckpt = time.perf_counter()
+    except KeyboardInterrupt:
+        save()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        log_file.close()
+    seconds = time.perf_counter() - t_start
+    save()
+    final = ema or net
+    meta = {"name": cfg.name, "steps": step, "seconds": round(seconds, 1),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "train_config": cfg.to_dict()}
+    summary = {"steps": step, "seconds": round(seconds, 1)}
+    if val_cases:
+        summary.update(validate_haze(final, tau_max, val_cases, device))
+    export_haze(final, out_dir / f"{cfg.name}.pt", tau_max, {**meta, **{k: round(v, 3) for k, v in summary.items()
+                                                                      if k.startswith("val_")}})
+    return summary
