@@ -106,3 +106,33 @@ def test_a_haze_estimator_trains_alone_and_attaches_to_a_trained_network(tmp_pat
         f"init_haze={tmp_path / 'haze' / 'haze.pt'}", "optim.max_steps=0", "log.val_every=0"])
     with pytest.raises(VderainError, match="dehaze 1.5"):            # trained for another depth
         train(bad, tmp_path / "bad", device="cpu", progress=False)
+
+
+def test_the_estimate_is_averaged_over_the_window():
+    torch.manual_seed(0)
+    net = HazeNet()
+    with torch.no_grad():
+        net.out.weight.normal_(0, 0.05)
+    clip, _ = _hazy(tau=0.4)
+    frame = clip[:, 1]
+    alone = net(frame, 1.0)
+    assert torch.allclose(net(frame, 1.0, clip[:, [0, 2]]), alone, atol=1e-6)   # same frames: same estimate
+    other = torch.rand_like(clip)
+    mixed = net(frame, 1.0, other[:, [0, 2]])
+    logits = (net.estimate(frame) + net.estimate(other[:, 0]) + net.estimate(other[:, 2])) / 3
+    up = lambda t: torch.nn.functional.interpolate(t, size=frame.shape[-2:], mode="bilinear", align_corners=False)
+    expect = (up(torch.sigmoid(logits[:, 3:])) - frame) * torch.expm1(up(torch.sigmoid(logits[:, :3])))
+    assert torch.allclose(mixed, expect, atol=1e-5) and not torch.allclose(mixed, alone, atol=1e-4)
+
+
+def test_dehaze_runs_in_bf16_weights_as_the_gpu_path_does():
+    torch.manual_seed(0)
+    net = STRNet(STRNetConfig(**CFG, dehaze=1.0))
+    with torch.no_grad():
+        net.haze.out.weight.normal_(0, 0.05)
+        net.haze.out.bias[:3] = -0.2
+    clip, _ = _hazy(tau=0.4)
+    r32 = net.rain_layer(clip)
+    r16 = net.to(torch.bfloat16).rain_layer(clip.to(torch.bfloat16))
+    assert r16.dtype == torch.bfloat16 and r32.abs().mean() > 0.01
+    assert (r16.float() - r32).abs().max() < 0.02

@@ -2,20 +2,23 @@
 # One prepared call on the device machine (one H100/H200), ~9 minutes with the defaults:
 #   1. align's GPU cost: the model alone at 1080p bf16 batch 8, static and on a 3 px/frame pan;
 #   2. warm-started training of MODELS with align and guard on (TRAIN_S seconds each, one after
-#      another), then the same for each config in ABLATIONS from quality.pt (default: the haze
-#      inversion, configs/ablations/quality_dehaze.yaml; "" for none);
+#      another), then the same for each config in ABLATIONS from quality.pt (default none), then
+#      the haze estimator alone (configs/haze.yaml, HAZE_S seconds, from vderain/weights/haze.pt);
 #   3. the GPU pipeline at 1080p with the shipped quality weights and NVENC, against libx264.
 # Prepare here: tools/fetch_gpu_wheels.sh and `mkdir -p data/clean && cp ../shared/data/clean/*.mp4 data/clean/`;
 # then run it with carry [".whl", "data/clean"] and command `tools/gpu_session.sh`, timeout_s 600.
 # What comes back under $OUT (8 files at most): speed.txt, pipeline.txt, session.log and per model
-# MODEL.pt + MODEL_log.csv (the ablations' too). Bench them here: vderain bench --suite synthetic --methods ...,$OUT/quality.pt
+# MODEL.pt + MODEL_log.csv (the ablations' too), haze.pt + haze_log.csv. Bench them here:
+# vderain bench --suite synthetic --methods ...,$OUT/quality.pt (attach a new haze.pt first:
+# vderain train --config configs/quality.yaml --set init=$OUT/quality.pt --set init_haze=$OUT/haze.pt --set optim.max_steps=0 ...)
 # Dry run here on the CPU (plumbing only): DEVICE=cpu SIZE=320x180 TRAIN_S=20 OUT=runs/gs_dry tools/gpu_session.sh
 set -u
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-1920x1080}
 TRAIN_S=${TRAIN_S:-200}
 MODELS=${MODELS:-quality}
-ABLATIONS=${ABLATIONS-ablations/quality_dehaze}
+ABLATIONS=${ABLATIONS-}
+HAZE_S=${HAZE_S:-120}
 out=${OUT:-runs/gpu_session}
 mkdir -p "$out"
 t0=$(date +%s)
@@ -24,6 +27,7 @@ if [ "$DEVICE" = cuda ]; then
   export PYTHONPATH=/tmp/site:$PWD
 fi
 export PYTHONUNBUFFERED=1
+PY_VDERAIN="python3 -m vderain"
 exec > >(tee "$out/session.log") 2>&1
 [ "$DEVICE" = cuda ] && nvidia-smi -L
 step() { echo "== [$(( $(date +%s) - t0 )) s] $*"; }
@@ -42,6 +46,10 @@ for a in $ABLATIONS; do   # same start, same recipe, plus the ablation's change 
     --set init=vderain/weights/quality.pt "${common[@]}"
   names="$names $(basename "$a")"
 done
+step "2b. haze estimator alone, $HAZE_S s, warm start"
+$PY_VDERAIN train --config configs/haze.yaml --out runs/gpu_train/haze --device "$DEVICE" --no-progress \
+  --set init_haze=vderain/weights/haze.pt --set optim.lr=0.001 --set "optim.time_limit_s=$HAZE_S"
+names="$names haze"
 for m in $names; do
   cp "runs/gpu_train/$m/$m.pt" "$out/$m.pt" 2>/dev/null || cp "runs/gpu_train/$m/last.pt" "$out/$m.pt"
   cp "runs/gpu_train/$m/log.csv" "$out/${m}_log.csv"

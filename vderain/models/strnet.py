@@ -59,6 +59,7 @@ class STRNetConfig:
     dehaze: float = 0.0          # > 0: invert a smooth haze y = x t + A (1 - t), optical depth -ln t <= dehaze
     dehaze_gate: float = 0.0     # > 0: only where rain was found: frames whose streak layer has mean |R| under
                                  # this keep their haze (full from twice it; haze.rain_gate)
+    dehaze_window: bool = True   # average the haze estimate over the window's frames (steadier; 3x the cost)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,6 +138,7 @@ class STRNet(nn.Module):
             # only rain still flickers (vderain/models/align.py)
             x = align_window(x, self.cfg.target)
         target = x[:, self.cfg.target]
+        frames = x
         guarded = self.cfg.guard > 0 and t > 1
         lo_hi = (x.amin(1), x.amax(1)) if guarded or (self.cfg.temporal_stats and t > 1) else None
         if self.cfg.temporal_stats and t > 1:
@@ -160,7 +162,9 @@ class STRNet(nn.Module):
                 v = v - F.avg_pool2d(r, cell, ceil_mode=True)
             r = r + F.interpolate(v, size=r.shape[-2:], mode="bilinear", align_corners=False)
         if self.cfg.dehaze > 0:
-            haze = self.haze(target - r, self.cfg.dehaze)
+            tg = self.cfg.target
+            others = torch.cat([frames[:, :tg], frames[:, tg + 1:]], 1) if self.cfg.dehaze_window else None
+            haze = self.haze(target - r, self.cfg.dehaze, others)
             if self.cfg.dehaze_gate > 0:
                 haze = haze * rain_gate(r, self.cfg.dehaze_gate)
             r = r + haze.to(r.dtype)

@@ -129,7 +129,7 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
     # `align` changes what the network is shown, not its weights: a warm start may switch it;
     # `veil` adds a head (zero at init) that a warm start from weights without it leaves new;
     # `guard` bounds the output and has no weights; `dehaze` adds a head like `veil`
-    free = {k: getattr(cfg.model, k) for k in ("align", "veil", "guard", "dehaze", "dehaze_gate")}
+    free = {k: getattr(cfg.model, k) for k in ("align", "veil", "guard", "dehaze", "dehaze_gate", "dehaze_window")}
     if {**net_cfg.to_dict(), **free} != cfg.model.to_dict():
         raise VderainError(f"init: {path} holds a different network ({net_cfg}) than the config's model")
     if load:
