@@ -121,7 +121,8 @@ def test_the_estimate_is_averaged_over_the_window():
     mixed = net(frame, 1.0, other[:, [0, 2]])
     logits = (net.estimate(frame) + net.estimate(other[:, 0]) + net.estimate(other[:, 2])) / 3
     up = lambda t: torch.nn.functional.interpolate(t, size=frame.shape[-2:], mode="bilinear", align_corners=False)
-    expect = (up(torch.sigmoid(logits[:, 3:])) - frame) * torch.expm1(up(torch.sigmoid(logits[:, :3])))
+    gain = torch.expm1(torch.sigmoid(logits[:, :3]))
+    expect = up(torch.sigmoid(logits[:, 3:]) * gain) - frame * up(gain)
     assert torch.allclose(mixed, expect, atol=1e-5) and not torch.allclose(mixed, alone, atol=1e-4)
 
 
