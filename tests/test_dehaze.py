@@ -137,3 +137,19 @@ def test_dehaze_runs_in_bf16_weights_as_the_gpu_path_does():
     r16 = net.to(torch.bfloat16).rain_layer(clip.to(torch.bfloat16))
     assert r16.dtype == torch.bfloat16 and r32.abs().mean() > 0.01
     assert (r16.float() - r32).abs().max() < 0.02
+
+
+def test_a_network_with_the_haze_estimator_is_not_tiled_and_keeps_its_depth(tmp_path):
+    from vderain.methods.network import NetworkMethod
+    from vderain.train.checkpoint import export_weights
+    from vderain.train.config import TrainConfig
+    from vderain.train.loop import _warm_start
+    assert NetworkMethod(STRNet(STRNetConfig(**CFG)), "cpu").tileable
+    hazy = STRNet(STRNetConfig(**CFG, dehaze=1.5))
+    assert not NetworkMethod(hazy, "cpu").tileable                   # frame-wide statistics
+    export_weights(hazy, tmp_path / "hazy.pt")
+    cfg = TrainConfig()
+    cfg.model = STRNetConfig(**CFG, dehaze=0.8)
+    cfg.init = str(tmp_path / "hazy.pt")
+    with pytest.raises(VderainError, match="dehaze 1.5"):            # its estimator means 1.5
+        _warm_start(STRNet(cfg.model), cfg, load=True)

@@ -11,7 +11,7 @@
 # MODEL.pt + MODEL_log.csv (the ablations' too), haze.pt + haze_log.csv. Bench them here:
 # vderain bench --suite synthetic --methods ...,$OUT/quality.pt (attach a new haze.pt first:
 # vderain train --config configs/quality.yaml --set init=$OUT/quality.pt --set init_haze=$OUT/haze.pt --set optim.max_steps=0 ...)
-# Dry run here on the CPU (plumbing only): DEVICE=cpu SIZE=320x180 TRAIN_S=20 OUT=runs/gs_dry tools/gpu_session.sh
+# Dry run here on the CPU (plumbing only): DEVICE=cpu SIZE=160x96 TRAIN_S=10 HAZE_S=10 OUT=runs/gs_dry tools/gpu_session.sh
 set -u
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-1920x1080}

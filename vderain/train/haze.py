@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import os
 import time
 from pathlib import Path
 
@@ -105,6 +106,10 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
     from vderain.train.loop import _ema_update, _sigterm_as_interrupt, scheduled_lr
     if cfg.model.dehaze <= 0:
         raise VderainError("task haze: model.dehaze (the largest optical depth to undo) must be > 0")
+    if cfg.data.batch < 2:
+        raise VderainError("task haze: data.batch must be >= 2 (half the batch keeps its streaks, half has none)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise VderainError("task haze trains in one process (it is small): run it without torchrun")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
@@ -119,12 +124,20 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
     ckpt_path = out_dir / "last.pt"
     if resume and ckpt_path.is_file():
         ck = safe_load(ckpt_path)
+        if ck.get("task") != "haze":
+            raise VderainError(f"{ckpt_path} is not a haze run: use another --out or --no-resume")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         step, elapsed = int(ck["step"]), float(ck["seconds"])
         gen.manual_seed(cfg.seed * 1000 + 7919 * step)
-    elif cfg.init_haze:
-        net.load_state_dict(read_haze(cfg.init_haze)[0])
+    init_meta = {}
+    if cfg.init_haze:
+        state, init_tau, init_meta = read_haze(cfg.init_haze)
+        if abs(init_tau - tau_max) > 1e-6:
+            raise VderainError(f"init_haze: {cfg.init_haze} was trained with dehaze {init_tau}, the config says {tau_max}")
+        init_meta = {"path": str(cfg.init_haze), **{k: init_meta[k] for k in ("steps", "seconds", "init") if k in init_meta}}
+        if step == 0:
+            net.load_state_dict(state)
     ema = copy.deepcopy(net).requires_grad_(False) if cfg.optim.ema > 0 else None
     if ema is not None and "ema" in ck:
         ema.load_state_dict(ck["ema"])
@@ -132,7 +145,8 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
     source = make_source(cfg.data, 1, device, cfg.seed)
     preset = cfg.data.preset
     synths = (RainSynth(preset, device=device), RainSynth(preset, device=device, overrides={"veil": 0.0}),
-              RainSynth(preset, device=device, overrides={"opacity": 0.0}))
+              # no block-DCT here: it degrades the rainy side only, and c["clean"] is the target
+              RainSynth(preset, device=device, dct_prob=0.0, overrides={"opacity": 0.0}))
     val_cases = _val_set(cfg.log.val_frames) if cfg.log.val_every > 0 else []
     new_log = step == 0 or not (out_dir / "log.csv").is_file()
     log_file = open(out_dir / "log.csv", "w" if new_log else "a", newline="")
@@ -199,7 +213,7 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
     final = ema or net
     meta = {"name": cfg.name, "steps": step, "seconds": round(seconds, 1),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "train_config": cfg.to_dict()}
+            "train_config": cfg.to_dict(), **({"init": init_meta} if init_meta else {})}
     summary = {"steps": step, "seconds": round(seconds, 1)}
     if val_cases:
         summary.update(validate_haze(final, tau_max, val_cases, device))

@@ -130,6 +130,9 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
     # `veil` adds a head (zero at init) that a warm start from weights without it leaves new;
     # `guard` bounds the output and has no weights; `dehaze` adds a head like `veil`
     free = {k: getattr(cfg.model, k) for k in ("align", "veil", "guard", "dehaze", "dehaze_gate", "dehaze_window")}
+    if net_cfg.dehaze > 0 and cfg.model.dehaze != net_cfg.dehaze:
+        raise VderainError(f"init: {path} holds a haze estimator trained for dehaze {net_cfg.dehaze}, "
+                           f"the config says {cfg.model.dehaze}")
     if {**net_cfg.to_dict(), **free} != cfg.model.to_dict():
         raise VderainError(f"init: {path} holds a different network ({net_cfg}) than the config's model")
     if load:
@@ -215,6 +218,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     ck = {}
     if resume and ckpt_path.is_file():
         ck = safe_load(ckpt_path)
+        if ck.get("task", "derain") != "derain":
+            raise VderainError(f"{ckpt_path} is a '{ck['task']}' run: use another --out or --no-resume")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         step, elapsed = int(ck["step"]), float(ck["seconds"])
