@@ -33,10 +33,15 @@ def safe_load(path: str | Path) -> dict:
         raise VderainError(f"cannot load weights {path}: {str(e).splitlines()[0]}")
 
 
+def deployable_state(module: torch.nn.Module, half: bool = True) -> dict:
+    """The module's state dict as shipped: detached CPU copies, floats in fp16 (half the file)."""
+    return {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
+            for k, v in module.state_dict().items()}
+
+
 def export_weights(model: STRNet, path: str | Path, meta: dict | None = None, half: bool = True) -> None:
     """Write the deployable weights: config + (fp16) state dict + provenance."""
-    state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
-             for k, v in model.state_dict().items()}
+    state = deployable_state(model, half)
     atomic_save({"format": WEIGHTS_FORMAT, "config": model.cfg.to_dict(), "state_dict": state,
                  "meta": meta or {}}, path)
 

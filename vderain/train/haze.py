@@ -22,7 +22,7 @@ import torch
 from vderain import VderainError
 from vderain.models.haze import HazeNet
 from vderain.train import losses as L
-from vderain.train.checkpoint import atomic_save, safe_load
+from vderain.train.checkpoint import atomic_save, deployable_state, safe_load
 from vderain.train.config import TrainConfig
 from vderain.train.data import make_source
 
@@ -33,8 +33,8 @@ VAL_STRIDE = 6
 
 
 def export_haze(net: HazeNet, path: str | Path, tau_max: float, meta: dict) -> None:
-    state = {k: v.detach().half().cpu().clone() for k, v in net.state_dict().items()}
-    atomic_save({"format": HAZE_FORMAT, "tau_max": float(tau_max), "state_dict": state, "meta": meta}, path)
+    atomic_save({"format": HAZE_FORMAT, "tau_max": float(tau_max), "state_dict": deployable_state(net),
+                 "meta": meta}, path)
 
 
 def read_haze(path: str | Path) -> tuple[dict, float, dict]:
@@ -49,6 +49,16 @@ def read_haze(path: str | Path) -> tuple[dict, float, dict]:
     else:
         raise VderainError(f"{path} is not a haze estimator (train one with `task: haze`)")
     return {k: v.float() for k, v in state.items()}, tau_max, meta
+
+
+def load_haze(path: str | Path, tau_max: float) -> tuple[dict, dict]:
+    """(fp32 state dict, provenance) of a trained estimator for a model undoing depths <= tau_max:
+    an estimator trained for another depth reads its logits on another scale, so it is refused."""
+    state, trained_for, meta = read_haze(path)
+    if abs(trained_for - tau_max) > 1e-6:
+        raise VderainError(f"init_haze: {path} was trained with dehaze {trained_for}, the config says {tau_max}")
+    keep = ("name", "steps", "seconds", "device", "init", "val_psnr_in", "val_psnr_out", "val_norain_psnr")
+    return state, {"path": str(path), **{k: meta[k] for k in keep if k in meta}}
 
 
 def _pairs(synths, source, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -82,8 +92,9 @@ def validate_haze(net: HazeNet, tau_max: float, cases, device) -> dict:
     """PSNR-Y on the suite's haze (drops off): hazy input and dehazed output vs clean; and output
     vs input on the rain-free cases (must stay ~unchanged)."""
     from vderain.metrics.image import psnr_frames
+    from vderain.synth.suite import _to_u8
     net.eval()
-    to_u8 = lambda t: (t.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+    to_u8 = lambda t: _to_u8(t.cpu())
     rin, rout, nor = [], [], []
     for _, hazy, clean, rain_free in cases:
         h = hazy.to(device)
@@ -132,10 +143,7 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
         gen.manual_seed(cfg.seed * 1000 + 7919 * step)
     init_meta = {}
     if cfg.init_haze:
-        state, init_tau, init_meta = read_haze(cfg.init_haze)
-        if abs(init_tau - tau_max) > 1e-6:
-            raise VderainError(f"init_haze: {cfg.init_haze} was trained with dehaze {init_tau}, the config says {tau_max}")
-        init_meta = {"path": str(cfg.init_haze), **{k: init_meta[k] for k in ("steps", "seconds", "init") if k in init_meta}}
+        state, init_meta = load_haze(cfg.init_haze, tau_max)
         if step == 0:
             net.load_state_dict(state)
     ema = copy.deepcopy(net).requires_grad_(False) if cfg.optim.ema > 0 else None

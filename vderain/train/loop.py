@@ -151,20 +151,16 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
 
 def _attach_haze(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
     """Load a separately trained haze estimator into model.haze; return its provenance."""
-    from vderain.train.haze import read_haze
+    from vderain.train.haze import load_haze
     if cfg.model.dehaze <= 0:
         raise VderainError("init_haze needs model.dehaze > 0 (the largest optical depth to undo)")
-    state, tau_max, meta = read_haze(cfg.init_haze)
-    if abs(tau_max - cfg.model.dehaze) > 1e-6:
-        raise VderainError(f"init_haze: {cfg.init_haze} was trained with dehaze {tau_max}, the config says {cfg.model.dehaze}")
+    state, prov = load_haze(cfg.init_haze, cfg.model.dehaze)
     if load:
         try:
             model.haze.load_state_dict(state)
         except RuntimeError:
             raise VderainError(f"init_haze: {cfg.init_haze} does not fit the model's haze estimator") from None
-    keep = {k: meta[k] for k in ("name", "steps", "seconds", "device", "val_psnr_in", "val_psnr_out",
-                                 "val_norain_psnr") if k in meta}
-    return {"path": str(cfg.init_haze), **keep}
+    return prov
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: bool = True,
