@@ -46,8 +46,8 @@ def main():
     for path in sorted(glob.glob(os.path.join(args.clips, "*.mp4"))):
         frames = read_all(path)
         mid = len(frames) // 2
-        # enough context for the widest window, centred on the middle frame
-        half = max(m.window for m in methods)
+        # enough context for the widest window and the stabiliser's reach, centred on the middle frame
+        half = max(m.window + (m.stabiliser.radius if m.stabiliser else 0) for m in methods)
         lo, hi = max(0, mid - half), min(len(frames), mid + half + 1)
         tiles = [label(frames[mid], os.path.basename(path))]
         for m in methods:

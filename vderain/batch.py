@@ -253,7 +253,7 @@ def _now() -> str:
 def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: str | None = None,
               overwrite: bool = False, shard: tuple[int, int] | None = None, method="auto",
               device: str = "auto", window: int | None = None, codec: str | None = None,
-              progress: bool = True, **derain_kwargs) -> dict:
+              progress: bool = True, stabilise: bool | None = None, **derain_kwargs) -> dict:
     """Derain every input into `out_dir`; returns {'done', 'skipped', 'failed', 'damaged',
     'jobs', 'log'}. Prints one line per processed or failed file; raises VderainError only for
     problems with the whole batch (bad arguments, a method that cannot load)."""
@@ -284,7 +284,7 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
     try:
         for k, j in enumerate(todo, 1):
             if m is None:
-                m = pipeline.resolve_method(method, device, window)  # once for the whole batch
+                m = pipeline.resolve_method(method, device, window, stabilise)  # once for the batch
                 header["method"] = getattr(m, "name", type(m).__name__)
                 header["device"] = str(getattr(m, "device", device))
             try:

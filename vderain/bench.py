@@ -39,6 +39,9 @@ BUILTIN = {  # bench label -> (get_method name, kwargs)
     "quality-framewise": ("quality", {"framewise": True}),
     "fast-causal": ("fast", {"causal": True}),          # the live models (3 past frames + 1 ahead)
     "quality-causal": ("quality", {"causal": True}),
+    # the networks alone, without the pipeline's temporal stabiliser (vderain/methods/stabilise.py)
+    "fast-nostab": ("fast", {"stabilise": False}),
+    "quality-nostab": ("quality", {"stabilise": False}),
 }
 
 

@@ -35,13 +35,20 @@ _DONE = object()
 
 # ------------------------------------------------------------------ methods
 
-def resolve_method(method="auto", device="auto", window: int | None = None) -> Method:
-    """A Method instance from a name (or pass an instance through unchanged)."""
+def resolve_method(method="auto", device="auto", window: int | None = None,
+                   stabilise: bool | None = None) -> Method:
+    """A Method instance from a name (or pass an instance through unchanged).
+    stabilise: the temporal stabiliser after the method (None: the method's default)."""
     if not isinstance(method, str):
         if not all(hasattr(method, a) for a in ("window", "target")) or not callable(method):
             raise VderainError("method must be a name or a callable with .window and .target")
+        if stabilise is not None:
+            from vderain.methods.stabilise import StabiliserConfig
+            method.stabiliser = StabiliserConfig() if stabilise else None
         return method
     kwargs = {} if window is None else {"window": int(window)}
+    if stabilise is not None:
+        kwargs["stabilise"] = bool(stabilise)
     try:
         return get_method(method, device, **kwargs)
     except TypeError as e:
@@ -208,12 +215,39 @@ def derain_iter(frames: Iterable[Frame], method: Method, batch: int = 1, tile=No
                 ) -> Iterator[tuple[Frame, np.ndarray, np.ndarray | None]]:
     """Core loop: Frames in, (frame, derained rgb, rain rgb or None) out, in order, O(window) memory."""
     runner = _Runner(method, tile, tile_overlap, rain)
+    cfg = getattr(method, "stabiliser", None)
     try:
-        for group in batched(iter_windows(frames, method.window, method.target), max(1, batch)):
-            yield from runner(group)
+        results = (r for group in batched(iter_windows(frames, method.window, method.target), max(1, batch))
+                   for r in runner(group))
+        if cfg is None:
+            yield from results
+        else:
+            yield from _stabilised(results, cfg, rain)
     finally:
         if notes is not None:
             notes.extend(n for n in runner.notes if n not in notes)
+
+
+def _stabilised(results, cfg, rain: bool):
+    """The method's outputs through the temporal stabiliser (K frames later, same order)."""
+    from vderain.methods.stabilise import TemporalStabiliser
+    st = TemporalStabiliser(cfg)
+
+    def done(items):
+        for frame, rgb in items:
+            # the rain layer written beside the output is what was removed in the end
+            r = np.clip(frame.rgb.astype(np.int16) - rgb, 0, 255).astype(np.uint8) if rain else None
+            yield frame, rgb, r
+
+    for frame, rgb, _ in results:
+        yield from done(st.push(frame, frame.rgb, rgb))
+    yield from done(st.flush())
+
+
+def stabiliser_reach(method) -> int:
+    """Frames the stabiliser looks ahead of (and behind) each output: 0 when it is off."""
+    cfg = getattr(method, "stabiliser", None)
+    return cfg.radius if cfg is not None else 0
 
 
 def _default_batch(method) -> int:
@@ -223,14 +257,14 @@ def _default_batch(method) -> int:
 # ------------------------------------------------------------------ arrays
 
 def derain_frames(frames, method="auto", device="auto", window: int | None = None, tile=None,
-                  tile_overlap: int = 32, batch: int | None = None) -> np.ndarray:
+                  tile_overlap: int = 32, batch: int | None = None, stabilise: bool | None = None) -> np.ndarray:
     """Derain a whole sequence held in memory: (N, H, W, 3) uint8 RGB -> same shape and dtype."""
     arr = np.asarray(frames)
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise VderainError(f"frames must be (N, H, W, 3) RGB, got shape {arr.shape}")
     if arr.dtype != np.uint8:
         raise VderainError(f"frames must be uint8, got {arr.dtype}")
-    m = resolve_method(method, device, window)
+    m = resolve_method(method, device, window, stabilise)
     items = (Frame(rgb=np.ascontiguousarray(a), index=i, pts=None, time=i / 25.0) for i, a in enumerate(arr))
     out = np.empty_like(arr)
     for frame, rgb, _ in derain_iter(items, m, batch or _default_batch(m), tile, tile_overlap):
@@ -283,8 +317,8 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
                  rain_layer=None, start: float | None = None, duration: float | None = None,
                  fps: float | None = None, backend: str = "pyav", audio: bool = True,
                  progress: bool = True, resume: bool = False, segment_seconds: float = 60.0,
-                 shard: tuple[int, int] | None = None, _keep: tuple[float, float] | None = None,
-                 _bar=None) -> dict:
+                 shard: tuple[int, int] | None = None, stabilise: bool | None = None,
+                 _keep: tuple[float, float] | None = None, _bar=None) -> dict:
     """Derain a video file, frame folder or stream URL into `output`.
 
     Returns a summary dict: frames, seconds, fps, output, rain_layer, method, device,
@@ -293,6 +327,8 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
     resume: write the output as parts of `segment_seconds` (vderain/io/segments.py) that an
     interrupted run keeps and the same call continues from; `frames` then counts this run's.
     shard: (I, N) with resume: do only parts I, I+N, ...; the last shard to finish joins.
+    stabilise: the temporal stabiliser after the method (None: the method's default, on for the
+    shipped networks' centred windows).
     """
     t0 = time.perf_counter()
     input, output = os.fspath(input), os.fspath(output)
@@ -312,7 +348,7 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
     # The input next: a bad file should say so even when the method's weights are missing.
     reader = open_video(input, backend=backend, start=start, duration=duration, fps=fps)
     try:
-        m = resolve_method(method, device, window)
+        m = resolve_method(method, device, window, stabilise)
     except BaseException:
         reader.close()
         raise
@@ -443,6 +479,7 @@ def _derain_in_parts(input, output, m, info, t0, segment, shard, progress, opts,
     # and its weights' version, not what was typed
     meta = getattr(m, "meta", None) or {}
     settings = {"method": getattr(m, "name", type(m).__name__), "window": m.window, "target": m.target,
+                "stabilise": stabiliser_reach(m),
                 "weights": {k: meta[k] for k in ("name", "steps", "seconds") if k in meta} or None,
                 **{k: opts[k] for k in ("tile", "tile_overlap", "side_by_side")}}
     duration = info.duration or (info.n_frames / info.fps if info.n_frames and info.fps else None)
@@ -455,7 +492,7 @@ def _derain_in_parts(input, output, m, info, t0, segment, shard, progress, opts,
     if done and todo:
         notes.append(f"resuming: {len(done)} of {store.count} parts already done in {store.dir}")
     # past and future neighbours for the window at a part's edges (twice: VFR gaps, seek slack)
-    context = 2 * (m.window + 1) / max(info.fps, 1e-3)
+    context = 2 * (m.window + 1 + stabiliser_reach(m)) / max(info.fps, 1e-3)
     frames, problems = 0, []
     todo_seconds = sum(min(store.span(k)[1], duration) - max(store.span(k)[0], 0.0) for k in todo)
     bar = _progress_bar(max(0, round(todo_seconds * info.fps)), progress)

@@ -11,6 +11,7 @@ finished).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -48,6 +49,9 @@ def add_arguments(p) -> None:
     p.add_argument("--window", type=int, help="frames per temporal window (methods that allow it)")
     p.add_argument("--tile", type=int, help="process frames in tiles of N pixels (large frames, small GPUs)")
     p.add_argument("--tile-overlap", type=int, default=32, help="pixels shared by neighbouring tiles (32)")
+    p.add_argument("--stabilise", action=argparse.BooleanOptionalAction, default=None,
+                   help="temporal stabiliser after the network: a motion-compensated median of the "
+                        "output where rain was removed (default: on for fast and quality, off otherwise)")
     p.add_argument("--batch", type=int, help="windows per method call (default 1 on CPU, 4 on GPU)")
     p.add_argument("--codec", default=None, help=f"{' | '.join(CODEC_CHOICES)} (default h264; png for folders)")
     p.add_argument("--crf", type=int, help="quality: lower is better (default 18 h264, 20 hevc, 30 av1, 31 vp9)")
@@ -104,7 +108,7 @@ def main(args) -> int:
             preset=args.preset, codec=args.codec, side_by_side=args.side_by_side,
             rain_layer=args.rain_layer, start=parse_time(args.start), duration=parse_time(args.duration),
             fps=args.fps, backend=args.backend, audio=not args.no_audio, progress=not args.quiet,
-            resume=args.resume, segment_seconds=args.segment,
+            resume=args.resume, segment_seconds=args.segment, stabilise=args.stabilise,
             shard=batch.parse_shard(args.shard) if one_file_shards else None)
     except KeyboardInterrupt:
         if not args.resume:
@@ -138,7 +142,7 @@ def _main_batch(args, inputs) -> int:
     result = batch.run_batch(
         inputs, args.output, recursive=args.recursive, ext=args.ext, overwrite=args.overwrite,
         shard=batch.parse_shard(args.shard), method=args.method, device=args.device,
-        window=args.window, codec=args.codec, progress=not args.quiet, tile=args.tile,
+        window=args.window, stabilise=args.stabilise, codec=args.codec, progress=not args.quiet, tile=args.tile,
         tile_overlap=args.tile_overlap, batch=args.batch, crf=args.crf, preset=args.preset,
         side_by_side=args.side_by_side, start=parse_time(args.start),
         duration=parse_time(args.duration), fps=args.fps, backend=args.backend,

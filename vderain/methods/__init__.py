@@ -24,6 +24,8 @@ class Method:
     dtype: torch.dtype = torch.float32
     # Some methods (flow-based) need the whole frame; the pipeline will not tile them.
     tileable: bool = True
+    # the pipeline's temporal stabiliser after the method (vderain/methods/stabilise.py), or None
+    stabiliser = None
 
     def __call__(self, clips: torch.Tensor) -> torch.Tensor:  # (B,T,3,H,W) -> (B,3,H,W)
         raise NotImplementedError
@@ -57,21 +59,31 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 METHODS = ("identity", "median", "fast", "quality", "auto")
 
 
-def get_method(name: str = "auto", device: str | torch.device | None = "auto", **kwargs) -> Method:
+def get_method(name: str = "auto", device: str | torch.device | None = "auto",
+               stabilise: bool | None = None, **kwargs) -> Method:
     """Build a method by name.
 
     `auto` is the shipped network: `quality` on a GPU, `fast` on a CPU.
+    stabilise: run the temporal stabiliser on the method's output (None: on for the shipped
+    networks with a centred window, off for the causal, frame-wise and non-network methods).
     Extra kwargs go to the method (e.g. window=, causal=, weights=).
     """
     dev = resolve_device(device)
     if name == "auto":
         name = "quality" if dev.type == "cuda" else "fast"
     if name == "identity":
-        return Identity(device=dev, **kwargs)
-    if name == "median":
+        m = Identity(device=dev, **kwargs)
+    elif name == "median":
         from vderain.methods.median import TemporalMedian
-        return TemporalMedian(device=dev, **kwargs)
-    if name in ("fast", "quality") or name.endswith(".pt"):
+        m = TemporalMedian(device=dev, **kwargs)
+    elif name in ("fast", "quality") or name.endswith(".pt"):
         from vderain.methods.network import NetworkMethod
-        return NetworkMethod.from_name(name, device=dev, **kwargs)
-    raise VderainError(f"unknown method '{name}' (choose from {', '.join(METHODS)} or a .pt checkpoint)")
+        m = NetworkMethod.from_name(name, device=dev, **kwargs)
+        if stabilise is None:  # a centred window: files, where waiting K more frames costs nothing
+            stabilise = m.window > 1 and m.target == m.window // 2
+    else:
+        raise VderainError(f"unknown method '{name}' (choose from {', '.join(METHODS)} or a .pt checkpoint)")
+    if stabilise:
+        from vderain.methods.stabilise import StabiliserConfig
+        m.stabiliser = StabiliserConfig()
+    return m

@@ -1,0 +1,151 @@
+"""The temporal stabiliser: a motion-compensated median of the outputs, only where rain was removed."""
+import cv2
+import numpy as np
+import pytest
+
+from videogen import make_video, read_all
+from vderain.methods import Method, get_method
+from vderain.methods.stabilise import StabiliserConfig, TemporalStabiliser, _median, stabilise_frames
+from vderain.metrics.image import psnr
+from vderain.pipeline import derain_frames, derain_video
+
+
+def _scene(n=12, h=72, w=112, dx=0, seed=0):
+    """A smooth textured background (n, h, w, 3) uint8, moving dx px/frame to the right."""
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.random((h, w + n * abs(dx) + 8, 3)).astype(np.float32), (0, 0), 2.0)
+    base = (base - base.min()) / (base.max() - base.min()) * 180 + 40
+    return np.stack([base[:, 4 + i * dx if dx >= 0 else 4 + (n - i) * -dx:][:, :w] for i in range(n)]).astype(np.uint8)
+
+
+def _streaks(n, h, w, seed=1, count=25):
+    """Per-frame random thin vertical streaks (n, h, w) float in [0, 1]: a new pattern every frame."""
+    rng = np.random.default_rng(seed)
+    s = np.zeros((n, h, w), np.float32)
+    for t in range(n):
+        for _ in range(count):
+            x, y = rng.integers(0, w), rng.integers(0, h - 12)
+            s[t, y:y + 12, x] = 1.0
+    return s
+
+
+def _add(frames, layer, amp):
+    return np.clip(frames.astype(np.float32) + amp * layer[..., None], 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 7])
+def test_median_networks_match_numpy(n):
+    rng = np.random.default_rng(n)
+    v = [rng.random((9, 11, 3)).astype(np.float32) for _ in range(n)]
+    assert np.array_equal(_median(v), np.median(np.stack(v), axis=0).astype(np.float32))
+
+
+@pytest.mark.parametrize("dx", [0, 2])
+def test_flickering_residue_is_removed_and_the_rest_untouched(dx):
+    clean = _scene(dx=dx)
+    s = _streaks(*clean.shape[:3])
+    rainy = _add(clean, s, 120.0)           # rain
+    residue = _add(clean, s, 40.0)          # what a network that removed two thirds of it left
+    out = stabilise_frames(rainy, residue)
+    before, after = psnr(residue, clean), psnr(out, clean)
+    assert after > before + 6, (before, after)
+    # away from the frame's removed streaks (the mask's 15-px high-pass reaches 8 px) nothing moves, to the bit
+    for t in range(len(out)):
+        far = cv2.dilate((s[t] > 0).astype(np.uint8), np.ones((19, 19), np.uint8)) == 0
+        assert far.mean() > 0.1
+        assert np.array_equal(out[t][far], residue[t][far])
+
+
+def test_nothing_removed_means_bit_identical_output():
+    clean = _scene(dx=2)
+    assert np.array_equal(stabilise_frames(clean, clean), clean)
+
+
+def test_neighbours_that_disagree_are_not_voted_in():
+    """Neighbours whose content differs around the rain (cuts, flashes, occlusions, a flow gone
+    wrong) must not replace the frame's pixels, even when they are the majority: here every frame
+    is another scene, and a perfect network's output has to come back unchanged."""
+    clean = np.concatenate([_scene(n=1, seed=10 + t) for t in range(8)])
+    rainy = _add(clean, _streaks(*clean.shape[:3]), 120.0)
+    assert psnr(stabilise_frames(rainy, clean), clean) > 42
+    trusting = StabiliserConfig(tol_clean=1e9, tol_any=1e9)   # the same median without the checks
+    assert psnr(stabilise_frames(rainy, clean, trusting), clean) < 35
+
+
+def test_a_lightning_flash_keeps_its_light():
+    """One frame much brighter than its neighbours (lightning): all four neighbours disagree, and
+    the frame must not be darkened back towards them where rain was removed."""
+    clean = _scene(dx=1)
+    clean[6] = np.clip(clean[6].astype(np.int16) + 60, 0, 255).astype(np.uint8)
+    s = _streaks(*clean.shape[:3], count=60)
+    rainy = _add(clean, s, 120.0)
+    out = stabilise_frames(rainy, clean)
+    assert psnr(out[6], clean[6]) > 45
+
+
+def test_streaming_in_any_chunking_equals_whole_sequence():
+    clean = _scene(dx=1)
+    s = _streaks(*clean.shape[:3])
+    rainy, residue = _add(clean, s, 120.0), _add(clean, s, 40.0)
+    whole = stabilise_frames(rainy, residue, StabiliserConfig(radius=2))
+    st = TemporalStabiliser(StabiliserConfig(radius=2))
+    got = {}
+    for i in range(len(clean)):
+        for k, rgb in st.push(i, rainy[i], residue[i]):
+            assert k not in got
+            got[k] = rgb
+        assert len(got) == max(0, i + 1 - st.delay)  # K frames later, no more
+    for k, rgb in st.flush():
+        got[k] = rgb
+    assert sorted(got) == list(range(len(clean)))
+    assert all(np.array_equal(got[k], whole[k]) for k in got)
+
+
+def test_pipeline_runs_it_after_the_method():
+    clean = _scene(dx=2)
+    rainy = _add(clean, _streaks(*clean.shape[:3]), 120.0)
+    plain = derain_frames(rainy, method="median", device="cpu")
+    stab = derain_frames(rainy, method="median", device="cpu", stabilise=True)
+    assert np.array_equal(stab, stabilise_frames(rainy, plain, StabiliserConfig()))
+    assert not np.array_equal(stab, plain)
+
+
+def test_default_is_on_for_centred_networks_only():
+    assert get_method("median", device="cpu").stabiliser is None
+    assert get_method("median", device="cpu", stabilise=True).stabiliser is not None
+    fast, quality = get_method("fast", device="cpu"), get_method("quality", device="cpu")
+    assert fast.stabiliser.radius == quality.stabiliser.radius == 2
+    assert get_method("quality", device="cpu", stabilise=False).stabiliser is None
+    assert get_method("fast", device="cpu", causal=True).stabiliser is None        # live: no waiting
+    assert get_method("quality", device="cpu", framewise=True).stabiliser is None  # the one-frame twin
+
+
+class _Dimmer(Method):
+    """Removes a fixed fraction of what sticks out above a 5-frame mean: a crude, deterministic derainer."""
+    name, window, target = "dimmer", 5, 2
+
+    def __call__(self, clips):
+        t = clips[:, self.target]
+        return t - 0.5 * (t - clips.mean(1)).clamp(min=0)
+
+
+def test_resumed_parts_match_one_run(tmp_path):
+    src = make_video(tmp_path / "in.mkv", n=30)
+    one, parts = tmp_path / "one.mkv", tmp_path / "parts.mkv"
+    m = _Dimmer()
+    m.stabiliser = StabiliserConfig(radius=2)
+    derain_video(src, one, method=m, codec="ffv1", progress=False)
+    derain_video(src, parts, method=m, codec="ffv1", progress=False, resume=True, segment_seconds=0.25)
+    a, b = read_all(one)[0], read_all(parts)[0]
+    plain = tmp_path / "plain.mkv"
+    derain_video(src, plain, method=_Dimmer(), codec="ffv1", progress=False)
+    assert not np.array_equal(a, read_all(plain)[0])   # the stabiliser did something ...
+    assert a.shape == b.shape and np.array_equal(a, b)  # ... and each part had its context
+
+
+def test_cli_switch(tmp_path, capsys):
+    from vderain.cli import main
+    src = make_video(tmp_path / "in.mp4", n=8)
+    assert main(["run", src, "-o", str(tmp_path / "a.mp4"), "--method", "median", "--stabilise", "-q"]) == 0
+    assert main(["run", src, "-o", str(tmp_path / "b.mp4"), "--no-stabilise", "-q"]) == 0
+    assert "8 frames" in capsys.readouterr().out
