@@ -222,16 +222,17 @@ def derain_iter(frames: Iterable[Frame], method: Method, batch: int = 1, tile=No
         if cfg is None:
             yield from results
         else:
-            yield from _stabilised(results, cfg, rain)
+            yield from _stabilised(results, cfg, rain, runner.device)
     finally:
         if notes is not None:
             notes.extend(n for n in runner.notes if n not in notes)
 
 
-def _stabilised(results, cfg, rain: bool):
-    """The method's outputs through the temporal stabiliser (K frames later, same order)."""
+def _stabilised(results, cfg, rain: bool, device: torch.device):
+    """The method's outputs through the temporal stabiliser (K frames later, same order); its
+    per-pixel work runs where the method does when that is a GPU."""
     from vderain.methods.stabilise import TemporalStabiliser
-    st = TemporalStabiliser(cfg)
+    st = TemporalStabiliser(cfg, device if device.type == "cuda" else None)
 
     def done(items):
         for frame, rgb in items:

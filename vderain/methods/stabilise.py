@@ -47,21 +47,44 @@ def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return z * z * (3 - 2 * z)
 
 
-class _Item:
-    __slots__ = ("key", "rgb_in", "out", "grey", "mask")
+def flow_between(dis, a: np.ndarray, b: np.ndarray, flow_side: int, full_size: bool = True) -> np.ndarray:
+    """DIS flow from grey a to grey b (a(x) ~ b(x + f(x))), computed at most flow_side wide;
+    full_size: scaled back up to a's size (else left small, in full-size pixels)."""
+    h, w = a.shape
+    s = min(1.0, flow_side / max(h, w))
+    if s >= 1.0:
+        return dis.calc(a, b, None)
+    size = (max(8, round(w * s)), max(8, round(h * s)))
+    f = dis.calc(cv2.resize(a, size, interpolation=cv2.INTER_AREA),
+                 cv2.resize(b, size, interpolation=cv2.INTER_AREA), None)
+    f[..., 0] *= w / size[0]
+    f[..., 1] *= h / size[1]
+    return cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) if full_size else f
 
-    def __init__(self, key, rgb_in, out, grey, mask):
+
+class _Item:
+    __slots__ = ("key", "rgb_in", "out", "grey", "mask", "dev")
+
+    def __init__(self, key, rgb_in, out, grey, mask, dev=None):
         self.key, self.rgb_in, self.out, self.grey, self.mask = key, rgb_in, out, grey, mask
+        self.dev = dev      # GPU path: (output (3,H,W) float 0..255, mask (H,W)) on the device
 
 
 class TemporalStabiliser:
     """Streaming: push (key, input rgb, output rgb) in order; get (key, stabilised rgb) back, K
     frames later; `flush()` returns the rest at the end. uint8 (H, W, 3) in and out."""
 
-    def __init__(self, cfg: StabiliserConfig | None = None):
+    def __init__(self, cfg: StabiliserConfig | None = None, device=None):
+        """device: None or "cpu" runs in OpenCV/NumPy; a CUDA device runs the per-pixel work in
+        torch there (flows stay on the CPU, one thread per neighbour): at 1080p the CPU path
+        managed 2-3 fps on 2 threads, far below the GPU network."""
         self.cfg = cfg or StabiliserConfig()
         if self.cfg.radius < 1:
             raise ValueError("stabiliser radius must be >= 1")
+        self._torch = None
+        if device is not None and str(device) != "cpu":
+            from vderain.methods import _stabilise_torch
+            self._torch = _stabilise_torch.DevicePath(self.cfg, device)
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         self._buf: deque[_Item] = deque()
         self._next = 0      # index in _buf of the next frame to finish
@@ -98,24 +121,16 @@ class TemporalStabiliser:
         c = self.cfg
         out = np.ascontiguousarray(rgb_out)
         grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+        if self._torch is not None:
+            dev = self._torch.prepare(out, grey, cv2.cvtColor(np.ascontiguousarray(rgb_in), cv2.COLOR_RGB2GRAY))
+            return _Item(key, rgb_in, out, grey, True if dev is not None else None, dev)
         r = cv2.cvtColor(np.ascontiguousarray(rgb_in), cv2.COLOR_RGB2GRAY).astype(np.float32) - grey  # R (luma)
         local = np.abs(r - cv2.blur(r, (15, 15)))                                      # streaks, not haze
         mask = _smoothstep(cv2.dilate(local, np.ones((3, 3), np.uint8)), c.rain_low, c.rain_high)
         return _Item(key, rgb_in, out, grey, mask if mask.max() > 0 else None)
 
     def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Flow from grey a to grey b (a(x) ~ b(x + f(x))), at most flow_side wide."""
-        h, w = a.shape
-        s = min(1.0, self.cfg.flow_side / max(h, w))
-        if s >= 1.0:
-            return self._dis.calc(a, b, None)
-        size = (max(8, round(w * s)), max(8, round(h * s)))
-        f = self._dis.calc(cv2.resize(a, size, interpolation=cv2.INTER_AREA),
-                           cv2.resize(b, size, interpolation=cv2.INTER_AREA), None)
-        f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR)
-        f[..., 0] *= w / size[0]
-        f[..., 1] *= h / size[1]
-        return f
+        return flow_between(self._dis, a, b, self.cfg.flow_side)
 
     def _warp(self, img: np.ndarray, flow: np.ndarray) -> np.ndarray:
         h, w = flow.shape[:2]
@@ -131,6 +146,11 @@ class TemporalStabiliser:
         it = self._buf[i]
         if it.mask is None:                      # nothing removed here: nothing to stabilise
             return it.key, it.out
+        if self._torch is not None:
+            nbs = [self._buf[j] for j in range(max(0, i - c.radius), min(len(self._buf), i + c.radius + 1)) if j != i]
+            if len(nbs) < 2:
+                return it.key, it.out
+            return it.key, self._torch.finish(it, nbs)
         o = it.out.astype(np.float32)
         m = it.mask
         clean_w = 1.0 - m
@@ -156,28 +176,29 @@ class TemporalStabiliser:
         return it.key, np.clip(res + 0.5, 0, 255).astype(np.uint8)
 
 
-def _median3(a, b, c):
-    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
-
-
-def _median(v: list[np.ndarray]) -> np.ndarray:
+def _median(v: list, maximum=np.maximum, minimum=np.minimum):
     """Per-element median of 3-5 arrays by min/max networks (np.partition was 36 % of the
-    stabiliser at 640x360); more arrays fall back to np.median."""
+    stabiliser at 640x360); NumPy arrays, or torch tensors with torch.maximum/minimum.
+    More than 5 fall back to a sort."""
+    def med3(a, b, c):
+        return maximum(minimum(a, b), minimum(maximum(a, b), c))
     if len(v) == 3:
-        return _median3(*v)
+        return med3(*v)
     if len(v) in (4, 5):
         a, b, c, d = v[:4]
-        lo = np.maximum(np.minimum(a, b), np.minimum(c, d))     # the larger of the two pair minima
-        hi = np.minimum(np.maximum(a, b), np.maximum(c, d))     # the smaller of the two pair maxima
-        if len(v) == 4:
-            return (lo + hi) * 0.5
-        return _median3(lo, hi, v[4])
-    return np.median(np.stack(v), axis=0)
+        lo = maximum(minimum(a, b), minimum(c, d))     # the larger of the two pair minima
+        hi = minimum(maximum(a, b), maximum(c, d))     # the smaller of the two pair maxima
+        return (lo + hi) * 0.5 if len(v) == 4 else med3(lo, hi, v[4])
+    if isinstance(v[0], np.ndarray):
+        return np.median(np.stack(v), axis=0)
+    import torch
+    return torch.stack(v).quantile(0.5, dim=0)
 
 
-def stabilise_frames(rainy: np.ndarray, derained: np.ndarray, cfg: StabiliserConfig | None = None) -> np.ndarray:
+def stabilise_frames(rainy: np.ndarray, derained: np.ndarray, cfg: StabiliserConfig | None = None,
+                     device=None) -> np.ndarray:
     """Whole sequences in memory: (N, H, W, 3) uint8 input and network output -> stabilised output."""
-    st = TemporalStabiliser(cfg)
+    st = TemporalStabiliser(cfg, device)
     out = np.empty_like(derained)
     for i in range(len(derained)):
         for k, rgb in st.push(i, rainy[i], derained[i]):

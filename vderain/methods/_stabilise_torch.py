@@ -1,0 +1,84 @@
+"""The stabiliser's per-pixel work in torch, for a network running on a GPU (see stabilise.py for
+what it does and why). The same steps as the OpenCV path: rain mask, moved neighbours, their
+checks, the median; flows stay on the CPU (OpenCV DIS, one thread per neighbour)."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+_LUMA = (0.299, 0.587, 0.114)   # cv2.COLOR_RGB2GRAY's weights
+
+
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    """(H, W) mean over a (2r+1)^2 window, separable, edges averaged over what is inside."""
+    x = x[None, None]
+    x = F.avg_pool2d(x, (1, 2 * r + 1), stride=1, padding=(0, r), count_include_pad=False)
+    return F.avg_pool2d(x, (2 * r + 1, 1), stride=1, padding=(r, 0), count_include_pad=False)[0, 0]
+
+
+def _smoothstep(x, lo, hi):
+    z = ((x - lo) / (hi - lo)).clamp(0, 1)
+    return z * z * (3 - 2 * z)
+
+
+class DevicePath:
+    def __init__(self, cfg, device):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        n = 2 * cfg.radius
+        self._dis = [cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST) for _ in range(n)]
+        self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="vderain-flow")
+        self._grid = None
+
+    def prepare(self, out: np.ndarray, grey: np.ndarray, grey_in: np.ndarray):
+        """Upload a frame; None when the network removed nothing in it (it passes unchanged)."""
+        c = self.cfg
+        r = torch.from_numpy(grey_in).to(self.device).float() - torch.from_numpy(grey).to(self.device).float()
+        local = (r - _box(r, 7)).abs()
+        local = F.max_pool2d(local[None, None], 3, stride=1, padding=1)[0, 0]   # 3x3 dilation
+        mask = _smoothstep(local, c.rain_low, c.rain_high)
+        if not bool(mask.max() > 0):
+            return None
+        o = torch.from_numpy(out).to(self.device).permute(2, 0, 1).float()        # (3,H,W) 0..255
+        return o, mask
+
+    def _warp(self, img: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        f = torch.from_numpy(flow).to(self.device).permute(2, 0, 1)[None]          # (1,2,h',w') px
+        if f.shape[-2:] != (h, w):
+            f = F.interpolate(f, size=(h, w), mode="bilinear", align_corners=False)
+        if self._grid is None or self._grid.shape[1:3] != (h, w):
+            ys, xs = torch.meshgrid(torch.arange(h, device=self.device, dtype=torch.float32),
+                                    torch.arange(w, device=self.device, dtype=torch.float32), indexing="ij")
+            self._grid = torch.stack([xs, ys], -1)[None]                              # (1,H,W,2)
+        g = self._grid + f.permute(0, 2, 3, 1)
+        g = torch.stack([g[..., 0] * (2 / max(w - 1, 1)) - 1, g[..., 1] * (2 / max(h - 1, 1)) - 1], -1)
+        return F.grid_sample(img[None], g, mode="bilinear", padding_mode="border", align_corners=True)[0]
+
+    def finish(self, it, nbs) -> np.ndarray:
+        from vderain.methods.stabilise import _median, flow_between
+        c = self.cfg
+        o, m = it.dev
+        # OpenCV releases the GIL: the 2K flows run side by side, each with its own DIS object
+        flows = list(self._pool.map(lambda a: flow_between(a[0], it.grey, a[1].grey, c.flow_side, full_size=False),
+                                    zip(self._dis, nbs)))
+        clean_w = 1.0 - m
+        den = _box(clean_w, c.check_radius)
+        enough = den > c.min_clean
+        votes = [o]
+        luma = torch.tensor(_LUMA, device=self.device).view(3, 1, 1)
+        for nb, flow in zip(nbs, flows):
+            moved = self._warp(nb.dev[0] if nb.dev is not None else
+                               torch.from_numpy(nb.out).to(self.device).permute(2, 0, 1).float(), flow)
+            diff = moved - o
+            d = (diff.abs() * luma).sum(0)
+            d_clean = _box(d * clean_w, c.check_radius) / den.clamp_min(1e-6)
+            d_any = _box(d, c.check_radius)
+            ok = torch.where(enough, torch.exp(-(d_clean / c.tol_clean) ** 2), torch.exp(-(d_any / c.tol_any) ** 2))
+            votes.append(o + ok * diff)
+        res = o + m * (_median(votes, torch.maximum, torch.minimum) - o)
+        return res.add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
