@@ -159,7 +159,11 @@ def gpu_main(args, src, n_src, tmp) -> int:
     else:
         m = network_method(args.model, "cuda")
     batch = args.batch or 4
+    if args.stabilise:
+        from vderain.methods.stabilise import StabiliserConfig
+        m.stabiliser = StabiliserConfig()
     print(f"gpu: {torch.cuda.get_device_name()}, method {m.name}, window {m.window}, batch {batch}, "
+          f"stabiliser {'on (radius %d)' % m.stabiliser.radius if m.stabiliser else 'off'}, "
           f"dtype {m.dtype}, align {getattr(m, 'aligns', False)}, pipeline encoder {args.codec or 'libx264'} "
           f"(raw side: libx264 {args.preset})")
     alone = method_alone_fps(m, args.width, args.height, batch)
@@ -201,6 +205,8 @@ def main(argv=None) -> int:
                     help="--device cuda: the pipeline's encoder (e.g. h264-nvenc; default libx264 as the raw side)")
     ap.add_argument("--weights", default=None,
                     help="--device cuda: a weights file instead of random weights (align follows its config)")
+    ap.add_argument("--stabilise", action="store_true",
+                    help="--device cuda: the temporal stabiliser after the network (as vderain run does by default)")
     args = ap.parse_args(argv)
 
     import torch

@@ -4,7 +4,9 @@
 #   2. warm-started training of MODELS with align and guard on (TRAIN_S seconds each, one after
 #      another), then the same for each config in ABLATIONS from quality.pt (default none), then
 #      the haze estimator alone (configs/haze.yaml, HAZE_S seconds, from vderain/weights/haze.pt);
-#   3. the GPU pipeline at 1080p with the shipped quality weights and NVENC, against libx264.
+#      (1 also times the temporal stabiliser's GPU path at SIZE)
+#   3. the GPU pipeline at 1080p with the shipped quality weights and NVENC, against libx264,
+#      and with the stabiliser on (as `vderain run` does by default).
 # Prepare here: tools/fetch_gpu_wheels.sh and `mkdir -p data/clean && cp ../shared/data/clean/*.mp4 data/clean/`;
 # then run it with carry [".whl", "data/clean"] and command `tools/gpu_session.sh`, timeout_s 600.
 # What comes back under $OUT (8 files at most): speed.txt, pipeline.txt, session.log and per model
@@ -34,6 +36,7 @@ step() { echo "== [$(( $(date +%s) - t0 )) s] $*"; }
 step "1. model alone, $SIZE batch 8 (align cost)"
 { python3 benchmarks/bench_model.py --device "$DEVICE" --size "$SIZE" --batch 8 --models quality,fast --seconds 4
   python3 benchmarks/bench_model.py --device "$DEVICE" --size "$SIZE" --batch 8 --models quality --seconds 4 --pan 3
+  python3 benchmarks/bench_stabiliser.py --device "$DEVICE" --size "$SIZE" --threads 8 --frames 40
 } 2>&1 | tee "$out/speed.txt"
 step "2. training $MODELS (+ ablations: $ABLATIONS), $TRAIN_S s each, warm start, align on"
 common=(--set optim.ema=0.999 --set optim.lr=0.0005 --set loss.norain=2.0 --set model.align=true
@@ -60,5 +63,7 @@ step "3. pipeline 1080p, shipped quality weights, h264-nvenc vs libx264"
     --frames 240 --repeat 1 --preset veryfast --codec h264-nvenc
   python3 benchmarks/bench_pipeline.py --device cuda --weights vderain/weights/quality.pt --width 1920 --height 1080 \
     --frames 240 --repeat 1 --preset veryfast
+  python3 benchmarks/bench_pipeline.py --device cuda --weights vderain/weights/quality.pt --width 1920 --height 1080 \
+    --frames 240 --repeat 1 --preset veryfast --codec h264-nvenc --stabilise
 } 2>&1 | tee "$out/pipeline.txt"
 step "done"

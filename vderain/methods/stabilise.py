@@ -132,12 +132,14 @@ class TemporalStabiliser:
     def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return flow_between(self._dis, a, b, self.cfg.flow_side)
 
-    def _warp(self, img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    def _warp(self, img: np.ndarray, flow: np.ndarray, origin=(0, 0)) -> np.ndarray:
+        """img sampled at x + flow(x) for the pixels x of a box at `origin` (flow: the box's)."""
         h, w = flow.shape[:2]
-        if self._grid is None or self._grid[0].shape != (h, w):
-            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-            self._grid = (gx, gy)
-        gx, gy = self._grid
+        if self._grid is None or self._grid[0].shape != (h, w) or self._grid[2] != origin:
+            gx, gy = np.meshgrid(np.arange(origin[0], origin[0] + w, dtype=np.float32),
+                                 np.arange(origin[1], origin[1] + h, dtype=np.float32))
+            self._grid = (gx, gy, origin)
+        gx, gy, _ = self._grid
         return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
 
@@ -151,8 +153,16 @@ class TemporalStabiliser:
             if len(nbs) < 2:
                 return it.key, it.out
             return it.key, self._torch.finish(it, nbs)
-        o = it.out.astype(np.float32)
-        m = it.mask
+        # everything below is per pixel and zero where the mask is: work on the mask's bounding
+        # box (plus the check window, so the box filters see what they would on the whole frame)
+        rows, cols = np.flatnonzero(it.mask.any(1)), np.flatnonzero(it.mask.any(0))
+        pad = c.check_radius + 1
+        y0, y1 = max(0, rows[0] - pad), min(it.mask.shape[0], rows[-1] + pad + 1)
+        x0, x1 = max(0, cols[0] - pad), min(it.mask.shape[1], cols[-1] + pad + 1)
+        box = (slice(y0, y1), slice(x0, x1))
+        out = it.out[box]
+        o = out.astype(np.float32)
+        m = it.mask[box]
         clean_w = 1.0 - m
         k = (2 * c.check_radius + 1,) * 2
         den = cv2.blur(clean_w, k)
@@ -162,18 +172,19 @@ class TemporalStabiliser:
             if j == i:
                 continue
             nb = self._buf[j]
-            moved = self._warp(nb.out, self._flow(it.grey, nb.grey))                  # uint8
-            d = cv2.cvtColor(cv2.absdiff(moved, it.out), cv2.COLOR_RGB2GRAY).astype(np.float32)
-            diff = moved.astype(np.float32) - o
-            d_clean = cv2.blur(d * clean_w, k) / np.maximum(den, 1e-6)
-            d_any = cv2.blur(d, k)
-            ok = np.where(enough, np.exp(-(d_clean / c.tol_clean) ** 2), np.exp(-(d_any / c.tol_any) ** 2))
-            votes.append(o + ok[..., None] * diff)
+            moved = self._warp(nb.out, self._flow(it.grey, nb.grey)[box], (x0, y0))        # uint8
+            d = cv2.cvtColor(cv2.absdiff(moved, out), cv2.COLOR_RGB2GRAY).astype(np.float32)
+            # how far the moved neighbour is from the frame, in tolerances: over the rain-free
+            # pixels around, or over all of them where too few are rain-free
+            far = np.where(enough, cv2.blur(d * clean_w, k) / np.maximum(den, 1e-6) * (1 / c.tol_clean),
+                           cv2.blur(d, k) * (1 / c.tol_any))
+            ok = np.exp(-far * far)
+            votes.append(o + ok[..., None] * (moved.astype(np.float32) - o))
         if len(votes) < 3:
             return it.key, it.out                # a lone frame (or pair): no majority to take
-        med = _median(votes)
-        res = o + m[..., None] * (med - o)
-        return it.key, np.clip(res + 0.5, 0, 255).astype(np.uint8)
+        res = it.out.copy()
+        res[box] = np.clip(o + m[..., None] * (_median(votes) - o) + 0.5, 0, 255).astype(np.uint8)
+        return it.key, res
 
 
 def _median(v: list, maximum=np.maximum, minimum=np.minimum):
