@@ -42,19 +42,21 @@ def main():
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     w, h = map(int, args.size.split("x"))
-    rainy, residue = frames(16, h, w)
+    warm = 2 * args.radius + 2
+    rainy, residue = frames(warm + args.frames, h, w)     # one steady pan, no jumps
     st = TemporalStabiliser(StabiliserConfig(radius=args.radius), None if args.device == "cpu" else args.device)
-    for i in range(2 * args.radius + 2):      # warm-up: buffers, CUDA kernels
-        st.push(-1, rainy[i % 16], residue[i % 16])
+    for i in range(warm):                     # warm-up: buffers, CUDA kernels
+        st.push(-1, rainy[i], residue[i])
     st.flush()
     t0 = time.perf_counter()
     n = 0
-    for i in range(args.frames):
-        n += len(st.push(i, rainy[i % 16], residue[i % 16]))
+    for i in range(warm, warm + args.frames):
+        n += len(st.push(i, rainy[i], residue[i]))
     n += len(st.flush())
     if args.device != "cpu":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
+    st.close()
     print(f"stabiliser {w}x{h} device={args.device} threads={args.threads} radius={args.radius} "
           f"uint8 in/out, float32 inside: {n / dt:.1f} fps ({1000 * dt / n:.1f} ms/frame)")
 

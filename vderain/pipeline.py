@@ -11,6 +11,7 @@ video's length, and a GPU is not left waiting for the CPU to decode or encode.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import queue
@@ -38,12 +39,14 @@ _DONE = object()
 def resolve_method(method="auto", device="auto", window: int | None = None,
                    stabilise: bool | None = None) -> Method:
     """A Method instance from a name (or pass an instance through unchanged).
-    stabilise: the temporal stabiliser after the method (None: the method's default)."""
+    stabilise: the temporal stabiliser after the method (None: the method's default; for an
+    instance, a shallow copy carries the choice, so the caller's object is left as it was)."""
     if not isinstance(method, str):
         if not all(hasattr(method, a) for a in ("window", "target")) or not callable(method):
             raise VderainError("method must be a name or a callable with .window and .target")
-        if stabilise is not None:
+        if stabilise is not None and bool(stabilise) != (getattr(method, "stabiliser", None) is not None):
             from vderain.methods.stabilise import StabiliserConfig
+            method = copy.copy(method)
             method.stabiliser = StabiliserConfig() if stabilise else None
         return method
     kwargs = {} if window is None else {"window": int(window)}
@@ -214,21 +217,21 @@ def derain_iter(frames: Iterable[Frame], method: Method, batch: int = 1, tile=No
                 tile_overlap: int = 32, rain: bool = False, notes: list | None = None
                 ) -> Iterator[tuple[Frame, np.ndarray, np.ndarray | None]]:
     """Core loop: Frames in, (frame, derained rgb, rain rgb or None) out, in order, O(window) memory."""
-    runner = _Runner(method, tile, tile_overlap, rain)
     cfg = getattr(method, "stabiliser", None)
+    runner = _Runner(method, tile, tile_overlap, rain and cfg is None)  # else: from the stabilised output
     try:
         results = (r for group in batched(iter_windows(frames, method.window, method.target), max(1, batch))
                    for r in runner(group))
         if cfg is None:
             yield from results
         else:
-            yield from _stabilised(results, cfg, rain, runner.device)
+            yield from _stabilised(results, cfg, rain, runner.device, runner.notes)
     finally:
         if notes is not None:
             notes.extend(n for n in runner.notes if n not in notes)
 
 
-def _stabilised(results, cfg, rain: bool, device: torch.device):
+def _stabilised(results, cfg, rain: bool, device: torch.device, notes: list):
     """The method's outputs through the temporal stabiliser (K frames later, same order); its
     per-pixel work runs where the method does when that is a GPU."""
     from vderain.methods.stabilise import TemporalStabiliser
@@ -240,15 +243,26 @@ def _stabilised(results, cfg, rain: bool, device: torch.device):
             r = np.clip(frame.rgb.astype(np.int16) - rgb, 0, 255).astype(np.uint8) if rain else None
             yield frame, rgb, r
 
-    for frame, rgb, _ in results:
-        yield from done(st.push(frame, frame.rgb, rgb))
-    yield from done(st.flush())
+    try:
+        for frame, rgb, _ in results:
+            yield from done(st.push(frame, frame.rgb, rgb))
+        yield from done(st.flush())
+    finally:
+        notes.extend(n for n in st.notes if n not in notes)
+        st.close()
 
 
 def stabiliser_reach(method) -> int:
     """Frames the stabiliser looks ahead of (and behind) each output: 0 when it is off."""
     cfg = getattr(method, "stabiliser", None)
     return cfg.radius if cfg is not None else 0
+
+
+def _stabiliser_setting(method) -> dict:
+    """For a --resume manifest: nothing when off (manifests from before the stabiliser still
+    match), else its whole configuration (other tolerances change the pixels too)."""
+    cfg = getattr(method, "stabiliser", None)
+    return {"stabilise": dataclasses.asdict(cfg)} if cfg is not None else {}
 
 
 def _default_batch(method) -> int:
@@ -480,7 +494,7 @@ def _derain_in_parts(input, output, m, info, t0, segment, shard, progress, opts,
     # and its weights' version, not what was typed
     meta = getattr(m, "meta", None) or {}
     settings = {"method": getattr(m, "name", type(m).__name__), "window": m.window, "target": m.target,
-                "stabilise": stabiliser_reach(m),
+                **_stabiliser_setting(m),
                 "weights": {k: meta[k] for k in ("name", "steps", "seconds") if k in meta} or None,
                 **{k: opts[k] for k in ("tile", "tile_overlap", "side_by_side")}}
     duration = info.duration or (info.n_frames / info.fps if info.n_frames and info.fps else None)

@@ -51,7 +51,9 @@ def add_arguments(p) -> None:
     p.add_argument("--tile-overlap", type=int, default=32, help="pixels shared by neighbouring tiles (32)")
     p.add_argument("--stabilise", action=argparse.BooleanOptionalAction, default=None,
                    help="temporal stabiliser after the network: a motion-compensated median of the "
-                        "output where rain was removed (default: on for fast and quality, off otherwise)")
+                        "output where rain was removed (default: on for networks with a centred "
+                        "window: fast, quality, auto, their .pt files; off for median, identity, "
+                        "causal and frame-wise models)")
     p.add_argument("--batch", type=int, help="windows per method call (default 1 on CPU, 4 on GPU)")
     p.add_argument("--codec", default=None, help=f"{' | '.join(CODEC_CHOICES)} (default h264; png for folders)")
     p.add_argument("--crf", type=int, help="quality: lower is better (default 18 h264, 20 hevc, 30 av1, 31 vp9)")

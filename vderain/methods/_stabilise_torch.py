@@ -33,18 +33,35 @@ class DevicePath:
         self._dis = [cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST) for _ in range(n)]
         self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="vderain-flow")
         self._grid = None
+        self._luma = torch.tensor(_LUMA, device=self.device).view(3, 1, 1)
+        self.out_of_memory = False
+
+    def clear(self) -> None:
+        self._grid = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._grid = None
 
     def prepare(self, out: np.ndarray, grey: np.ndarray, grey_in: np.ndarray):
-        """Upload a frame; None when the network removed nothing in it (it passes unchanged)."""
+        """Upload a frame: (output (3,H,W) float 0..255, rain mask (H,W) or None where the
+        network removed nothing: that frame passes unchanged, but may still be a neighbour);
+        None if the GPU is full (the frame passes unchanged and is nobody's neighbour)."""
+        try:
+            return self._prepare(out, grey, grey_in)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            self.out_of_memory = True
+            return None
+
+    def _prepare(self, out, grey, grey_in):
         c = self.cfg
         r = torch.from_numpy(grey_in).to(self.device).float() - torch.from_numpy(grey).to(self.device).float()
         local = (r - _box(r, 7)).abs()
         local = F.max_pool2d(local[None, None], 3, stride=1, padding=1)[0, 0]   # 3x3 dilation
         mask = _smoothstep(local, c.rain_low, c.rain_high)
-        if not bool(mask.max() > 0):
-            return None
         o = torch.from_numpy(out).to(self.device).permute(2, 0, 1).float()        # (3,H,W) 0..255
-        return o, mask
+        return o, (mask if bool(mask.max() > 0) else None)
 
     def _warp(self, img: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
         h, w = img.shape[-2:]
@@ -60,6 +77,16 @@ class DevicePath:
         return F.grid_sample(img[None], g, mode="bilinear", padding_mode="border", align_corners=True)[0]
 
     def finish(self, it, nbs) -> np.ndarray:
+        """The stabilised frame; the network's own output if the GPU has no room for it (the
+        network comes first: it keeps its memory and the run goes on)."""
+        try:
+            return self._finish(it, nbs)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            self.out_of_memory = True
+            return it.out
+
+    def _finish(self, it, nbs) -> np.ndarray:
         from vderain.methods.stabilise import _median, flow_between
         c = self.cfg
         o, m = it.dev
@@ -70,12 +97,10 @@ class DevicePath:
         den = _box(clean_w, c.check_radius)
         enough = den > c.min_clean
         votes = [o]
-        luma = torch.tensor(_LUMA, device=self.device).view(3, 1, 1)
         for nb, flow in zip(nbs, flows):
-            moved = self._warp(nb.dev[0] if nb.dev is not None else
-                               torch.from_numpy(nb.out).to(self.device).permute(2, 0, 1).float(), flow)
+            moved = self._warp(nb.dev[0], flow)
             diff = moved - o
-            d = (diff.abs() * luma).sum(0)
+            d = (diff.abs() * self._luma).sum(0)
             d_clean = _box(d * clean_w, c.check_radius) / den.clamp_min(1e-6)
             d_any = _box(d, c.check_radius)
             ok = torch.where(enough, torch.exp(-(d_clean / c.tol_clean) ** 2), torch.exp(-(d_any / c.tol_any) ** 2))

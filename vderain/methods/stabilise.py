@@ -54,7 +54,7 @@ def flow_between(dis, a: np.ndarray, b: np.ndarray, flow_side: int, full_size: b
     s = min(1.0, flow_side / max(h, w))
     if s >= 1.0:
         return dis.calc(a, b, None)
-    size = (max(8, round(w * s)), max(8, round(h * s)))
+    size = (max(16, round(w * s)), max(16, round(h * s)))
     f = dis.calc(cv2.resize(a, size, interpolation=cv2.INTER_AREA),
                  cv2.resize(b, size, interpolation=cv2.INTER_AREA), None)
     f[..., 0] *= w / size[0]
@@ -94,9 +94,26 @@ class TemporalStabiliser:
     def delay(self) -> int:
         return self.cfg.radius
 
+    @property
+    def notes(self) -> list[str]:
+        if self._torch is not None and self._torch.out_of_memory:
+            return ["out of GPU memory for the stabiliser: some frames were left as the network made them"]
+        return []
+
+    def close(self) -> None:
+        """Let go of the flow threads and device memory (the object is done after this)."""
+        self._buf.clear()
+        if self._torch is not None:
+            self._torch.close()
+
+    # DIS needs frames of at least 12 px (its smallest pyramid level); smaller ones pass unchanged
+    MIN_SIDE = 16
+
     def push(self, key, rgb_in: np.ndarray, rgb_out: np.ndarray) -> list:
-        self._buf.append(self._item(key, rgb_in, rgb_out))
         done = []
+        if self._buf and self._buf[-1].out.shape != rgb_out.shape:
+            done = self.flush()         # a new size (a stream that changed resolution): a new scene
+        self._buf.append(self._item(key, rgb_in, rgb_out))
         K = self.cfg.radius
         while self._next < len(self._buf) and len(self._buf) - 1 - self._next >= K:
             done.append(self._finish(self._next))
@@ -113,6 +130,8 @@ class TemporalStabiliser:
             self._next += 1
         self._buf.clear()
         self._next = 0
+        if self._torch is not None:
+            self._torch.clear()
         return done
 
     # ------------------------------------------------------------------
@@ -121,9 +140,11 @@ class TemporalStabiliser:
         c = self.cfg
         out = np.ascontiguousarray(rgb_out)
         grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+        if min(out.shape[:2]) < self.MIN_SIDE:
+            return _Item(key, rgb_in, out, grey, None)
         if self._torch is not None:
             dev = self._torch.prepare(out, grey, cv2.cvtColor(np.ascontiguousarray(rgb_in), cv2.COLOR_RGB2GRAY))
-            return _Item(key, rgb_in, out, grey, True if dev is not None else None, dev)
+            return _Item(key, rgb_in, out, grey, True if dev and dev[1] is not None else None, dev)
         r = cv2.cvtColor(np.ascontiguousarray(rgb_in), cv2.COLOR_RGB2GRAY).astype(np.float32) - grey  # R (luma)
         local = np.abs(r - cv2.blur(r, (15, 15)))                                      # streaks, not haze
         mask = _smoothstep(cv2.dilate(local, np.ones((3, 3), np.uint8)), c.rain_low, c.rain_high)
@@ -149,10 +170,11 @@ class TemporalStabiliser:
         if it.mask is None:                      # nothing removed here: nothing to stabilise
             return it.key, it.out
         if self._torch is not None:
-            nbs = [self._buf[j] for j in range(max(0, i - c.radius), min(len(self._buf), i + c.radius + 1)) if j != i]
+            nbs = [self._buf[j] for j in range(max(0, i - c.radius), min(len(self._buf), i + c.radius + 1))
+                   if j != i and self._buf[j].dev is not None]
             if len(nbs) < 2:
                 return it.key, it.out
-            return it.key, self._torch.finish(it, nbs)
+            return it.key, self._torch.finish(it, nbs)   # the network's output if the GPU is full
         # everything below is per pixel and zero where the mask is: work on the mask's bounding
         # box (plus the check window, so the box filters see what they would on the whole frame)
         rows, cols = np.flatnonzero(it.mask.any(1)), np.flatnonzero(it.mask.any(0))
