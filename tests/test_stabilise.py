@@ -220,3 +220,14 @@ def test_gpu_path_agrees_with_the_cpu_path():
     same.update(st.flush())
     st.close()
     assert len(same) == len(clean) and all(np.array_equal(rgb, clean[k]) for k, rgb in same.items())
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_path_agrees_with_the_cpu_path():
+    clean = _scene(dx=2)
+    s = _streaks(*clean.shape[:3])
+    rainy, residue = _add(clean, s, 120.0), _add(clean, s, 40.0)
+    cpu = stabilise_frames(rainy, residue)
+    gpu = stabilise_frames(rainy, residue, device="cuda")
+    assert psnr(gpu, cpu) > 40
+    assert np.array_equal(stabilise_frames(clean, clean, device="cuda"), clean)

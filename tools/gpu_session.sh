@@ -37,6 +37,7 @@ step "1. model alone, $SIZE batch 8 (align cost)"
 { python3 benchmarks/bench_model.py --device "$DEVICE" --size "$SIZE" --batch 8 --models quality,fast --seconds 4
   python3 benchmarks/bench_model.py --device "$DEVICE" --size "$SIZE" --batch 8 --models quality --seconds 4 --pan 3
   python3 benchmarks/bench_stabiliser.py --device "$DEVICE" --size "$SIZE" --threads 8 --frames 40
+  python3 -m pytest -q -p no:warnings tests/test_stabilise.py -k "cuda or gpu"
 } 2>&1 | tee "$out/speed.txt"
 step "2. training $MODELS (+ ablations: $ABLATIONS), $TRAIN_S s each, warm start, align on"
 common=(--set optim.ema=0.999 --set optim.lr=0.0005 --set loss.norain=2.0 --set model.align=true

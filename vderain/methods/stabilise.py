@@ -233,9 +233,12 @@ def stabilise_frames(rainy: np.ndarray, derained: np.ndarray, cfg: StabiliserCon
     """Whole sequences in memory: (N, H, W, 3) uint8 input and network output -> stabilised output."""
     st = TemporalStabiliser(cfg, device)
     out = np.empty_like(derained)
-    for i in range(len(derained)):
-        for k, rgb in st.push(i, rainy[i], derained[i]):
+    try:
+        for i in range(len(derained)):
+            for k, rgb in st.push(i, rainy[i], derained[i]):
+                out[k] = rgb
+        for k, rgb in st.flush():
             out[k] = rgb
-    for k, rgb in st.flush():
-        out[k] = rgb
+    finally:
+        st.close()
     return out
