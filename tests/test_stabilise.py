@@ -231,3 +231,59 @@ def test_cuda_path_agrees_with_the_cpu_path():
     gpu = stabilise_frames(rainy, residue, device="cuda")
     assert psnr(gpu, cpu) > 40
     assert np.array_equal(stabilise_frames(clean, clean, device="cuda"), clean)
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_video_gets_the_same_frames_inline_or_in_its_own_thread(tmp_path, monkeypatch, threaded):
+    from vderain import pipeline
+    monkeypatch.setattr(pipeline, "_STABILISER_THREAD", threaded)   # a GPU run uses a thread
+    src = make_video(tmp_path / "in.mkv", n=12)
+    out, rain = tmp_path / "out.mkv", tmp_path / "rain.mkv"
+    derain_video(src, out, method="median", stabilise=True, codec="ffv1", progress=False, rain_layer=rain)
+    frames = read_all(src)[0]
+    expected = derain_frames(frames, method="median", device="cpu", stabilise=True)
+    got = read_all(out)[0]
+    assert np.array_equal(got, expected)
+    assert not np.array_equal(got, derain_frames(frames, method="median", device="cpu"))
+    assert np.array_equal(read_all(rain)[0], np.clip(frames.astype(int) - got, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("where", ["push", "flush"])
+def test_a_failing_stabiliser_thread_stops_the_run_and_leaves_no_output(tmp_path, monkeypatch, where):
+    """In the middle (the method's queue fills up) or at the very end (after the last frame was
+    handed over: the encoder still waits for its end marker) the error comes out, no hang."""
+    import threading
+    from vderain import pipeline
+    from vderain.methods import stabilise
+    monkeypatch.setattr(pipeline, "_STABILISER_THREAD", True)
+    src = make_video(tmp_path / "in.mkv", n=40)
+    calls = []
+
+    def broken_push(self, key, rgb_in, rgb_out):
+        calls.append(key)
+        if len(calls) > 5:
+            raise RuntimeError("stabiliser broke")
+        return []
+
+    def broken_flush(self):
+        raise RuntimeError("stabiliser broke")
+
+    if where == "push":
+        monkeypatch.setattr(stabilise.TemporalStabiliser, "push", broken_push)
+    else:
+        monkeypatch.setattr(stabilise.TemporalStabiliser, "flush", broken_flush)
+    out = tmp_path / "out.mkv"
+    errors = []
+
+    def run():
+        try:
+            derain_video(src, out, method="median", stabilise=True, codec="ffv1", progress=False)
+        except RuntimeError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "the run hung after the stabiliser thread died"
+    assert errors and "stabiliser broke" in str(errors[0])
+    assert not out.exists()
