@@ -39,7 +39,7 @@ def main():
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args()
     from vderain.methods import get_method
-    from vderain.pipeline import derain_frames
+    from vderain.pipeline import derain_frames, stabiliser_reach
 
     methods = [get_method(m, device=args.device) for m in args.methods.split(",")]
     rows = []
@@ -47,7 +47,7 @@ def main():
         frames = read_all(path)
         mid = len(frames) // 2
         # enough context for the widest window and the stabiliser's reach, centred on the middle frame
-        half = max(m.window + (m.stabiliser.radius if m.stabiliser else 0) for m in methods)
+        half = max(m.window + stabiliser_reach(m) for m in methods)
         lo, hi = max(0, mid - half), min(len(frames), mid + half + 1)
         tiles = [label(frames[mid], os.path.basename(path))]
         for m in methods:

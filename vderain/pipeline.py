@@ -238,7 +238,7 @@ def _stabilised(results, cfg, rain: bool, device: torch.device, notes: list):
     """The method's outputs through the temporal stabiliser (K frames later, same order); its
     per-pixel work runs where the method does when that is a GPU."""
     from vderain.methods.stabilise import TemporalStabiliser
-    st = TemporalStabiliser(cfg, device if device.type == "cuda" else None)
+    st = TemporalStabiliser(cfg, device)
 
     def done(items):
         for frame, rgb in items:

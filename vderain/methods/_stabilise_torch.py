@@ -20,11 +20,6 @@ def _box(x: torch.Tensor, r: int) -> torch.Tensor:
     return F.avg_pool2d(x, (2 * r + 1, 1), stride=1, padding=(r, 0), count_include_pad=False)[0, 0]
 
 
-def _smoothstep(x, lo, hi):
-    z = ((x - lo) / (hi - lo)).clamp(0, 1)
-    return z * z * (3 - 2 * z)
-
-
 class DevicePath:
     def __init__(self, cfg, device):
         self.cfg = cfg
@@ -35,9 +30,6 @@ class DevicePath:
         self._grid = None
         self._luma = torch.tensor(_LUMA, device=self.device).view(3, 1, 1)
         self.out_of_memory = False
-
-    def clear(self) -> None:
-        self._grid = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -55,9 +47,10 @@ class DevicePath:
             return None
 
     def _prepare(self, out, grey, grey_in):
+        from vderain.methods.stabilise import HIGHPASS_RADIUS, _smoothstep
         c = self.cfg
         r = torch.from_numpy(grey_in).to(self.device).float() - torch.from_numpy(grey).to(self.device).float()
-        local = (r - _box(r, 7)).abs()
+        local = (r - _box(r, HIGHPASS_RADIUS)).abs()
         local = F.max_pool2d(local[None, None], 3, stride=1, padding=1)[0, 0]   # 3x3 dilation
         mask = _smoothstep(local, c.rain_low, c.rain_high)
         o = torch.from_numpy(out).to(self.device).permute(2, 0, 1).float()        # (3,H,W) 0..255
@@ -101,9 +94,9 @@ class DevicePath:
             moved = self._warp(nb.dev[0], flow)
             diff = moved - o
             d = (diff.abs() * self._luma).sum(0)
-            d_clean = _box(d * clean_w, c.check_radius) / den.clamp_min(1e-6)
-            d_any = _box(d, c.check_radius)
-            ok = torch.where(enough, torch.exp(-(d_clean / c.tol_clean) ** 2), torch.exp(-(d_any / c.tol_any) ** 2))
-            votes.append(o + ok * diff)
+            # how far the moved neighbour is from the frame, in tolerances (as the OpenCV path)
+            far = torch.where(enough, _box(d * clean_w, c.check_radius) / den.clamp_min(1e-6) / c.tol_clean,
+                              _box(d, c.check_radius) / c.tol_any)
+            votes.append(o + torch.exp(-far * far) * diff)
         res = o + m * (_median(votes, torch.maximum, torch.minimum) - o)
         return res.add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()

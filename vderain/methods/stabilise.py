@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 
 @dataclass
@@ -42,8 +43,13 @@ class StabiliserConfig:
     flow_side: int = 960       # flow on a copy at most this wide (DIS cost grows with pixels)
 
 
-def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    z = np.clip((x - lo) * (1.0 / (hi - lo)), 0, 1)
+# the rain mask's high-pass: |R - its 15x15 local mean| keeps streaks and drops a smooth veil
+HIGHPASS_RADIUS = 7
+
+
+def _smoothstep(x, lo: float, hi: float):
+    """0 below lo, 1 above hi, smooth between: NumPy arrays or torch tensors alike."""
+    z = ((x - lo) * (1.0 / (hi - lo))).clip(0, 1)
     return z * z * (3 - 2 * z)
 
 
@@ -63,10 +69,10 @@ def flow_between(dis, a: np.ndarray, b: np.ndarray, flow_side: int, full_size: b
 
 
 class _Item:
-    __slots__ = ("key", "rgb_in", "out", "grey", "mask", "dev")
+    __slots__ = ("key", "out", "grey", "mask", "dev")
 
-    def __init__(self, key, rgb_in, out, grey, mask, dev=None):
-        self.key, self.rgb_in, self.out, self.grey, self.mask = key, rgb_in, out, grey, mask
+    def __init__(self, key, out, grey, mask, dev=None):
+        self.key, self.out, self.grey, self.mask = key, out, grey, mask
         self.dev = dev      # GPU path: (output (3,H,W) float 0..255, mask (H,W)) on the device
 
 
@@ -75,17 +81,18 @@ class TemporalStabiliser:
     frames later; `flush()` returns the rest at the end. uint8 (H, W, 3) in and out."""
 
     def __init__(self, cfg: StabiliserConfig | None = None, device=None):
-        """device: None or "cpu" runs in OpenCV/NumPy; a CUDA device runs the per-pixel work in
-        torch there (flows stay on the CPU, one thread per neighbour): at 1080p the CPU path
-        managed 2-3 fps on 2 threads, far below the GPU network."""
+        """device: where the method runs. A CUDA device gets the per-pixel work in torch there
+        (flows stay on the CPU, one thread per neighbour: at 1080p the OpenCV path managed 2-3 fps
+        on 2 threads, far below the GPU network); anything else (None, CPU) runs in OpenCV/NumPy."""
         self.cfg = cfg or StabiliserConfig()
         if self.cfg.radius < 1:
             raise ValueError("stabiliser radius must be >= 1")
         self._torch = None
-        if device is not None and str(device) != "cpu":
+        if device is not None and torch.device(device).type == "cuda":
             from vderain.methods import _stabilise_torch
             self._torch = _stabilise_torch.DevicePath(self.cfg, device)
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        else:
+            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         self._buf: deque[_Item] = deque()
         self._next = 0      # index in _buf of the next frame to finish
         self._grid: tuple | None = None
@@ -130,8 +137,6 @@ class TemporalStabiliser:
             self._next += 1
         self._buf.clear()
         self._next = 0
-        if self._torch is not None:
-            self._torch.clear()
         return done
 
     # ------------------------------------------------------------------
@@ -141,14 +146,16 @@ class TemporalStabiliser:
         out = np.ascontiguousarray(rgb_out)
         grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
         if min(out.shape[:2]) < self.MIN_SIDE:
-            return _Item(key, rgb_in, out, grey, None)
+            return _Item(key, out, grey, None)
+        grey_in = cv2.cvtColor(np.ascontiguousarray(rgb_in), cv2.COLOR_RGB2GRAY)
         if self._torch is not None:
-            dev = self._torch.prepare(out, grey, cv2.cvtColor(np.ascontiguousarray(rgb_in), cv2.COLOR_RGB2GRAY))
-            return _Item(key, rgb_in, out, grey, True if dev and dev[1] is not None else None, dev)
-        r = cv2.cvtColor(np.ascontiguousarray(rgb_in), cv2.COLOR_RGB2GRAY).astype(np.float32) - grey  # R (luma)
-        local = np.abs(r - cv2.blur(r, (15, 15)))                                      # streaks, not haze
+            dev = self._torch.prepare(out, grey, grey_in)
+            return _Item(key, out, grey, True if dev and dev[1] is not None else None, dev)
+        r = grey_in.astype(np.float32) - grey                                           # R (luma)
+        k = 2 * HIGHPASS_RADIUS + 1
+        local = np.abs(r - cv2.blur(r, (k, k)))                                         # streaks, not haze
         mask = _smoothstep(cv2.dilate(local, np.ones((3, 3), np.uint8)), c.rain_low, c.rain_high)
-        return _Item(key, rgb_in, out, grey, mask if mask.max() > 0 else None)
+        return _Item(key, out, grey, mask if mask.max() > 0 else None)
 
     def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return flow_between(self._dis, a, b, self.cfg.flow_side)
