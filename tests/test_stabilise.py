@@ -83,27 +83,43 @@ def test_a_lightning_flash_keeps_its_light():
     assert psnr(out[6], clean[6]) > 45
 
 
-def test_streaming_output_depends_only_on_each_frames_neighbours():
+@pytest.mark.parametrize("passes", [1, 2])
+def test_streaming_output_depends_only_on_each_frames_neighbours(passes):
     """Frame k, streamed through a long sequence, equals frame k of the short sequence holding only
-    its neighbours: the buffer keeps, drops and reorders nothing (outputs leave K frames late)."""
+    the frames it can reach (K per pass): the buffers keep, drop and reorder nothing, the passes
+    share the right flows, and outputs leave K x passes frames late."""
     clean = _scene(n=11, dx=1)
     s = _streaks(*clean.shape[:3])
     rainy, residue = _add(clean, s, 120.0), _add(clean, s, 40.0)
     K = 2
-    st = TemporalStabiliser(StabiliserConfig(radius=K))
+    cfg = StabiliserConfig(radius=K, passes=passes)
+    D = K * passes
+    st = TemporalStabiliser(cfg)
+    assert st.delay == D
     got = {}
     for i in range(len(clean)):
         for k, rgb in st.push(i, rainy[i], residue[i]):
             assert k not in got
             got[k] = rgb
-        assert sorted(got) == list(range(max(0, i + 1 - K)))
+        assert sorted(got) == list(range(max(0, i + 1 - D)))
     got.update(st.flush())
     assert sorted(got) == list(range(len(clean)))
+    assert not st._flows and not st._keys       # nothing held after a flush
     for k in range(len(clean)):
-        lo = max(0, k - K)
-        alone = stabilise_frames(rainy[lo:k + K + 1], residue[lo:k + K + 1], StabiliserConfig(radius=K))
+        lo = max(0, k - D)
+        alone = stabilise_frames(rainy[lo:k + D + 1], residue[lo:k + D + 1], cfg)
         assert np.array_equal(got[k], alone[k - lo]), k
         assert not np.array_equal(got[k], residue[k])
+
+
+def test_a_second_pass_takes_more_residue():
+    """The median over the first pass's results: less residue left than after one pass."""
+    clean = _scene(dx=1)
+    s = _streaks(*clean.shape[:3], count=60)
+    rainy, residue = _add(clean, s, 120.0), _add(clean, s, 40.0)
+    one = psnr(stabilise_frames(rainy, residue, StabiliserConfig(passes=1)), clean)
+    two = psnr(stabilise_frames(rainy, residue, StabiliserConfig(passes=2)), clean)
+    assert two > one + 0.5, (one, two)
 
 
 def test_short_tiny_and_resized_streams():

@@ -69,23 +69,27 @@ class DevicePath:
         g = torch.stack([g[..., 0] * (2 / max(w - 1, 1)) - 1, g[..., 1] * (2 / max(h - 1, 1)) - 1], -1)
         return F.grid_sample(img[None], g, mode="bilinear", padding_mode="border", align_corners=True)[0]
 
-    def finish(self, it, nbs) -> np.ndarray:
+    def finish(self, it, nbs, flows) -> np.ndarray:
         """The stabilised frame; the network's own output if the GPU has no room for it (the
         network comes first: it keeps its memory and the run goes on)."""
         try:
-            return self._finish(it, nbs)
+            return self._finish(it, nbs, flows)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             self.out_of_memory = True
             return it.out
 
-    def _finish(self, it, nbs) -> np.ndarray:
-        from vderain.methods.stabilise import _median, flow_between
+    def flows(self, grey: np.ndarray, others: list) -> list:
+        """DIS flows from grey to each of the others (at most 2K), at most flow_side wide."""
+        from vderain.methods.stabilise import flow_between
+        # OpenCV releases the GIL: the flows run side by side, each with its own DIS object
+        return list(self._pool.map(lambda a: flow_between(a[0], grey, a[1], self.cfg.flow_side, full_size=False),
+                                   zip(self._dis, others)))
+
+    def _finish(self, it, nbs, flows) -> np.ndarray:
+        from vderain.methods.stabilise import _median
         c = self.cfg
         o, m = it.dev
-        # OpenCV releases the GIL: the 2K flows run side by side, each with its own DIS object
-        flows = list(self._pool.map(lambda a: flow_between(a[0], it.grey, a[1].grey, c.flow_side, full_size=False),
-                                    zip(self._dis, nbs)))
         clean_w = 1.0 - m
         den = _box(clean_w, c.check_radius)
         enough = den > c.min_clean
@@ -97,6 +101,6 @@ class DevicePath:
             # how far the moved neighbour is from the frame, in tolerances (as the OpenCV path)
             far = torch.where(enough, _box(d * clean_w, c.check_radius) / den.clamp_min(1e-6) / c.tol_clean,
                               _box(d, c.check_radius) / c.tol_any)
-            votes.append(o + torch.exp(-far * far) * diff)
+            votes.append(o + torch.exp(-far.pow(6)) * diff)
         res = o + m * (_median(votes, torch.maximum, torch.minimum) - o)
         return res.add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
