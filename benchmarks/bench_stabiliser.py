@@ -37,14 +37,15 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--radius", type=int, default=2)
+    ap.add_argument("--passes", type=int, default=StabiliserConfig.passes)
     ap.add_argument("--frames", type=int, default=40)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     w, h = map(int, args.size.split("x"))
-    warm = 2 * args.radius + 2
+    warm = 2 * args.radius * args.passes + 2
     rainy, residue = frames(warm + args.frames, h, w)     # one steady pan, no jumps
-    st = TemporalStabiliser(StabiliserConfig(radius=args.radius), None if args.device == "cpu" else args.device)
+    st = TemporalStabiliser(StabiliserConfig(radius=args.radius, passes=args.passes), None if args.device == "cpu" else args.device)
     for i in range(warm):                     # warm-up: buffers, CUDA kernels
         st.push(-1, rainy[i], residue[i])
     st.flush()
@@ -57,7 +58,7 @@ def main():
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     st.close()
-    print(f"stabiliser {w}x{h} device={args.device} threads={args.threads} radius={args.radius} "
+    print(f"stabiliser {w}x{h} device={args.device} threads={args.threads} radius={args.radius} passes={args.passes} "
           f"uint8 in/out, float32 inside: {n / dt:.1f} fps ({1000 * dt / n:.1f} ms/frame)")
 
 

@@ -235,7 +235,7 @@ def derain_iter(frames: Iterable[Frame], method: Method, batch: int = 1, tile=No
 
 
 def _stabilised(results, cfg, rain: bool, device: torch.device, notes: list):
-    """The method's outputs through the temporal stabiliser (K frames later, same order); its
+    """The method's outputs through the temporal stabiliser (K x passes frames later, same order); its
     per-pixel work runs where the method does when that is a GPU."""
     from vderain.methods.stabilise import TemporalStabiliser
     st = TemporalStabiliser(cfg, device)

@@ -17,8 +17,10 @@ Only where it is safe:
   a neighbour that disagrees votes for the frame's own value.
 
 Flow: OpenCV DIS (preset FAST) on the grey outputs (derained, so rain does not steer it),
-computed on a copy at most `flow_side` pixels wide and scaled up. Non-causal: output t waits
-for frame t + K (the file pipeline; live video does not use it).
+computed on a copy at most `flow_side` pixels wide and scaled up.
+
+Two passes: the median again over the first pass's results, with the same flows. Non-causal:
+output t waits for frame t + K x passes (the file pipeline; live video does not use it).
 """
 from __future__ import annotations
 
