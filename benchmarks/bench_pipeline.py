@@ -163,7 +163,7 @@ def gpu_main(args, src, n_src, tmp) -> int:
         from vderain.methods.stabilise import StabiliserConfig
         m.stabiliser = StabiliserConfig()
     print(f"gpu: {torch.cuda.get_device_name()}, method {m.name}, window {m.window}, batch {batch}, "
-          f"stabiliser {'on (radius %d)' % m.stabiliser.radius if m.stabiliser else 'off'}, "
+          f"stabiliser {'on (radius %d, %d passes)' % (m.stabiliser.radius, m.stabiliser.passes) if m.stabiliser else 'off'}, "
           f"dtype {m.dtype}, align {getattr(m, 'aligns', False)}, pipeline encoder {args.codec or 'libx264'} "
           f"(raw side: libx264 {args.preset})")
     alone = method_alone_fps(m, args.width, args.height, batch)

@@ -143,6 +143,25 @@ def test_short_tiny_and_resized_streams():
     assert [rgb.shape for _, rgb in got] == [residue.shape[1:]] * 3 + [big.shape[1:]] * 4
 
 
+def test_after_a_size_change_a_scene_comes_out_as_from_a_fresh_stabiliser():
+    """The flow object keeps state from its last image size: a stream that changes size must not
+    carry it into the new scene (a resumed part starts fresh and must match)."""
+    def seq(n, h, w, seed):
+        clean = _scene(n=n, h=h, w=w, dx=1, seed=seed)
+        s = _streaks(n, h, w, seed=seed + 1)
+        return _add(clean, s, 120.0), _add(clean, s, 40.0)
+    r1, d1 = seq(7, 64, 96, 3)
+    r2, d2 = seq(5, 72, 72, 5)
+    alone = stabilise_frames(r1, d1)
+    st, got = TemporalStabiliser(), []
+    for k, (a, b) in enumerate(list(zip(r1, d1)) + list(zip(r2, d2)) + list(zip(r1, d1))):
+        got += st.push(k, a, b)
+    got += st.flush()
+    assert [k for k, _ in got] == list(range(19))
+    for i in range(7):
+        assert np.array_equal(got[12 + i][1], alone[i]), i
+
+
 def test_pipeline_runs_it_after_the_method():
     clean = _scene(dx=2)
     rainy = _add(clean, _streaks(*clean.shape[:3]), 120.0)

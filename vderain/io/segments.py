@@ -28,7 +28,7 @@ MANIFEST = "manifest.json"
 JOIN_LOCK = "join.lock"
 FORMAT = 2
 _OPTION_NAMES = {"input": "input file (changed since)", "segment": "--segment", "codec": "--codec",
-                 "crf": "--crf", "preset": "--preset", "settings": "--method/--window/--tile/--side-by-side/--stabilise",
+                 "crf": "--crf", "preset": "--preset", "settings": "--method/--window/--tile/--side-by-side/--stabilise, or vderain version",
                  "format": "vderain version"}
 
 

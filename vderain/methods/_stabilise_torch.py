@@ -25,11 +25,15 @@ class DevicePath:
         self.cfg = cfg
         self.device = torch.device(device)
         n = 2 * cfg.radius
-        self._dis = [cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST) for _ in range(n)]
+        self.new_flows()
         self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="vderain-flow")
         self._grid = None
         self._luma = torch.tensor(_LUMA, device=self.device).view(3, 1, 1)
         self.out_of_memory = False
+
+    def new_flows(self) -> None:
+        """Fresh DIS objects, one per neighbour (they keep state from the last image size)."""
+        self._dis = [cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST) for _ in range(2 * self.cfg.radius)]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -125,6 +125,7 @@ class TemporalStabiliser:
         for p in self._passes:
             p.buf.clear()
         self._flows.clear()
+        self._keys.clear()
         if self._torch is not None:
             self._torch.close()
 
@@ -135,6 +136,12 @@ class TemporalStabiliser:
         done = []
         if self._shape is not None and self._shape != rgb_out.shape:
             done = self.flush()         # a new size (a stream that changed resolution): a new scene
+            # and new flow objects: DIS keeps state from its last image size, so the new scene's
+            # output would differ from a fresh stabiliser's (a resumed part's, say)
+            if self._torch is not None:
+                self._torch.new_flows()
+            else:
+                self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         self._shape = rgb_out.shape
         seq, self._seq = self._seq, self._seq + 1
         grey_in = cv2.cvtColor(np.ascontiguousarray(rgb_in), cv2.COLOR_RGB2GRAY)
