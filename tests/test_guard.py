@@ -58,3 +58,18 @@ def test_with_a_veil_the_persistent_change_is_only_the_bounded_veil():
     torch.nn.init.constant_(veiled.veil_head.bias, 10.0)                # saturated: +veil everywhere
     cells = F.avg_pool2d(veiled.rain_layer(still), 8)
     assert cells.min() > 0.08 and cells.max() < 0.12
+
+
+def test_the_per_pixel_guard_bounds_every_pixel_by_its_own_flicker():
+    """guard: 1 (shipped since stage 9) takes a shortcut past the pooling; it must equal the cell
+    formula at cell 1: x_t - max_T x <= R <= x_t - min_T x at every pixel, R kept where inside."""
+    g = torch.Generator().manual_seed(3)
+    window = torch.rand(2, 5, 3, 23, 31, generator=g)
+    frame, low, high = window[:, 2], window.amin(1), window.amax(1)
+    r = torch.randn(2, 3, 23, 31, generator=g) * 0.5
+    out = transient_guard(r, frame, low, high, 1)
+    assert (out <= frame - low + 1e-6).all() and (out >= frame - high - 1e-6).all()
+    inside = (r <= frame - low) & (r >= frame - high)
+    assert inside.float().mean() > 0.2 and torch.equal(out[inside], r[inside])
+    by_cells = r + (torch.clamp(F.avg_pool2d(r, 1), frame - high, frame - low) - r)
+    assert torch.allclose(out, by_cells, atol=1e-6)
