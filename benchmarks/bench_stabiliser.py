@@ -43,7 +43,7 @@ def main():
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     w, h = map(int, args.size.split("x"))
-    warm = 2 * args.radius * args.passes + 2
+    warm = 2 * StabiliserConfig(radius=args.radius, passes=args.passes).reach + 2
     rainy, residue = frames(warm + args.frames, h, w)     # one steady pan, no jumps
     st = TemporalStabiliser(StabiliserConfig(radius=args.radius, passes=args.passes), None if args.device == "cpu" else args.device)
     for i in range(warm):                     # warm-up: buffers, CUDA kernels

@@ -258,7 +258,7 @@ def _stabilised(results, cfg, rain: bool, device: torch.device, notes: list):
 def stabiliser_reach(method) -> int:
     """Frames the stabiliser looks ahead of (and behind) each output: 0 when it is off."""
     cfg = getattr(method, "stabiliser", None)
-    return cfg.radius * cfg.passes if cfg is not None else 0
+    return cfg.reach if cfg is not None else 0
 
 
 def _stabiliser_setting(method) -> dict:

@@ -24,9 +24,8 @@ class DevicePath:
     def __init__(self, cfg, device):
         self.cfg = cfg
         self.device = torch.device(device)
-        n = 2 * cfg.radius
         self.new_flows()
-        self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="vderain-flow")
+        self._pool = ThreadPoolExecutor(max_workers=2 * cfg.radius, thread_name_prefix="vderain-flow")
         self._grid = None
         self._luma = torch.tensor(_LUMA, device=self.device).view(3, 1, 1)
         self.out_of_memory = False

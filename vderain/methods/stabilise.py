@@ -45,6 +45,11 @@ class StabiliserConfig:
     flow_side: int = 960       # flow on a copy at most this wide (DIS cost grows with pixels)
     passes: int = 2            # the median again over the results (same flows); each adds K frames of delay
 
+    @property
+    def reach(self) -> int:
+        """Frames each output depends on, ahead and behind (and waits for): K per pass."""
+        return self.radius * self.passes
+
 
 # the rain mask's high-pass: |R - its 15x15 local mean| keeps streaks and drops a smooth veil
 HIGHPASS_RADIUS = 7
@@ -112,7 +117,7 @@ class TemporalStabiliser:
 
     @property
     def delay(self) -> int:
-        return self.cfg.radius * self.cfg.passes
+        return self.cfg.reach
 
     @property
     def notes(self) -> list[str]:
@@ -136,50 +141,61 @@ class TemporalStabiliser:
         done = []
         if self._shape is not None and self._shape != rgb_out.shape:
             done = self.flush()         # a new size (a stream that changed resolution): a new scene
-            # and new flow objects: DIS keeps state from its last image size, so the new scene's
-            # output would differ from a fresh stabiliser's (a resumed part's, say)
-            if self._torch is not None:
-                self._torch.new_flows()
-            else:
-                self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         self._shape = rgb_out.shape
         seq, self._seq = self._seq, self._seq + 1
         grey_in = cv2.cvtColor(np.ascontiguousarray(rgb_in), cv2.COLOR_RGB2GRAY)
         self._keys[seq] = (key, grey_in)
-        return done + self._run(0, [(seq, rgb_out)], flush=False)
+        return done + self._run(0, [(seq, rgb_out, None)], flush=False)
 
     def flush(self) -> list:
+        """The rest of the stream; what is pushed next starts a new one, as a fresh stabiliser would."""
         done = self._run(0, [], flush=True)
         self._seq, self._shape = 0, None
         self._keys.clear()
         self._flows.clear()
+        self._new_flow_objects()
         return done
+
+    def _new_flow_objects(self) -> None:
+        # DIS keeps state from its last images (their size, at least): a new stream gets new ones,
+        # or its output would differ from a fresh stabiliser's (a resumed part's, say)
+        if self._torch is not None:
+            self._torch.new_flows()
+        else:
+            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
 
     # ------------------------------------------------------------------
 
     def _run(self, p: int, frames: list, flush: bool) -> list:
-        """Frames (id, rgb) into pass p; what comes out of the last pass, as (key, rgb)."""
+        """Frames (id, rgb, its _Item when a pass left it unchanged, else None) into pass p; what
+        comes out of the last pass, as (key, rgb)."""
         K = self.cfg.radius
         ps = self._passes[p]
         finished = []
-        for seq, rgb in frames:
-            ps.buf.append(self._item(seq, rgb))
+
+        def finish():
+            it = ps.buf[ps.next]
+            rgb = self._finish(ps.buf, ps.next)
+            # unchanged (nothing removed, no majority, GPU full): its grey and mask stand as they are
+            finished.append((it.seq, rgb, it if rgb is it.out else None))
+            ps.next += 1
+
+        for seq, rgb, item in frames:
+            ps.buf.append(item or self._item(seq, rgb))
             while ps.next < len(ps.buf) and len(ps.buf) - 1 - ps.next >= K:
-                finished.append(self._finish(ps.buf, ps.next))
-                ps.next += 1
+                finish()
             while ps.next > K:          # keep K finished frames as past neighbours
                 ps.buf.popleft()
                 ps.next -= 1
         if flush:
             while ps.next < len(ps.buf):
-                finished.append(self._finish(ps.buf, ps.next))
-                ps.next += 1
+                finish()
             ps.buf.clear()
             ps.next = 0
         if p + 1 < len(self._passes):
             return self._run(p + 1, finished, flush)
         done = []
-        for seq, rgb in finished:
+        for seq, rgb, _ in finished:
             done.append((self._keys.pop(seq)[0], rgb))
             for j in range(seq - K, seq + K + 1):
                 self._flows.pop((seq, j), None)
@@ -225,20 +241,20 @@ class TemporalStabiliser:
                          borderMode=cv2.BORDER_REPLICATE)
 
     def _finish(self, buf, i: int):
-        """Frame i of a pass's buffer, stabilised: (id, rgb)."""
+        """Frame i of a pass's buffer, stabilised (rgb; its own `out` when left unchanged)."""
         c = self.cfg
         it = buf[i]
         if it.mask is None:                      # nothing removed here: nothing to stabilise
-            return it.seq, it.out
+            return it.out
         window = range(max(0, i - c.radius), min(len(buf), i + c.radius + 1))
         if self._torch is not None:
             nbs = [buf[j] for j in window if j != i and buf[j].dev is not None]
             if len(nbs) < 2:
-                return it.seq, it.out
-            return it.seq, self._torch.finish(it, nbs, self._flows_for(it, nbs))  # the network's output if the GPU is full
+                return it.out
+            return self._torch.finish(it, nbs, self._flows_for(it, nbs))  # the network's output if the GPU is full
         nbs = [buf[j] for j in window if j != i]
         if len(nbs) < 2:
-            return it.seq, it.out                # a lone frame (or pair): no majority to take
+            return it.out                # a lone frame (or pair): no majority to take
         # everything below is per pixel and zero where the mask is: work on the mask's bounding
         # box (plus the check window, so the box filters see what they would on the whole frame)
         rows, cols = np.flatnonzero(it.mask.any(1)), np.flatnonzero(it.mask.any(0))
@@ -271,7 +287,7 @@ class TemporalStabiliser:
             votes.append(o + ok[..., None] * (moved.astype(np.float32) - o))
         res = it.out.copy()
         res[box] = np.clip(o + m[..., None] * (_median(votes) - o) + 0.5, 0, 255).astype(np.uint8)
-        return it.seq, res
+        return res
 
 
 class _Pass:
