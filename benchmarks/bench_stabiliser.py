@@ -43,9 +43,10 @@ def main():
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     w, h = map(int, args.size.split("x"))
-    warm = 2 * StabiliserConfig(radius=args.radius, passes=args.passes).reach + 2
+    cfg = StabiliserConfig(radius=args.radius, passes=args.passes)
+    warm = 2 * cfg.reach + 2
     rainy, residue = frames(warm + args.frames, h, w)     # one steady pan, no jumps
-    st = TemporalStabiliser(StabiliserConfig(radius=args.radius, passes=args.passes), None if args.device == "cpu" else args.device)
+    st = TemporalStabiliser(cfg, None if args.device == "cpu" else args.device)
     for i in range(warm):                     # warm-up: buffers, CUDA kernels
         st.push(-1, rainy[i], residue[i])
     st.flush()
