@@ -176,9 +176,14 @@ def gpu_main(args, src, n_src, tmp) -> int:
             if name == "raw":
                 n = raw_transcode(src, dst, args.crf, args.preset)
             else:
+                from vderain import VderainError
                 from vderain.pipeline import derain_video
-                n = derain_video(src, dst, method=m, crf=args.crf, preset=args.preset, batch=batch,
-                                 codec=args.codec, progress=False)["frames"]
+                try:
+                    n = derain_video(src, dst, method=m, crf=args.crf, preset=args.preset, batch=batch,
+                                     codec=args.codec, progress=False)["frames"]
+                except VderainError as e:   # e.g. NVENC absent: a GPU container without video capability
+                    print(f"pipeline: {e}", flush=True)
+                    return 1
             dt = time.perf_counter() - t0
             res[name].append(n / dt)
             print(f"  run {r + 1} {name:8s} {n} frames in {dt:6.2f} s = {n / dt:6.1f} fps", flush=True)
