@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # One prepared call on the device machine (one H100/H200), under 10 minutes with the defaults:
-#   1. speed of what ships: the networks alone at SIZE in bf16 (batch 8 and 1, static and on a
-#      3 px/frame pan), the temporal stabiliser's GPU path (2 passes and 1), the GPU-only tests;
-#   2. warm-started training, RUNS side by side on the one GPU (TRAIN_S seconds of wall-clock):
-#      several small processes share an H200 better than one alone uses it (stage 1: 7 side by
-#      side ran ~28 steps/s together, one alone ~19);
-#   3. the GPU pipeline at SIZE with the shipped quality weights: NVENC, libx264, NVENC + stabiliser.
+#   1. speed of what ships: the networks alone at SIZE in bf16 (batch 8, 4, 2 and 1, static and
+#      on a 3 px/frame pan), the temporal stabiliser's GPU path (2 passes and 1), the GPU-only tests;
+#   2. warm-started training, RUNS side by side on the one GPU (TRAIN_S seconds of wall-clock;
+#      stage 10: three side by side ran ~6.4 steps/s each, two ~8);
+#   3. the GPU pipeline at SIZE with the shipped quality weights: libx264, libx264 + stabiliser,
+#      NVENC (the stage-10 H200 container had no NVENC: it fails in one line).
 # Every step has its own time limit, so a hang in one costs that step and not the call.
 # Prepare here: tools/fetch_gpu_wheels.sh and `mkdir -p data/clean && cp ../shared/data/clean/*.mp4 data/clean/`;
 # then run it with carry [".whl", "data/clean"] and command `tools/gpu_session.sh`, timeout_s 600.
 # What comes back under $OUT (8 files at most): session.log, logs.tar.gz (each run's log.csv and
 # stdout, speed.txt, pipeline.txt) and RUN.pt per training run (the EMA weights it exported).
+# RUNS: one training run per line, "NAME CONFIG [vderain train args]" (no spaces inside an arg).
 # Dry run here on the CPU (plumbing only):
 #   DEVICE=cpu SIZE=160x96 TRAIN_S=10 FRAMES=12 OUT=runs/gs_dry tools/gpu_session.sh
 set -u
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-1920x1080}
 TRAIN_S=${TRAIN_S:-270}
+RUNS=${RUNS:-"quality_t15 quality --set loss.temporal=1.5 --set loss.norain=3.0
+quality_c quality
+quality_causal quality_causal --set loss.norain=3.0"}
 FRAMES=${FRAMES:-240}
 out=${OUT:-runs/gpu_session}
 work=${WORK:-runs/gpu_train}
@@ -33,10 +37,10 @@ step() { echo "== [$(( $(date +%s) - t0 )) s] $*"; }
 w=${SIZE%x*}; h=${SIZE#*x}
 
 step "1. speed at $SIZE"
-timeout 110 bash -c "
-  python3 benchmarks/bench_model.py --device $DEVICE --size $SIZE --batch 8 --models quality,fast --seconds 4
-  python3 benchmarks/bench_model.py --device $DEVICE --size $SIZE --batch 1 --models quality --seconds 4
-  python3 benchmarks/bench_model.py --device $DEVICE --size $SIZE --batch 8 --models quality --seconds 4 --pan 3
+timeout 140 bash -c "
+  python3 benchmarks/bench_model.py --device $DEVICE --size $SIZE --batch 8 --models quality,fast --seconds 3
+  for b in 4 2 1; do python3 benchmarks/bench_model.py --device $DEVICE --size $SIZE --batch \$b --models quality --seconds 3; done
+  python3 benchmarks/bench_model.py --device $DEVICE --size $SIZE --batch 8 --models quality --seconds 3 --pan 3
   python3 benchmarks/bench_stabiliser.py --device $DEVICE --size $SIZE --threads 8 --frames 40
   python3 benchmarks/bench_stabiliser.py --device $DEVICE --size $SIZE --threads 8 --frames 40 --passes 1
   python3 -m pytest -q -p no:warnings -rs tests/test_stabilise.py tests/test_pipeline.py tests/test_io_writer.py -k 'cuda or nvenc'
@@ -57,21 +61,22 @@ train() {  # run name, config, extra args
     --out "$work/$name" --device "$DEVICE" --no-progress --set "init=vderain/weights/$cfg.pt" \
     "${common[@]}" "$@" > "$work/$name.log" 2>&1
 }
-pids=()
-train quality_faint quality & pids+=($!)
-train quality_faint_t15 quality --set loss.temporal=1.5 & pids+=($!)
-train fast_faint fast & pids+=($!)
+pids=() names=()
+while read -r name cfg extra; do
+  [ -n "$name" ] || continue
+  train "$name" "$cfg" $extra & pids+=($!) names+=("$name:$cfg")
+done <<< "$RUNS"
 wait "${pids[@]}"   # not a bare `wait`: it would also wait for the tee behind exec
-for r in quality_faint quality_faint_t15 fast_faint; do
+for nc in "${names[@]}"; do
+  r=${nc%%:*} cfg=${nc#*:}
   echo "-- $r"; tail -n 3 "$work/$r.log"
-  cp "$work/$r/$r.pt" "$out/$r.pt" 2>/dev/null || cp "$work/$r/quality.pt" "$out/$r.pt" 2>/dev/null \
-    || cp "$work/$r/fast.pt" "$out/$r.pt" 2>/dev/null || ls "$work/$r"
+  cp "$work/$r/$(basename "$cfg").pt" "$out/$r.pt" 2>/dev/null || ls "$work/$r"
 done
 
 if [ "$DEVICE" = cuda ]; then
   step "3. pipeline $SIZE, shipped quality weights"
   timeout 120 bash -c "
-    for extra in '--codec h264-nvenc' '' '--codec h264-nvenc --stabilise'; do
+    for extra in '' '--stabilise' '--codec h264-nvenc'; do
       python3 benchmarks/bench_pipeline.py --device cuda --weights vderain/weights/quality.pt --width $w --height $h \
         --frames $FRAMES --repeat 1 --preset veryfast \$extra
     done
