@@ -105,3 +105,22 @@ def test_unknown_device_is_a_clear_error():
     from vderain.methods import get_method
     with pytest.raises(VderainError, match="unknown device 'gpu'"):
         get_method("identity", device="gpu")
+
+
+def test_frames_and_statistics_fuse_as_one_conv_over_their_concatenation():
+    # rain_layer runs the patch conv on the frames and on the min / mean / max separately (no
+    # concatenated copy of the window); the weights were trained as one conv over
+    # [frames, min, mean, max], and that is what the stem must receive
+    torch.manual_seed(0)
+    cfg = STRNetConfig(frames=5, target=2, scale=2, channels=8, enc_blocks=1, body_blocks=1, dec_blocks=1,
+                       temporal_stats=True)
+    net = STRNet(cfg).eval()
+    seen = []
+    net.stem.register_forward_pre_hook(lambda mod, args: seen.append(args[0].clone()))
+    x = torch.rand(2, 5, 3, 16, 24)
+    with torch.no_grad():
+        net.rain_layer(x)
+        window = torch.cat([x, x.amin(1, keepdim=True), x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
+        expected = torch.nn.functional.leaky_relu(net.fuse(window.flatten(1, 2)), 0.1)
+    assert seen[0].shape == expected.shape == (2, 8, 8, 12)
+    assert torch.allclose(seen[0], expected, atol=1e-6)
