@@ -105,9 +105,9 @@ class TemporalStabiliser:
         self._torch = None
         if device is not None and torch.device(device).type == "cuda":
             from vderain.methods import _stabilise_torch
-            self._torch = _stabilise_torch.DevicePath(self.cfg, device)
+            self._torch = _stabilise_torch.DevicePath(self.cfg, device)   # with its own flow objects
         else:
-            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+            self._new_flow_objects()
         self._passes = [_Pass() for _ in range(self.cfg.passes)]
         self._seq = 0               # frames pushed since the last flush: their ids in this stream
         self._keys: dict = {}       # id -> (caller's key, the input's grey) until the frame leaves
