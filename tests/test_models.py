@@ -124,3 +124,39 @@ def test_frames_and_statistics_fuse_as_one_conv_over_their_concatenation():
         expected = torch.nn.functional.leaky_relu(net.fuse(window.flatten(1, 2)), 0.1)
     assert seen[0].shape == expected.shape == (2, 8, 8, 12)
     assert torch.allclose(seen[0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("dehaze", [0.0, 1.5])
+def test_retargeted_network_restores_the_same_frame_from_a_shifted_window(dehaze):
+    # a centred network (target 2 of 5) retargeted to a causal window (target 3): each frame slot
+    # keeps the weights of its offset from the target, and the far past frame takes the far
+    # future one's. Shown the same frames in those roles, it must compute the same rain layer:
+    # the window's statistics, the guard and the haze estimate do not depend on frame order
+    from vderain.models.strnet import retarget_fuse
+    cfg = STRNetConfig(frames=5, target=2, scale=2, channels=8, enc_blocks=1, body_blocks=1, dec_blocks=1,
+                       guard=1, dehaze=dehaze)
+    centred = _randomise(STRNet(cfg)).eval()
+    causal = STRNet(cfg, target=3).eval()
+    state = centred.state_dict()
+    causal.load_state_dict({**state, "fuse.weight": retarget_fuse(state["fuse.weight"], 5, 2, 3)})
+    x = torch.rand(2, 5, 3, 16, 24)
+    shifted = x[:, [4, 0, 1, 2, 3]]            # t+2 moved to the t-3 slot; t now at index 3
+    with torch.no_grad():
+        r_centred, r_causal = centred.rain_layer(x), causal.rain_layer(shifted)
+    assert r_centred.abs().mean() > 1e-3       # a real rain layer, not an untrained zero
+    assert torch.allclose(r_centred, r_causal, atol=1e-5)
+    # and the plain causal order is a different input: the check above is not vacuous
+    with torch.no_grad():
+        assert not torch.allclose(causal.rain_layer(x), r_centred, atol=1e-3)
+
+
+def test_retarget_keeps_offsets_and_rejects_a_target_outside_the_window():
+    from vderain.models.strnet import retarget_fuse
+    w = torch.arange(24.0).reshape(1, 24, 1, 1)            # 5 frames x RGB + 3 statistics x RGB
+    slots = lambda t: t[0, :15, 0, 0].reshape(5, 3)[:, 0].long().div(3, rounding_mode="floor").tolist()
+    assert slots(retarget_fuse(w, 5, 2, 3)) == [4, 0, 1, 2, 3]
+    assert slots(retarget_fuse(w, 5, 2, 4)) == [4, 3, 0, 1, 2]
+    assert slots(retarget_fuse(w, 5, 2, 2)) == [0, 1, 2, 3, 4]
+    assert torch.equal(retarget_fuse(w, 5, 2, 3)[0, 15:], w[0, 15:])
+    with pytest.raises(ValueError, match="outside"):
+        retarget_fuse(w, 5, 2, 5)

@@ -141,6 +141,26 @@ def test_warm_start_from_weights_file_and_provenance(tmp_path):
     assert aligned["model"].cfg.align
 
 
+def test_warm_start_retargets_a_centred_network_into_its_causal_twin(tmp_path):
+    # the shipped causal twins start from their centred networks (vderain/weights/README.md,
+    # stage 11): a different `target` moves the patch conv's frame slices, a config without
+    # `dehaze` drops the init file's haze estimator, and the provenance says both
+    from vderain.models.strnet import retarget_fuse
+    first = train(tiny(**{"model.dehaze": 1.5}), tmp_path / "a", device="cpu", progress=False)
+    init = tmp_path / "a" / "tiny.pt"
+    twin = train(tiny(**{"init": init, "optim.max_steps": 0, "model.target": 2}), tmp_path / "b",
+                 device="cpu", progress=False)
+    model, meta = load_weights(tmp_path / "b" / "tiny.pt")
+    assert model.cfg.target == 2 and not hasattr(model, "haze")
+    assert meta["init"]["retargeted"] == {"from": 1, "to": 2} and meta["init"]["dropped"] == "haze"
+    source = {k: v.half().float() for k, v in first["model"].state_dict().items()}  # fp16 file
+    expected = retarget_fuse(source["fuse.weight"], 3, 1, 2)
+    assert not torch.allclose(expected, source["fuse.weight"])
+    assert torch.allclose(model.fuse.weight, expected, atol=1e-6)
+    assert torch.allclose(model.tail.weight, source["tail.weight"], atol=1e-6)
+    assert twin["model"].cfg.target == 2
+
+
 def test_warm_start_refuses_a_different_network(tmp_path):
     train(tiny(), tmp_path / "a", device="cpu", progress=False)
     with pytest.raises(VderainError, match="different network"):

@@ -20,7 +20,7 @@ SIZE=${SIZE:-1920x1080}
 TRAIN_S=${TRAIN_S:-270}
 RUNS=${RUNS:-"quality_t15 quality --set loss.temporal=1.5 --set loss.norain=3.0
 quality_c quality
-quality_causal quality_causal --set loss.norain=3.0"}
+fast_t15 fast --set loss.temporal=1.5 --set loss.norain=3.0"}
 FRAMES=${FRAMES:-240}
 out=${OUT:-runs/gpu_session}
 work=${WORK:-runs/gpu_train}

@@ -208,6 +208,32 @@ def transient_guard(r: torch.Tensor, frame: torch.Tensor, low: torch.Tensor, hig
     return r + up.view(b, c, hc * cell, wc * cell)[..., :h, :w]
 
 
+def retarget_fuse(weight: torch.Tensor, frames: int, old_target: int, new_target: int) -> torch.Tensor:
+    """The patch conv's weight (C, (T[+3])*3, s, s) of a network trained to restore frame
+    `old_target` of its window, rearranged for one that restores `new_target` (same T).
+
+    Each frame slot's weights follow its offset from the target: the frame one step back keeps
+    the weights it had for "one step back". The window's statistics slices are unchanged. An
+    offset the new window gains takes the weights of one it loses, nearest with nearest, so a
+    centred network (offsets -2..+2) becomes a causal one with one frame of look-ahead (offsets
+    -3..+1) whose far past frame plays the part of the far future one: the network learned to
+    treat its neighbours nearly alike (flicker is flicker on either side), and the suite agrees
+    (vderain/weights/README.md, stage 11).
+    """
+    if not (0 <= old_target < frames and 0 <= new_target < frames):
+        raise ValueError(f"targets {old_target} -> {new_target} outside a window of {frames} frames")
+    c, k = weight.shape[:2]
+    per_frame = weight[:, :3 * frames].reshape(c, frames, 3, *weight.shape[2:])
+    old = {j - old_target: j for j in range(frames)}          # offset -> slot
+    new = {j - new_target: j for j in range(frames)}
+    slot_of = {new[o]: old[o] for o in new if o in old}
+    gained = sorted((o for o in new if o not in old), key=abs)
+    lost = sorted((o for o in old if o not in new), key=abs)
+    slot_of.update({new[g]: old[q] for g, q in zip(gained, lost)})
+    moved = per_frame[:, [slot_of[j] for j in range(frames)]].reshape(c, 3 * frames, *weight.shape[2:])
+    return torch.cat([moved, weight[:, 3 * frames:]], 1)
+
+
 def count_macs_per_pixel(cfg: STRNetConfig) -> float:
     """Multiply-accumulates per input pixel (convs only), for speed budgeting."""
     s, c = cfg.scale, cfg.channels

@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from vderain import VderainError
-from vderain.models.strnet import STRNet
+from vderain.models.strnet import STRNet, retarget_fuse
 from vderain.train import losses as L
 from vderain.train.checkpoint import atomic_save, export_weights, read_weights, safe_load
 from vderain.train.config import TrainConfig
@@ -128,13 +128,23 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
     net_cfg, state, meta = read_weights(path)
     # `align` changes what the network is shown, not its weights: a warm start may switch it;
     # `veil` adds a head (zero at init) that a warm start from weights without it leaves new;
-    # `guard` bounds the output and has no weights; `dehaze` adds a head like `veil`
-    free = {k: getattr(cfg.model, k) for k in ("align", "veil", "guard", "dehaze", "dehaze_gate", "dehaze_window")}
-    if net_cfg.dehaze > 0 and cfg.model.dehaze != net_cfg.dehaze:
+    # `guard` bounds the output and has no weights; `dehaze` adds a head like `veil`, and a
+    # config without it drops the init file's (the streak network works alone: fast_causal);
+    # `target` moves the patch conv's frame slices with their offsets (strnet.retarget_fuse):
+    # a causal twin starts from its centred network
+    free = {k: getattr(cfg.model, k)
+            for k in ("align", "veil", "guard", "dehaze", "dehaze_gate", "dehaze_window", "target")}
+    if net_cfg.dehaze > 0 and cfg.model.dehaze not in (0, net_cfg.dehaze):
         raise VderainError(f"init: {path} holds a haze estimator trained for dehaze {net_cfg.dehaze}, "
                            f"the config says {cfg.model.dehaze}")
     if {**net_cfg.to_dict(), **free} != cfg.model.to_dict():
         raise VderainError(f"init: {path} holds a different network ({net_cfg}) than the config's model")
+    if cfg.model.dehaze == 0:
+        state = {k: v for k, v in state.items() if not k.startswith("haze.")}
+    retarget = net_cfg.target != cfg.model.target
+    if retarget:
+        state = {**state, "fuse.weight": retarget_fuse(state["fuse.weight"], net_cfg.frames,
+                                                       net_cfg.target, cfg.model.target)}
     if load:
         missing, unexpected = model.load_state_dict(state, strict=False)
         # only a head the init file's network did not have may be missing (it starts fresh)
@@ -144,6 +154,10 @@ def _warm_start(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
             raise VderainError(f"init: {path} does not fit the config's model")
     keep = {k: meta[k] for k in ("name", "steps", "seconds", "device", "init") if k in meta}
     prov = {"path": str(path), **keep}
+    if retarget:
+        prov["retargeted"] = {"from": net_cfg.target, "to": cfg.model.target}
+    if net_cfg.dehaze > 0 and cfg.model.dehaze == 0:
+        prov["dropped"] = "haze"
     if cfg.init_haze:
         prov["haze"] = _attach_haze(model, cfg, load)
     return prov
