@@ -170,7 +170,7 @@ class STRNet(nn.Module):
             r = r + F.interpolate(v, size=r.shape[-2:], mode="bilinear", align_corners=False)
         if self.cfg.dehaze > 0:
             tg = self.cfg.target
-            others = torch.cat([frames[:, :tg], frames[:, tg + 1:]], 1) if self.cfg.dehaze_window else None
+            others = [frames[:, j] for j in range(t) if j != tg] if self.cfg.dehaze_window else None
             haze = self.haze(target - r, self.cfg.dehaze, others)
             if self.cfg.dehaze_gate > 0:
                 haze = haze * rain_gate(r, self.cfg.dehaze_gate)
