@@ -126,6 +126,26 @@ def test_the_estimate_is_averaged_over_the_window():
     assert torch.allclose(mixed, expect, atol=1e-5) and not torch.allclose(mixed, alone, atol=1e-4)
 
 
+def test_inference_computes_in_place_what_training_computes():
+    # without autograd the haze maps and the gate are applied in place (less memory at 1080p);
+    # with it, out of place so gradients flow: the numbers must not depend on which
+    torch.manual_seed(0)
+    net = STRNet(STRNetConfig(**{**CFG, "guard": 1}, dehaze=1.0, dehaze_gate=1e-4))
+    for p in net.parameters():
+        p.data.normal_(0, 0.05)
+    with torch.no_grad():
+        net.haze.out.bias[:3] = -0.2
+    clip, _ = _hazy(tau=0.4)
+    clip = clip + 0.05 * torch.rand_like(clip)
+    trained = net.rain_layer(clip)
+    with torch.inference_mode():
+        inferred = net.rain_layer(clip)
+    assert trained.requires_grad and trained.abs().mean() > 0.01
+    assert torch.equal(trained.detach(), inferred)
+    trained.sum().backward()
+    assert net.haze.out.weight.grad.abs().sum() > 0 and net.tail.weight.grad.abs().sum() > 0
+
+
 def test_dehaze_runs_in_bf16_weights_as_the_gpu_path_does():
     torch.manual_seed(0)
     net = STRNet(STRNetConfig(**CFG, dehaze=1.0))

@@ -64,4 +64,5 @@ class NetworkMethod(Method):
         clips = clips.to(self.device, non_blocking=True)
         r = self.model.rain_layer(clips.to(self.dtype), align=False if aligned else None).float()
         # subtract in fp32 from the original frame so bf16 only ever rounds the rain layer
-        return (clips[:, self.target].float() - r).clamp(0, 1)
+        # (in place: r is this call's own fp32 copy, or the model's fp32 output)
+        return r.neg_().add_(clips[:, self.target]).clamp_(0, 1)

@@ -150,6 +150,8 @@ class STRNet(nn.Module):
             weight, k, stride = self.fuse.weight, 3 * t, self.cfg.scale
             f = (F.conv2d(x.flatten(1, 2), weight[:, :k], self.fuse.bias, stride=stride)
                  + F.conv2d(stats, weight[:, k:], stride=stride))
+            del stats  # full-resolution temporaries are dropped as soon as they are used: at
+            #            inference the haze step's maps come on top of whatever is still held
         else:
             f = self.fuse(x.flatten(1, 2))                               # (B, T*3, H, W) -> (B, C, H/s, W/s)
         f = self.act(f)
@@ -157,8 +159,10 @@ class STRNet(nn.Module):
         g = self.body(self.act(self.down(f)))                            # (B, 2C, H/2s, W/2s)
         f = f + F.pixel_shuffle(self.up(g), 2)                           # (B, C, H/s, W/s)
         r = F.pixel_shuffle(self.tail(self.dec(f)), self.cfg.scale)                 # (B, 3, H', W')
+        del f
         if guarded:
             r = transient_guard(r, target, *lo_hi, self.cfg.guard)
+        lo_hi = None
         if self.cfg.veil > 0:
             # swap the head's low frequencies (cells of 8s px) for the bounded veil: one pool and
             # one upsample, r + up(veil - pool(r))
@@ -168,12 +172,14 @@ class STRNet(nn.Module):
                 # unguarded, the head's own low frequencies would be free: swap them for the veil
                 v = v - F.avg_pool2d(r, cell, ceil_mode=True)
             r = r + F.interpolate(v, size=r.shape[-2:], mode="bilinear", align_corners=False)
+        del g
         if self.cfg.dehaze > 0:
             tg = self.cfg.target
             others = [frames[:, j] for j in range(t) if j != tg] if self.cfg.dehaze_window else None
             haze = self.haze(target - r, self.cfg.dehaze, others)
             if self.cfg.dehaze_gate > 0:
-                haze = haze * rain_gate(r, self.cfg.dehaze_gate)
+                gate = rain_gate(r, self.cfg.dehaze_gate)
+                haze = haze * gate if torch.is_grad_enabled() else haze.mul_(gate)
             r = r + haze.to(r.dtype)
         return r[..., :h, :w]
 
