@@ -7,10 +7,10 @@ counted from its creation until it is freed (a TorchDispatchMode with weakref fi
 the peak is what the model itself holds at once, beyond the input window (B,5,3,H,W) fp32 that
 the pipeline hands it. bf16 runs the weights and activations in bf16 as the GPU path does.
 Not counted: the CUDA caching allocator's rounding and cuDNN's workspaces. For the stage-10
-code this counted 0.48 GiB at batch 1 and 3.83 at batch 8, where `bench_model.py` on an H200
-measured 0.65 and 5.7 GiB (that one also holds the stacked window, 0.93 GiB at batch 8): about
-1.25x this count, plus the window. Prints the peak, the op at the peak and the largest tensors
-held there.
+code this counted 0.48 GiB at batch 1 and 3.83 at batch 8; one forward pass on an H200 (bf16,
+docs/bench_stage10.md) peaked 0.54 and 4.0 GiB beyond its input: within ~12 %. Windows stacked
+into a batch (`bench_model.py`, the pipeline) come on top. Prints the peak, the op at the peak
+and the largest tensors held there.
 """
 from __future__ import annotations
 
