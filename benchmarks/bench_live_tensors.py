@@ -27,8 +27,11 @@ from vderain.methods.network import NetworkMethod
 class LiveTensors(TorchDispatchMode):
     """Bytes of the storages created inside the mode and still alive; the peak and a snapshot."""
 
-    def __init__(self):
+    def __init__(self, *outside: torch.Tensor):
+        """outside: tensors made before the mode (the input, the weights): their storages and
+        every view of them are not counted."""
         super().__init__()
+        self.outside = {t.untyped_storage().data_ptr() for t in outside}
         self.live = self.peak = 0
         self.held: dict[int, tuple[int, str, str]] = {}      # data_ptr -> (bytes, op, source line)
         self.at_peak: dict = {}
@@ -41,7 +44,7 @@ class LiveTensors(TorchDispatchMode):
                 continue
             st = t.untyped_storage()
             key, n = st.data_ptr(), st.nbytes()
-            if n == 0 or key in self.held or any(a is t for a in args):   # views and no-op casts
+            if n == 0 or key in self.held or key in self.outside:   # views, no-op casts, the input
                 continue
             frames = [f for f in traceback.extract_stack()[:-1] if "/vderain/" in f.filename]
             where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
@@ -71,7 +74,7 @@ def main():
         m = NetworkMethod.from_name(name, device="cpu", half=args.dtype == "bf16")
         for b in map(int, args.batch.split(",")):
             clips = torch.rand(b, m.window, 3, h, w)
-            with LiveTensors() as track:
+            with LiveTensors(clips, *m.model.parameters(), *m.model.buffers()) as track:
                 m(clips, aligned=True)
             print(f"{name} {w}x{h} batch {b} {args.dtype} (CPU, counted tensors): peak {track.peak / 2**30:.2f} GiB "
                   f"beyond the input window ({clips.nbytes / 2**30:.2f} GiB), at {track.peak_op}")

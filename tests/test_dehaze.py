@@ -130,18 +130,25 @@ def test_inference_computes_in_place_what_training_computes():
     # without autograd the haze maps and the gate are applied in place (less memory at 1080p);
     # with it, out of place so gradients flow: the numbers must not depend on which
     torch.manual_seed(0)
-    net = STRNet(STRNetConfig(**{**CFG, "guard": 1}, dehaze=1.0, dehaze_gate=1e-4))
+    from vderain.models.haze import rain_gate
+    net = STRNet(STRNetConfig(**{**CFG, "guard": 1}, dehaze=1.0))
     for p in net.parameters():
         p.data.normal_(0, 0.05)
     with torch.no_grad():
         net.haze.out.bias[:3] = -0.2
     clip, _ = _hazy(tau=0.4)
     clip = clip + 0.05 * torch.rand_like(clip)
+    net.cfg.dehaze = 0.0    # the streak layer alone, to set a gate threshold that leaves it half open
+    with torch.no_grad():
+        streaks = net.rain_layer(clip)
+    net.cfg.dehaze, net.cfg.dehaze_gate = 1.0, float(streaks.abs().mean()) / 1.5
+    assert 0.1 < float(rain_gate(streaks, net.cfg.dehaze_gate)) < 0.9
+    before = clip.clone()
     trained = net.rain_layer(clip)
     with torch.inference_mode():
         inferred = net.rain_layer(clip)
     assert trained.requires_grad and trained.abs().mean() > 0.01
-    assert torch.equal(trained.detach(), inferred)
+    assert torch.equal(trained.detach(), inferred) and torch.equal(clip, before)
     trained.sum().backward()
     assert net.haze.out.weight.grad.abs().sum() > 0 and net.tail.weight.grad.abs().sum() > 0
 

@@ -46,7 +46,9 @@ def haze_cues(y: torch.Tensor, cell: int) -> torch.Tensor:
 def rain_gate(r: torch.Tensor, found: float) -> torch.Tensor:
     """(B,3,H,W) streak layer -> (B,1,1,1) in [0,1]: 0 where the frame's mean |R| is under `found`,
     1 from twice that, smooth between. A low-contrast scene with no rain found is not haze."""
-    u = ((r.detach().float().abs().mean((1, 2, 3), keepdim=True) - found) / found).clamp(0, 1)
+    # the mean |R| accumulated in fp32 without a full-resolution copy of R (a bf16 one is two fp32)
+    mean_abs = torch.linalg.vector_norm(r.detach(), 1, dim=(1, 2, 3), keepdim=True, dtype=torch.float32) / r[0].numel()
+    u = ((mean_abs - found) / found).clamp(0, 1)
     return u * u * (3 - 2 * u)
 
 

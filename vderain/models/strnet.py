@@ -152,6 +152,8 @@ class STRNet(nn.Module):
                  + F.conv2d(stats, weight[:, k:], stride=stride))
             del stats  # full-resolution temporaries are dropped as soon as they are used: at
             #            inference the haze step's maps come on top of whatever is still held
+            if not guarded:
+                lo_hi = None
         else:
             f = self.fuse(x.flatten(1, 2))                               # (B, T*3, H, W) -> (B, C, H/s, W/s)
         f = self.act(f)
