@@ -2,6 +2,7 @@
 # One prepared call on the device machine (one H100/H200), under 10 minutes with the defaults:
 #   1. speed of what ships: the networks alone at SIZE in bf16 (batch 8, 4, 2 and 1, static and
 #      on a 3 px/frame pan), the temporal stabiliser's GPU path (2 passes and 1), the GPU-only tests;
+#      1b (COMPILE=1): `quality` under torch.compile with CUDA graphs at batch 4 and 1;
 #   2. warm-started training, RUNS side by side on the one GPU (TRAIN_S seconds of wall-clock;
 #      stage 10: three side by side ran ~6.4 steps/s each, two ~8);
 #   3. the GPU pipeline at SIZE with the shipped quality weights: libx264, libx264 + stabiliser,
@@ -17,7 +18,8 @@
 set -u
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-1920x1080}
-TRAIN_S=${TRAIN_S:-270}
+TRAIN_S=${TRAIN_S:-240}
+COMPILE=${COMPILE:-1}   # 1b: torch.compile (reduce-overhead: CUDA graphs) at batch 4 and 1
 RUNS=${RUNS:-"quality_t15 quality --set loss.temporal=1.5 --set loss.norain=3.0
 quality_c quality
 fast_t15 fast --set loss.temporal=1.5 --set loss.norain=3.0"}
@@ -45,6 +47,13 @@ timeout 140 bash -c "
   python3 benchmarks/bench_stabiliser.py --device $DEVICE --size $SIZE --threads 8 --frames 40 --passes 1
   python3 -m pytest -q -p no:warnings -rs tests/test_stabilise.py tests/test_pipeline.py tests/test_io_writer.py -k 'cuda or nvenc'
 " 2>&1 | tee "$work/speed.txt"
+
+if [ "$COMPILE" = 1 ]; then
+  step "1b. quality compiled (torch.compile, reduce-overhead), batch 4 and 1"
+  timeout 150 bash -c "
+    for b in 4 1; do python3 benchmarks/bench_model.py --device $DEVICE --size $SIZE --batch \$b --models quality --seconds 3 --compile; done
+  " 2>&1 | tee "$work/compile.txt"
+fi
 
 step "2. training, $TRAIN_S s each, side by side"
 # the fine-tune recipe: warm start, EMA, rain-free clips weighted, the haze estimator frozen
