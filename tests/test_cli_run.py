@@ -65,6 +65,10 @@ def test_run_as_a_module(clips, tmp_path):
 
 _SLOW_RUN = textwrap.dedent("""
     import sys, time
+    import signal
+    # a job started in the background by a non-interactive shell (CI scripts, nohup) inherits
+    # SIGINT ignored; Ctrl-C is what is tested here
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import vderain.pipeline as p
     from vderain.methods import Identity
 
