@@ -160,3 +160,22 @@ def test_retarget_keeps_offsets_and_rejects_a_target_outside_the_window():
     assert torch.equal(retarget_fuse(w, 5, 2, 3)[0, 15:], w[0, 15:])
     with pytest.raises(ValueError, match="outside"):
         retarget_fuse(w, 5, 2, 5)
+
+
+@pytest.mark.parametrize("centred,causal", [("quality", "quality_causal"), ("fast", "fast_causal")])
+def test_shipped_causal_twins_are_their_centred_networks_retargeted(centred, causal):
+    # vderain/weights/README.md, stage 11: the live twins are zero-step retargets of the centred
+    # files. A new centred file must be followed by the retarget commands, or this fails
+    from vderain.methods.network import weights_path
+    from vderain.models.strnet import retarget_fuse
+    from vderain.train.checkpoint import read_weights
+    cfg_c, state_c, _ = read_weights(weights_path(centred))
+    cfg_l, state_l, meta = read_weights(weights_path(causal))
+    assert (cfg_c.target, cfg_l.target, cfg_l.frames) == (2, 3, 5)
+    expected = {**state_c, "fuse.weight": retarget_fuse(state_c["fuse.weight"], 5, 2, 3)}
+    if cfg_l.dehaze == 0:
+        expected = {k: v for k, v in expected.items() if not k.startswith("haze.")}
+    assert expected.keys() == state_l.keys()
+    for k, v in expected.items():
+        assert torch.equal(v.half(), state_l[k].half()), k   # both stored in fp16
+    assert meta["init"]["retargeted"] == {"from": 2, "to": 3}
