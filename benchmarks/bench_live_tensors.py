@@ -69,7 +69,6 @@ def main():
     ap.add_argument("--top", type=int, default=6, help="largest tensors to list at the peak")
     args = ap.parse_args()
     w, h = map(int, args.size.lower().split("x"))
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     for name in args.models.split(","):
         m = NetworkMethod.from_name(name, device="cpu", half=args.dtype == "bf16")
         for b in map(int, args.batch.split(",")):

@@ -148,11 +148,6 @@ class STRNet(nn.Module):
             # window into a (B, (T+3)*3, H, W) tensor (1.6 GB at 1080p, batch 8, fp32)
             stats = torch.stack([lo_hi[0], x.mean(1), lo_hi[1]], 1).flatten(1, 2)  # (B, 9, H, W)
             weight, k, stride = self.fuse.weight, 3 * t, self.cfg.scale
-            if x.device.type == "cpu":
-                # oneDNN would first copy the whole window to channels-last to match a
-                # channels-last weight (5.5 of fast's ~35 ms per 640x360 frame); with an NCHW
-                # weight it reads the window as it lies: the conv itself took 1.7 ms
-                weight = weight.contiguous()
             f = (F.conv2d(x.flatten(1, 2), weight[:, :k], self.fuse.bias, stride=stride)
                  + F.conv2d(stats, weight[:, k:], stride=stride))
             del stats  # full-resolution temporaries are dropped as soon as they are used: at
@@ -235,7 +230,7 @@ def retarget_fuse(weight: torch.Tensor, frames: int, old_target: int, new_target
     """
     if not (0 <= old_target < frames and 0 <= new_target < frames):
         raise ValueError(f"targets {old_target} -> {new_target} outside a window of {frames} frames")
-    c, k = weight.shape[:2]
+    c = weight.shape[0]
     per_frame = weight[:, :3 * frames].reshape(c, frames, 3, *weight.shape[2:])
     old = {j - old_target: j for j in range(frames)}          # offset -> slot
     new = {j - new_target: j for j in range(frames)}
