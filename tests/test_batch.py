@@ -241,10 +241,6 @@ def test_single_frame_folder_is_still_one_input(capsys, tmp_path):
 
 _SLOW_BATCH = textwrap.dedent("""
     import sys, time
-    import signal
-    # a job started in the background by a non-interactive shell (CI scripts, nohup) inherits
-    # SIGINT ignored; Ctrl-C is what is tested here
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     import vderain.pipeline as p
     from vderain.methods import Identity
 

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from vderain import VderainError, __version__
+from vderain import VderainError, __version__, stop_signals_as_interrupt
 
 COMMANDS = {
     "run": "derain a video file, frame folder or stream",
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args._module is None:
         print(f"vderain: error: '{args.command}' is not available in this build", file=sys.stderr)
         return 2
+    stop_signals_as_interrupt()   # every command: SIGTERM cleans up as Ctrl-C does (exit 130)
     try:
         return int(args._module.main(args) or 0)
     except VderainError as e:

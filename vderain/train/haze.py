@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vderain import VderainError
+from vderain import VderainError, stop_signals_as_interrupt
 from vderain.models.haze import HazeNet
 from vderain.train import losses as L
 from vderain.train.checkpoint import atomic_save, deployable_state, safe_load
@@ -114,7 +114,7 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
     """Train a HazeNet per `cfg` (data, optim, log, model.dehaze = its largest optical depth);
     writes last.pt (resumable), log.csv and <name>.pt (the estimator)."""
     from vderain.synth import RainSynth
-    from vderain.train.loop import _ema_update, _sigterm_as_interrupt, scheduled_lr
+    from vderain.train.loop import _ema_update, scheduled_lr
     if cfg.model.dehaze <= 0:
         raise VderainError("task haze: model.dehaze (the largest optical depth to undo) must be > 0")
     if cfg.data.batch < 2:
@@ -173,7 +173,7 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
 
     t_start = time.perf_counter() - elapsed
     last_ckpt, running, n = time.perf_counter(), 0.0, 0
-    _sigterm_as_interrupt()
+    stop_signals_as_interrupt()
     net.train()
     try:
         while (lr := scheduled_lr(cfg.optim, step, time.perf_counter() - t_start)) is not None:

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from vderain import VderainError
+from vderain import VderainError, stop_signals_as_interrupt
 from vderain.models.strnet import STRNet, retarget_fuse
 from vderain.train import losses as L
 from vderain.train.checkpoint import atomic_save, export_weights, read_weights, safe_load
@@ -31,19 +31,6 @@ LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_low
 def _dist_info() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
-
-
-def _sigterm_as_interrupt() -> None:
-    import signal
-    import threading
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background with &
-            signal.signal(signal.SIGINT, handler)
 
 
 def _upgrade_log(path: Path) -> None:
@@ -290,7 +277,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                          "generator": gen.get_state() if device.type == "cpu" else torch.empty(0)}, ckpt_path)
 
     model.train()
-    _sigterm_as_interrupt()  # cluster schedulers stop jobs with SIGTERM: checkpoint like Ctrl-C
+    stop_signals_as_interrupt()  # cluster schedulers stop jobs with SIGTERM: checkpoint like Ctrl-C
     try:
         while (lr := scheduled_lr(cfg.optim, step, time.perf_counter() - t_start)) is not None:
             for g in opt.param_groups:
