@@ -211,13 +211,16 @@ def pair_sequences(specs: list[PairSpec], max_frames: int | None = None) -> Iter
         yield load_pair(spec, max_frames)
 
 
-SUITES = ("synthetic", "toy")
+SUITES = ("synthetic", "particles", "toy")
 
 
 def suite_names(suite: str) -> list[str]:
     if suite == "synthetic":
         from vderain.synth.suite import SUITE_CASES
         return list(SUITE_CASES)
+    if suite == "particles":
+        from vderain.synth.particles import PARTICLE_CASES
+        return list(PARTICLE_CASES)
     if suite == "toy":
         return ["toy-still", "toy-pan"]
     raise VderainError(f"unknown suite '{suite}' (choose from {', '.join(SUITES)})")
@@ -234,6 +237,9 @@ def suite_sequences(suite: str = "synthetic", cases: list[str] | None = None, fr
             from vderain.metrics.toy import toy_pair
             speed = (0.0, 0.0) if name == "toy-still" else (1.3, 0.6)
             case = toy_pair(frames or 12, height or 72, width or 96, seed=len(name), speed=speed)
+        elif suite == "particles":
+            from vderain.synth.particles import render_particle_case
+            case = render_particle_case(name, frames=frames, height=height, width=width)
         else:
             from vderain.synth.suite import render_case
             case = render_case(name, frames=frames, height=height, width=width)

@@ -18,7 +18,8 @@ from vderain import VderainError
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--suite", help="a built-in test suite by name: synthetic (the synthesiser's fixed "
-                                     "cases) or toy (two tiny procedural clips)")
+                                     "cases), particles (rain from a second, independent renderer no model "
+                                     "is trained on: 3D particles) or toy (two tiny procedural clips)")
     src.add_argument("--pairs", metavar="DATA_DIR", help="paired rainy/clean sequences (frame folders or "
                      "videos) laid out as rain/+gt/ trees, <name>_Rain beside <name>_GT, or <seq>/rain+gt")
     src.add_argument("--real", metavar="PATH", help="rainy footage without ground truth: a video, a frame "
