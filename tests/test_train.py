@@ -204,3 +204,30 @@ def test_ema_weights_are_exported_and_resume_exactly(tmp_path, monkeypatch):
     resumed = train(cfg, tmp_path / "resumed", device="cpu", progress=False)
     for (n, a), (_, b) in zip(resumed["model"].state_dict().items(), straight["model"].state_dict().items()):
         assert torch.allclose(a, b, atol=1e-5), n
+
+
+def test_mixed_source_draws_its_share_from_procedural_scenes():
+    from vderain.train.data import MixedSource, ProceduralSource
+
+    class Footage:
+        def sample(self, batch, generator):
+            self.last_fps = torch.full((batch,), 12.5)
+            return torch.zeros(batch, 2, 3, 32, 32)
+
+    src = MixedSource(Footage(), ProceduralSource(2, 32, torch.device("cpu")), 0.25)
+    x = src.sample(8, torch.Generator().manual_seed(0))
+    assert x.shape == (8, 2, 3, 32, 32)
+    assert (x[:6] == 0).all() and (x[6:].flatten(1).std(1) > 0.01).all()   # the last two are scenes
+    assert src.last_fps.tolist() == [12.5] * 6 + [30.0] * 2
+
+
+def test_procedural_share_is_checked(tmp_path):
+    from vderain.train.config import DataConfig
+    from vderain.train.data import MixedSource, make_source
+    from videogen import make_video
+    clip = make_video(tmp_path / "c.mp4", n=8)
+    cpu = torch.device("cpu")
+    assert isinstance(make_source(DataConfig(clean=[str(clip)], crop=32, procedural=0.5), 2, cpu, 0), MixedSource)
+    assert not isinstance(make_source(DataConfig(clean=[str(clip)], crop=32), 2, cpu, 0), MixedSource)
+    with pytest.raises(VderainError, match="procedural"):
+        make_source(DataConfig(clean=[str(clip)], crop=32, procedural=1.5), 2, cpu, 0)

@@ -20,6 +20,7 @@ class DataConfig:
     preset: str = "train"           # RainSynth preset mix
     codec_prob: float = 0.0         # share of samples round-tripped through a real encoder (CPU only)
     fps: float = 30.0
+    procedural: float = 0.0         # share of each batch from procedural scenes beside the clean footage
 
 
 @dataclass

@@ -36,9 +36,36 @@ def expand_paths(patterns: list[str]) -> list[str]:
     return paths
 
 
+class MixedSource:
+    """Clean footage with a share of each batch drawn from procedural scenes: flat, saturated,
+    synthetic surfaces no camera clip has. The haze estimator took their low contrast for haze
+    (the `particles` suite, stage 12); seeing them with and without haze teaches it otherwise."""
+
+    def __init__(self, footage, procedural: ProceduralSource, share: float):
+        self.footage, self.procedural, self.share = footage, procedural, share
+        self.last_fps = None
+
+    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        n = int(round(batch * self.share))
+        parts = [self.footage.sample(batch - n, generator)] if batch - n > 0 else []
+        fps = getattr(self.footage, "last_fps", None) if parts else None
+        if n:
+            parts.append(self.procedural.sample(n, generator).to(parts[0].device if parts else self.procedural.device))
+        if fps is not None and n:
+            fps = torch.cat([torch.as_tensor(fps, dtype=torch.float32).reshape(-1).to(parts[0].device),
+                             torch.full((n,), 30.0, device=parts[0].device)])
+        self.last_fps = fps
+        return torch.cat(parts)
+
+
 def make_source(cfg: DataConfig, frames: int, device: torch.device, seed: int):
     if not cfg.clean:
         return ProceduralSource(frames, cfg.crop, device, seed)
     from vderain.synth import CleanClipSource
-    return CleanClipSource(expand_paths(cfg.clean), frames=frames, size=cfg.crop, device=device,
-                           max_short_side=cfg.max_short_side, seed=seed)
+    footage = CleanClipSource(expand_paths(cfg.clean), frames=frames, size=cfg.crop, device=device,
+                              max_short_side=cfg.max_short_side, seed=seed)
+    if not 0 <= cfg.procedural <= 1:
+        raise VderainError(f"data.procedural must be a share in [0, 1], got {cfg.procedural}")
+    if cfg.procedural > 0:
+        return MixedSource(footage, ProceduralSource(frames, cfg.crop, device, seed), cfg.procedural)
+    return footage
