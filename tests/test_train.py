@@ -214,11 +214,22 @@ def test_mixed_source_draws_its_share_from_procedural_scenes():
             self.last_fps = torch.full((batch,), 12.5)
             return torch.zeros(batch, 2, 3, 32, 32)
 
+    src = MixedSource(Footage(), ProceduralSource(2, 32, torch.device("cpu")), 0.25, fps=24.0)
+    g = torch.Generator().manual_seed(0)
+    firsts = 0
+    for _ in range(20):
+        x = src.sample(8, g)
+        assert x.shape == (8, 2, 3, 32, 32)
+        scene = x.flatten(1).std(1) > 0.01                      # footage rows are zeros here
+        assert scene.sum() == 2                                 # 8 x 0.25 exactly: always 2
+        assert src.last_fps[scene].tolist() == [24.0, 24.0] and (src.last_fps[~scene] == 12.5).all()
+        firsts += int(scene[:4].any())
+    # shuffled: scenes reach the first half of the batch (the haze trainer's streaked half)
+    assert 5 < firsts < 20
+    # a share below one row per batch still draws scenes, on average share x batch
     src = MixedSource(Footage(), ProceduralSource(2, 32, torch.device("cpu")), 0.25)
-    x = src.sample(8, torch.Generator().manual_seed(0))
-    assert x.shape == (8, 2, 3, 32, 32)
-    assert (x[:6] == 0).all() and (x[6:].flatten(1).std(1) > 0.01).all()   # the last two are scenes
-    assert src.last_fps.tolist() == [12.5] * 6 + [30.0] * 2
+    counts = [int((src.sample(2, g).flatten(1).std(1) > 0.01).sum()) for _ in range(40)]
+    assert 8 < sum(counts) < 32
 
 
 def test_procedural_share_is_checked(tmp_path):
@@ -229,5 +240,6 @@ def test_procedural_share_is_checked(tmp_path):
     cpu = torch.device("cpu")
     assert isinstance(make_source(DataConfig(clean=[str(clip)], crop=32, procedural=0.5), 2, cpu, 0), MixedSource)
     assert not isinstance(make_source(DataConfig(clean=[str(clip)], crop=32), 2, cpu, 0), MixedSource)
-    with pytest.raises(VderainError, match="procedural"):
-        make_source(DataConfig(clean=[str(clip)], crop=32, procedural=1.5), 2, cpu, 0)
+    for clean in ([str(clip)], []):
+        with pytest.raises(VderainError, match="procedural"):
+            make_source(DataConfig(clean=clean, crop=32, procedural=1.5), 2, cpu, 0)

@@ -39,33 +39,39 @@ def expand_paths(patterns: list[str]) -> list[str]:
 class MixedSource:
     """Clean footage with a share of each batch drawn from procedural scenes: flat, saturated,
     synthetic surfaces no camera clip has. The haze estimator took their low contrast for haze
-    (the `particles` suite, stage 12); seeing them with and without haze teaches it otherwise."""
+    under particle rain (the `particles` suite, stage 12); seeing them with and without haze
+    teaches it otherwise. The rows are shuffled: the haze trainer gives streaks to the first half."""
 
-    def __init__(self, footage, procedural: ProceduralSource, share: float):
-        self.footage, self.procedural, self.share = footage, procedural, share
+    def __init__(self, footage, procedural: ProceduralSource, share: float, fps: float = 30.0):
+        self.footage, self.procedural, self.share, self.fps = footage, procedural, share, fps
         self.last_fps = None
 
     def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        n = int(round(batch * self.share))
-        parts = [self.footage.sample(batch - n, generator)] if batch - n > 0 else []
-        fps = getattr(self.footage, "last_fps", None) if parts else None
+        # stochastic rounding: a share of 0.25 gives batch 2 one scene every other batch, not none
+        u = float(torch.rand((), generator=generator, device=generator.device))
+        n = min(batch, int(batch * self.share + u))
+        parts, fps = [], []
+        if batch - n:
+            parts.append(self.footage.sample(batch - n, generator))
+            f = getattr(self.footage, "last_fps", None)
+            fps.append(torch.full((batch - n,), self.fps) if f is None else torch.as_tensor(f, dtype=torch.float32).reshape(-1).cpu())
         if n:
             parts.append(self.procedural.sample(n, generator).to(parts[0].device if parts else self.procedural.device))
-        if fps is not None and n:
-            fps = torch.cat([torch.as_tensor(fps, dtype=torch.float32).reshape(-1).to(parts[0].device),
-                             torch.full((n,), 30.0, device=parts[0].device)])
-        self.last_fps = fps
-        return torch.cat(parts)
+            fps.append(torch.full((n,), self.fps))
+        order = torch.randperm(batch, generator=generator, device=generator.device).cpu()
+        x = torch.cat(parts)
+        self.last_fps = torch.cat(fps)[order].to(x.device)
+        return x[order.to(x.device)]
 
 
 def make_source(cfg: DataConfig, frames: int, device: torch.device, seed: int):
+    if not 0 <= cfg.procedural <= 1:
+        raise VderainError(f"data.procedural must be a share in [0, 1], got {cfg.procedural}")
     if not cfg.clean:
         return ProceduralSource(frames, cfg.crop, device, seed)
     from vderain.synth import CleanClipSource
     footage = CleanClipSource(expand_paths(cfg.clean), frames=frames, size=cfg.crop, device=device,
                               max_short_side=cfg.max_short_side, seed=seed)
-    if not 0 <= cfg.procedural <= 1:
-        raise VderainError(f"data.procedural must be a share in [0, 1], got {cfg.procedural}")
     if cfg.procedural > 0:
-        return MixedSource(footage, ProceduralSource(frames, cfg.crop, device, seed), cfg.procedural)
+        return MixedSource(footage, ProceduralSource(frames, cfg.crop, device, seed), cfg.procedural, cfg.fps)
     return footage
