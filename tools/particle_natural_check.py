@@ -45,8 +45,14 @@ def main():
                else get_method(k, device="cpu") for k in names}
     results = {}
     for path in sorted(glob.glob(os.path.join(args.clips, "*.mp4"))):
-        clean = nrc.clip_frames(path, 24, 256, 144)
-        for case in args.cases.split(","):
+        try:
+            clean = nrc.clip_frames(path, 24, 256, 144)
+        except ValueError:
+            clean = np.zeros((0,))
+        if len(clean) < 24:
+            print(f"{os.path.basename(path)}: skipped, fewer than 54 frames", flush=True)
+            continue
+        for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
             r = particle_recipe(case)
             rain = render_particles(clean, r["fps"], r["seed"], **{k: r[k] for k in _BASE})["rainy"]
             for k, m in methods.items():
@@ -55,6 +61,8 @@ def main():
                 shift = float((out.astype(np.float32) - clean).mean())
                 results.setdefault(case, {}).setdefault(k, []).append((score, shift))
             print(os.path.basename(path), case, {k: round(v[-1][0], 2) for k, v in results[case].items()}, flush=True)
+    if not results:
+        raise SystemExit(f"no clip of 54 frames or more in {args.clips}")
     table = {c: {k: [float(np.mean([s for s, _ in v])), float(np.mean([d for _, d in v]))] for k, v in ms.items()}
              for c, ms in results.items()}
     with open(args.out, "w") as f:

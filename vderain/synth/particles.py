@@ -20,8 +20,8 @@ it draws rain the way a particle system does, from different physics:
   * depth of field: drops off the focus distance are blurred by their circle of confusion
     (large soft blobs close to the lens);
   * fog: distant rain as extinction towards an airlight, by a depth proxy (rows);
-  * the camera: pans (rotation) and zooms are read off the clean clip itself (phase
-    correlation), so the rain turns with the scene; forward motion is a translation of the
+  * the camera: pans (rotation) and zooms are read off the clean clip itself (tracked
+    corners, a similarity per frame), so the rain turns with the scene; forward motion is a translation of the
     drop volume, which gives radial streaks. Optionally the rainy clip goes through H.264.
 
 It is numpy + OpenCV on the CPU (a benchmark renderer, not a training one): a case at
@@ -68,7 +68,7 @@ _CASES: dict[str, dict] = {
     "p_fast_shutter": dict(scene=(7105, "pan", False), fps=30.0, seed=5, drops=27000, d_mm=1.6,
                            shutter=0.06),
     "p_over_stripes": dict(scene=(7106, "pan", True), fps=30.0, seed=6, drops=21000, d_mm=1.3, wind=-1.5),
-    "p_dark_drops": dict(scene=(7107, "zoom", False), fps=24.0, seed=7, drops=30000, d_mm=1.5,
+    "p_dark_drops": dict(scene=(7107, "zoom", False), fps=24.0, seed=7, drops=60000, d_mm=1.5,
                          radiance=(0.75, 0.0), wind=1.0),
     "p_lowfps_storm": dict(scene=(7108, "pan", False), fps=15.0, seed=8, drops=48000, d_mm=2.0,
                            wind=-4.0, shutter=0.8, fog=0.2),
@@ -128,27 +128,30 @@ def _environment(frame: np.ndarray, gain: float, offset: float) -> np.ndarray:
     return np.clip(gain * (0.6 * mean + 0.4 * wide) + offset, 0, 1)
 
 
+def _hash01(ids: np.ndarray, n: np.ndarray, salt: int) -> np.ndarray:
+    """A fixed pseudo-random number in [0, 1) per (drop, wrap count): where a drop re-enters."""
+    h = (ids.astype(np.uint64) * np.uint64(2654435761) + (n.astype(np.int64) + 1_000_000).astype(np.uint64)
+         * np.uint64(40503) + np.uint64(salt) * np.uint64(97531)) & np.uint64(0xFFFFFFFF)
+    h ^= h >> np.uint64(15)
+    h = (h * np.uint64(2246822519)) & np.uint64(0xFFFFFFFF)
+    h ^= h >> np.uint64(13)
+    return h.astype(np.float64) / 2.0 ** 32
+
+
 def render_particles(clean: np.ndarray, fps: float, seed: int, **rain) -> dict:
     """Rain from 3D particles over a clean clip (T,H,W,3) uint8 -> {'rainy': (T,H,W,3) uint8,
-    'alpha': (T,H,W) float32 total streak coverage}. `rain`: the recipe keys above."""
+    'alpha': (T,H,W) float32 streak coverage (the largest over the blur bins)}. `rain`: the
+    recipe keys above."""
     import cv2
     p = {**_BASE, **rain}
     clean = np.asarray(clean)
     T, H, W = clean.shape[:3]
+    z0, z1 = (float(z) for z in p["z"])
+    if not fps > 0 or not 0 < z0 < z1 or int(p["drops"]) < 0 or not p["shutter"] >= 0:
+        raise VderainError(f"particle rain needs fps > 0, 0 < z near < z far, drops >= 0, shutter >= 0 "
+                           f"(got fps {fps}, z {p['z']}, drops {p['drops']}, shutter {p['shutter']})")
     rng = np.random.default_rng(1_000_033 + int(seed))
     f = 0.87 * W                                      # focal length (px): a 60-degree horizontal view
-    z0, z1 = p["z"]
-    # a box around the view frustum, margins for the motion: uniform density in space
-    xm, ym = 0.65 * z1, 0.65 * z1 * H / W + 2.0
-    n = int(p["drops"])
-    X = rng.uniform(-xm, xm, n)
-    Y = rng.uniform(-ym, ym, n)
-    Z = rng.uniform(z0, z1, n)
-    d = np.clip(rng.exponential(p["d_mm"], n), 0.5, 6.0)            # mm
-    v = terminal_speed(d)                                             # m/s, down (+y)
-    sway = rng.normal(0.0, 0.3, n)                                    # turbulence, m/s across
-    dt = 1.0 / float(fps)
-    exposure = float(p["shutter"]) * dt
     # the rain volume turns and zooms with the scene: a camera rotating (a pan) or zooming moves
     # every drop across the image as it moves the scene. Forward motion is the volume's own
     # translation (`forward`: a dashcam does not turn), so then the scene's is not followed
@@ -156,44 +159,67 @@ def render_particles(clean: np.ndarray, fps: float, seed: int, **rain) -> dict:
     track = [np.eye(2, 3)]
     for k in range(1, T):
         track.append(_compose(track[-1], step[k]))
+    scales = [math.sqrt(abs(np.linalg.det(m[:, :2]))) for m in track]
+    # a box around the view frustum (uniform density in space), wide enough for the widest view
+    # of the clip (a zoom out); it is centred on each frame's view, so a long pan never runs out
+    xm = 0.65 * z1 / min(1.0, min(scales))
+    ym = xm * H / W + 2.0
+    n = int(p["drops"])
+    ids = np.arange(n)
+    X = rng.uniform(-xm, xm, n)
+    Y = rng.uniform(-ym, ym, n)
+    Z = rng.uniform(z0, z1, n)
+    # exponential sizes above the 0.5 mm drops that still show, mean d_mm
+    d = np.minimum(0.5 + rng.exponential(max(p["d_mm"] - 0.5, 0.05), n), 6.0)      # mm
+    v = terminal_speed(d)                                             # m/s, down (+y)
+    sway = rng.normal(0.0, 0.3, n)                                    # turbulence, m/s across
+    dt = 1.0 / float(fps)
+    exposure = float(p["shutter"]) * dt
     ss = SUPERSAMPLE
     rainy = np.empty_like(clean)
     alpha_total = np.empty((T, H, W), np.float32)
     gain, offset = p["radiance"]
     rows = (np.arange(H, dtype=np.float32) + 0.5) / H
     fog_t = np.exp(-float(p["fog"]) * (1.3 - rows))[:, None, None]    # top rows are far
+    eye = np.eye(2, 3)
     for k in range(T):
         frame = clean[k].astype(np.float32) / 255
         env = _environment(frame, gain, offset)
         bins = [np.zeros((H * ss, W * ss), np.float32) for _ in BLUR_BINS]
-        t_open = k * dt
+        now = track[k]
+        # where this frame's view centre points, as a direction in frame 0's camera
+        inv = cv2.invertAffineTransform(now)
+        cx, cy = _apply(inv, np.array(W / 2), np.array(H / 2))
+        ox, oy = (float(cx) - W / 2) / f, (float(cy) - H / 2) / f
         # the path of each drop during the exposure, in camera space
         pts = []
-        for t in (t_open, t_open + exposure):
-            xs = X + (p["wind"] + sway) * t
-            ys = Y + v * t
+        for t in (k * dt, k * dt + exposure):
             zs = Z - p["forward"] * t
-            # wrap into the box: drops leaving it are replaced by new ones entering (the same
-            # drop re-enters at the far side, but at a different depth it looks unrelated)
-            xs = (xs + xm) % (2 * xm) - xm
-            ys = (ys + ym) % (2 * ym) - ym
+            nz = np.floor((zs - z0) / (z1 - z0))
+            ys = Y + v * t
+            ny = np.floor((ys + ym) / (2 * ym))
+            # a drop that fell out of the box (or passed the camera) re-enters as a new drop:
+            # at the top (the far end), at a fresh place, not in the column it left
+            xs = X + (p["wind"] + sway) * t + 2 * xm * _hash01(ids, ny + 7919 * nz, 1)
+            zs = zs + (z1 - z0) * _hash01(ids, ny, 2) * (ny != 0)
             zs = z0 + (zs - z0) % (z1 - z0)
-            pts.append((xs, ys, zs))
-        (xa, ya, za), (xb, yb, zb) = pts
-        # a wrap between the two ends would draw a streak across the frame: drop those drops
-        ok = (np.abs(xb - xa) < xm) & (np.abs(yb - ya) < ym) & (np.abs(zb - za) < (z1 - z0) / 2)
-        ok &= (za > z0 * 0.999) & (zb > z0 * 0.999)
-        # pinhole projection, then the camera's rotation / zoom as measured on the scene; during
-        # the exposure the camera goes on moving (as it did into this frame), which smears the
+            xc, yc = zs * ox, zs * oy                                 # the box follows the view
+            xs = (xs - xc + xm) % (2 * xm) - xm + xc
+            ys = (ys - yc + ym) % (2 * ym) - ym + yc
+            pts.append((xs, ys, zs, ny, nz))
+        (xa, ya, za, nya, nza), (xb, yb, zb, nyb, nzb) = pts
+        # a drop re-entering during the exposure would draw a streak across the frame: skip it
+        ok = (nya == nyb) & (nza == nzb) & (np.abs(xb - xa) < xm) & (np.abs(yb - ya) < ym)
+        # pinhole projection, then the camera's rotation / zoom as measured on the scene; it
+        # goes on moving during the exposure (as it does into the next frame), which smears the
         # streak along the scene's motion
-        now = track[k]
-        later = now + p["shutter"] * (now - track[k - 1]) if k > 0 else now
+        ahead = step[k + 1] if k + 1 < T else step[k]
+        later = _compose(now, eye + p["shutter"] * (ahead - eye))
         ua, va = _apply(now, f * xa / za + W / 2, f * ya / za + H / 2)
         ub, vb = _apply(later, f * xb / zb + W / 2, f * yb / zb + H / 2)
-        s = math.sqrt(abs(np.linalg.det(now[:, :2])))
         zm = 0.5 * (za + zb)
         # drawn drop width (px); the largest near drops are capped (a lens blurs them, `focus`)
-        width = np.minimum(p["size"] * s * f * d * 1e-3 / zm, 3.0)
+        width = np.minimum(p["size"] * scales[k] * f * d * 1e-3 / zm, 3.0)
         length = np.hypot(ub - ua, vb - va)
         # each pixel on the streak sees the drop for width / (length + width) of the exposure
         blend = p["opacity"] * width / (length + width)
@@ -207,15 +233,17 @@ def render_particles(clean: np.ndarray, fps: float, seed: int, **rain) -> dict:
         # the faintest far drops are fog, not streaks (and most of the particles)
         ok &= blend * np.minimum(width, 1.0) > 0.003
         b_idx = np.abs(coc[:, None] - np.array(BLUR_BINS)[None]).argmin(1)
-        for i in np.flatnonzero(ok):
+        drawn = np.flatnonzero(ok)
+        for i in drawn[np.argsort(-zm[drawn], kind="stable")]:       # far first: near drops cover far ones
             thick = max(1, int(round(width[i] * ss)))
             # a thinner drop than the line drawn: its coverage of the line's pixels is the ratio
             value = float(blend[i] * min(1.0, width[i] * ss / thick))
             cv2.line(bins[b_idx[i]], (int(round(ua[i] * ss)), int(round(va[i] * ss))),
                      (int(round(ub[i] * ss)), int(round(vb[i] * ss))), value, thick, cv2.LINE_8)
+        # fog dims the scene behind the rain; the drops that show are near, drawn over it
         out = frame * fog_t + 0.78 * (1 - fog_t)
         total = np.zeros((H, W), np.float32)
-        for sigma, canvas in sorted(zip(BLUR_BINS, bins), key=lambda sc: sc[0]):
+        for sigma, canvas in zip(BLUR_BINS, bins):
             a = cv2.resize(canvas, (W, H), interpolation=cv2.INTER_AREA)
             if sigma > 0:
                 a = cv2.GaussianBlur(a, (0, 0), sigma)
