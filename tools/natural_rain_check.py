@@ -38,6 +38,15 @@ def clip_frames(path: str, n: int, w: int, h: int, skip: int = 30) -> np.ndarray
     return np.stack(out)
 
 
+def build_methods(spec: str) -> dict:
+    """'quality,fast-nostab,runs/x.pt' -> {label: method} on the CPU (bench labels or weights files)."""
+    from vderain.bench import BUILTIN
+    from vderain.methods import get_method
+    names = [m.strip() for m in spec.split(",") if m.strip()]
+    return {k: get_method(BUILTIN[k][0], device="cpu", **BUILTIN[k][1]) if k in BUILTIN
+            else get_method(k, device="cpu") for k in names}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", default="data/clean")
@@ -47,16 +56,13 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    from vderain.bench import BUILTIN
-    from vderain.methods import get_method
     from vderain.metrics import SequenceScorer
     from vderain.pipeline import derain_frames
     from vderain.synth.rain import RainSynth
-    from vderain.synth.suite import _to_u8
+    from vderain.synth.scenes import to_uint8_frames as _to_u8
 
-    names = [m.strip() for m in args.methods.split(",") if m.strip()]
-    methods = {k: get_method(BUILTIN[k][0], device="cpu", **BUILTIN[k][1]) if k in BUILTIN
-               else get_method(k, device="cpu") for k in names}
+    methods = build_methods(args.methods)
+    names = list(methods)
     paths = sorted(glob.glob(os.path.join(args.clips, "*.mp4")))
     if not paths:
         raise SystemExit(f"natural_rain_check: no .mp4 clips in {args.clips}")

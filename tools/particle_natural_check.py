@@ -30,8 +30,6 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    from vderain.bench import BUILTIN
-    from vderain.methods import get_method
     from vderain.metrics.image import psnr
     from vderain.pipeline import derain_frames
     from vderain.synth.particles import particle_recipe, render_particles, _BASE
@@ -40,9 +38,8 @@ def main():
     nrc = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(nrc)
 
-    names = [m.strip() for m in args.methods.split(",") if m.strip()]
-    methods = {k: get_method(BUILTIN[k][0], device="cpu", **BUILTIN[k][1]) if k in BUILTIN
-               else get_method(k, device="cpu") for k in names}
+    methods = nrc.build_methods(args.methods)
+    names = list(methods)
     results = {}
     for path in sorted(glob.glob(os.path.join(args.clips, "*.mp4"))):
         try:

@@ -185,7 +185,6 @@ def render_particles(clean: np.ndarray, fps: float, seed: int, **rain) -> dict:
     for k in range(T):
         frame = clean[k].astype(np.float32) / 255
         env = _environment(frame, gain, offset)
-        bins = [np.zeros((H * ss, W * ss), np.float32) for _ in BLUR_BINS]
         now = track[k]
         # where this frame's view centre points, as a direction in frame 0's camera
         inv = cv2.invertAffineTransform(now)
@@ -234,16 +233,19 @@ def render_particles(clean: np.ndarray, fps: float, seed: int, **rain) -> dict:
         ok &= blend * np.minimum(width, 1.0) > 0.003
         b_idx = np.abs(coc[:, None] - np.array(BLUR_BINS)[None]).argmin(1)
         drawn = np.flatnonzero(ok)
+        # a supersampled canvas per defocus bin that has drops (without `focus`, only the sharp one)
+        bins = {b: np.zeros((H * ss, W * ss), np.float32) for b in np.unique(b_idx[drawn]).tolist()}
         for i in drawn[np.argsort(-zm[drawn], kind="stable")]:       # far first: near drops cover far ones
             thick = max(1, int(round(width[i] * ss)))
             # a thinner drop than the line drawn: its coverage of the line's pixels is the ratio
             value = float(blend[i] * min(1.0, width[i] * ss / thick))
-            cv2.line(bins[b_idx[i]], (int(round(ua[i] * ss)), int(round(va[i] * ss))),
+            cv2.line(bins[int(b_idx[i])], (int(round(ua[i] * ss)), int(round(va[i] * ss))),
                      (int(round(ub[i] * ss)), int(round(vb[i] * ss))), value, thick, cv2.LINE_8)
         # fog dims the scene behind the rain; the drops that show are near, drawn over it
         out = frame * fog_t + 0.78 * (1 - fog_t)
         total = np.zeros((H, W), np.float32)
-        for sigma, canvas in zip(BLUR_BINS, bins):
+        for b, canvas in sorted(bins.items()):
+            sigma = BLUR_BINS[b]
             a = cv2.resize(canvas, (W, H), interpolation=cv2.INTER_AREA)
             if sigma > 0:
                 a = cv2.GaussianBlur(a, (0, 0), sigma)
@@ -261,9 +263,7 @@ def render_particles(clean: np.ndarray, fps: float, seed: int, **rain) -> dict:
 def render_particle_case(name: str, frames: int | None = None, height: int | None = None,
                          width: int | None = None) -> dict:
     """One case of the `particles` suite: {'rainy', 'clean': (T,H,W,3) uint8, 'fps', 'meta'}."""
-    import torch
-
-    from vderain.synth.scenes import procedural_clip
+    from vderain.synth.scenes import procedural_clip, to_uint8_frames
 
     r = particle_recipe(name)
     T = int(frames or DEFAULT_FRAMES)
@@ -272,8 +272,7 @@ def render_particle_case(name: str, frames: int | None = None, height: int | Non
     if T < 2 or H < 16 or W < 16:
         raise VderainError(f"particle case size too small: {T} frames of {W}x{H}")
     seed, motion, stripes = r["scene"]
-    clip = procedural_clip(T, H, W, seed=seed, motion=motion, stripes=stripes)
-    clean = (clip.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    clean = to_uint8_frames(procedural_clip(T, H, W, seed=seed, motion=motion, stripes=stripes))
     rain = {k: r[k] for k in _BASE}
     out = render_particles(clean, r["fps"], r["seed"], **rain)
     meta = {"case": name, "renderer": "particles", "motion": motion, "stripes": stripes,

@@ -17,6 +17,11 @@ from vderain.synth import negatives
 MOTIONS = ("static", "pan", "zoom", "forward")
 
 
+def to_uint8_frames(x: torch.Tensor):
+    """(T, 3, H, W) float in [0,1] -> (T, H, W, 3) uint8 numpy, rounded."""
+    return (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
 def _noise(h: int, w: int, cells: int, g: torch.Generator, ch: int = 1) -> torch.Tensor:
     """Smooth value noise (ch, h, w) in about [0, 1]."""
     gh = max(2, int(cells * h / max(h, w)) + 2)

@@ -12,7 +12,6 @@ Rendering every case at the default size takes a few seconds on a CPU.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from vderain import VderainError
@@ -59,11 +58,6 @@ def case_recipe(name: str) -> dict:
     return dict(_CASES[name])
 
 
-def _to_u8(x: torch.Tensor) -> np.ndarray:
-    """(T, 3, H, W) float in [0,1] -> (T, H, W, 3) uint8."""
-    return (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
-
 def render_case(name: str, frames: int | None = None, height: int | None = None, width: int | None = None,
                 rain_overrides: dict[str, float] | None = None) -> dict:
     """Render one case: {'rainy', 'clean': (T, H, W, 3) uint8, 'fps': float, 'meta': dict}.
@@ -73,7 +67,7 @@ def render_case(name: str, frames: int | None = None, height: int | None = None,
     same drops without haze; every random draw stays the same, so the pair isolates the haze).
     """
     from vderain.synth.rain import RainSynth
-    from vderain.synth.scenes import procedural_clip
+    from vderain.synth.scenes import procedural_clip, to_uint8_frames
 
     r = case_recipe(name)
     T = int(frames or DEFAULT_FRAMES)
@@ -92,7 +86,7 @@ def render_case(name: str, frames: int | None = None, height: int | None = None,
     g = torch.Generator().manual_seed(1_000_003 + int(r["seed"]))
     out = synth(clean, generator=g, fps=float(r["fps"]))
     params = {k: (v[0].tolist() if torch.is_tensor(v) else v) for k, v in out["params"].items()}
-    rainy, clean_t = _to_u8(out["rainy"][0]), _to_u8(out["clean"][0])
+    rainy, clean_t = to_uint8_frames(out["rainy"][0]), to_uint8_frames(out["clean"][0])
     meta = {"case": name, "preset": r["preset"], "motion": motion, "stripes": stripes,
             "scene_seed": seed, "synth_seed": r["seed"], "overrides": overrides,
             "rain_free": bool(params["rain_free"]), "params": params}

@@ -51,17 +51,17 @@ class MixedSource:
         u = float(torch.rand((), generator=generator, device=generator.device))
         n = min(batch, int(batch * self.share + u))
         parts, fps = [], []
-        if batch - n:
+        if n < batch:
             parts.append(self.footage.sample(batch - n, generator))
             f = getattr(self.footage, "last_fps", None)
-            fps.append(torch.full((batch - n,), self.fps) if f is None else torch.as_tensor(f, dtype=torch.float32).reshape(-1).cpu())
+            fps.append(torch.full((batch - n,), self.fps) if f is None else torch.as_tensor(f, dtype=torch.float32).cpu())
         if n:
-            parts.append(self.procedural.sample(n, generator).to(parts[0].device if parts else self.procedural.device))
+            parts.append(self.procedural.sample(n, generator))   # on the same device as the footage
             fps.append(torch.full((n,), self.fps))
-        order = torch.randperm(batch, generator=generator, device=generator.device).cpu()
         x = torch.cat(parts)
-        self.last_fps = torch.cat(fps)[order].to(x.device)
-        return x[order.to(x.device)]
+        order = torch.randperm(batch, generator=generator, device=generator.device).to(x.device)
+        self.last_fps = torch.cat(fps).to(x.device)[order]
+        return x[order]
 
 
 def make_source(cfg: DataConfig, frames: int, device: torch.device, seed: int):

@@ -92,9 +92,9 @@ def validate_haze(net: HazeNet, tau_max: float, cases, device) -> dict:
     """PSNR-Y on the suite's haze (drops off): hazy input and dehazed output vs clean; and output
     vs input on the rain-free cases (must stay ~unchanged)."""
     from vderain.metrics.image import psnr_frames
-    from vderain.synth.suite import _to_u8
+    from vderain.synth.scenes import to_uint8_frames
     net.eval()
-    to_u8 = lambda t: _to_u8(t.cpu())
+    to_u8 = lambda t: to_uint8_frames(t.cpu())
     rin, rout, nor = [], [], []
     for _, hazy, clean, rain_free in cases:
         h = hazy.to(device)
