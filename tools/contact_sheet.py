@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 DATA = "/work/shared/data"
-PRESETS = ("light", "heavy", "night", "dashcam", "storm", "faint")
+PRESETS = ("light", "heavy", "night", "dashcam", "storm", "faint", "dots")
 
 
 def read_frames(path: str, start: int, count: int) -> np.ndarray:

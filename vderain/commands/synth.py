@@ -15,7 +15,7 @@ import time
 
 from vderain import VderainError
 
-RAIN_PRESETS = ("light", "heavy", "night", "dashcam", "storm", "faint")
+RAIN_PRESETS = ("light", "heavy", "night", "dashcam", "storm", "faint", "dots")
 
 
 def add_arguments(p) -> None:

@@ -93,6 +93,15 @@ PRESETS: dict[str, dict[str, tuple[float, float]]] = {
         "length": (25, 90), "shutter": (0.5, 1.0), "jitter": (1, 6), "opacity": (0.2, 0.5),
         "env_k": (0.95, 1.25), "spec": (0.0, 0.08), "dark": (0.25, 0.25), "veil": (0.05, 0.6),
     },
+    # a short exposure (daylight, a fast shutter, many phones and dashcams in bright light) freezes
+    # drops into dots and dashes: far drops become single pixels, near ones short blobs. Streak
+    # shape is then no cue at all, only the flicker is (the other presets' shortest far streaks
+    # are ~3 px; the particle suite's p_fast_shutter was the case the networks lost most on)
+    "dots": {
+        "dens_far": (25, 120), "dens_mid": (4, 25), "dens_near": (0.2, 2.5),
+        "length": (25, 75), "shutter": (0.03, 0.2), "jitter": (1, 8), "opacity": (0.45, 0.95),
+        "spec": (0.0, 0.25), "veil": (0.0, 0.3), "splash": (0, 15),
+    },
 }
 
 PRESET_NAMES: list[str] = list(PRESETS)          # index = params["preset_id"]
