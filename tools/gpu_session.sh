@@ -58,8 +58,8 @@ fi
 step "2. training, $TRAIN_S s each, side by side"
 # the fine-tune recipe: warm start, EMA, rain-free clips weighted, the haze estimator frozen
 # (trained alone by configs/haze.yaml), and `faint` rain (thin translucent streaks, what the
-# networks leave on the suite and on real footage) added to the mix
-MIX='data.preset={light: 0.18, heavy: 0.14, night: 0.10, dashcam: 0.12, storm: 0.08, faint: 0.16, norain: 0.22}'
+# networks leave on the suite and on real footage) and `dots` (short exposures; stage 13) added
+MIX='data.preset={light: 0.15, heavy: 0.12, night: 0.09, dashcam: 0.11, storm: 0.07, faint: 0.14, dots: 0.12, norain: 0.20}'
 BODY='optim.train_only=[fuse., stem., enc., down., body., up., dec., tail.]'
 common=(--set optim.ema=0.999 --set optim.lr=0.0003 --set optim.warmup_steps=100 --set loss.norain=2.0
         --set "$MIX" --set "$BODY" --set log.val_every=500 --set log.every=100
