@@ -17,8 +17,10 @@ import cv2
 import numpy as np
 import torch
 
+from vderain.synth.presets import PRESET_NAMES
+
 DATA = "/work/shared/data"
-PRESETS = ("light", "heavy", "night", "dashcam", "storm", "faint", "dots")
+PRESETS = tuple(n for n in PRESET_NAMES if n != "norain")
 
 
 def read_frames(path: str, start: int, count: int) -> np.ndarray:

@@ -59,7 +59,7 @@ def main():
     from vderain.metrics import SequenceScorer
     from vderain.pipeline import derain_frames
     from vderain.synth.rain import RainSynth
-    from vderain.synth.scenes import to_uint8_frames as _to_u8
+    from vderain.synth.scenes import to_uint8_frames
 
     methods = build_methods(args.methods)
     names = list(methods)
@@ -72,7 +72,7 @@ def main():
         for pi, preset in enumerate(PRESETS):
             synth = RainSynth(preset, device="cpu", codec_prob=0.0, dct_prob=0.0, tone_aug=False, px_scale=1.0)
             out = synth(clean, generator=torch.Generator().manual_seed(5000 + 17 * ci + pi), fps=30.0)
-            rainy, gt = _to_u8(out["rainy"][0]), _to_u8(out["clean"][0])
+            rainy, gt = to_uint8_frames(out["rainy"][0]), to_uint8_frames(out["clean"][0])
             sc = SequenceScorer(rainy, gt, flow_preset="medium")
             row = {"clip": os.path.basename(path), "preset": preset, "gt_ewarp": sc.reference_values()["gt_ewarp"]}
             for k, m in [("identity", None)] + list(methods.items()):

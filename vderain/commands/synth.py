@@ -14,15 +14,14 @@ import sys
 import time
 
 from vderain import VderainError
-
-RAIN_PRESETS = ("light", "heavy", "night", "dashcam", "storm", "faint", "dots")
+from vderain.synth.presets import PRESET_NAMES  # no torch: the parser is built at start-up
 
 
 def add_arguments(p) -> None:
     from vderain.io.writer import CODEC_CHOICES
     p.add_argument("input", help="video file or folder of numbered frames")
     p.add_argument("-o", "--output", required=True, help="rainy output video (or a folder ending in '/')")
-    p.add_argument("--preset", default="light", choices=RAIN_PRESETS + ("norain",),
+    p.add_argument("--preset", default="light", choices=PRESET_NAMES,
                    help="kind of rain (default light); see docs/synth.md")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same rain (default 0)")
     p.add_argument("--save-clean", metavar="DIR",
