@@ -12,7 +12,6 @@ layer's energy it removed, 1 - MSE(output, clean) / MSE(rainy_k, clean) over the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 
@@ -48,14 +47,12 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    from vderain.bench import build_methods
     from vderain.pipeline import derain_frames
-    spec = importlib.util.spec_from_file_location("nrc", os.path.join(os.path.dirname(__file__), "natural_rain_check.py"))
-    nrc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(nrc)
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     scales = [float(k) for k in args.scales.split(",")]
-    methods = nrc.build_methods(args.methods)
+    methods = build_methods(args.methods)
     pairs = rain_pairs(args.frames, height, width)
     mid = slice(2, -2)          # every method reflects its window at the ends
     rows = []
@@ -63,9 +60,10 @@ def main():
         amp, removed = [], {name: [] for name in methods}
         for clean, rainy in pairs:
             rk = np.clip(np.round(clean + k * (rainy - clean)), 0, 255).astype(np.uint8)
-            d = np.abs(rk.astype(np.float32) - clean)[mid].max(-1)
+            err = rk[mid].astype(np.float32) - clean[mid]
+            d = np.abs(err).max(-1)
             amp.append(float(np.percentile(d[d > 1], 90)) if (d > 1).any() else 0.0)
-            e_in = float(((rk[mid].astype(np.float32) - clean[mid]) ** 2).mean())
+            e_in = float((err ** 2).mean())
             for name, m in methods.items():
                 out = np.asarray(derain_frames(rk, method=m)).astype(np.float32)
                 removed[name].append(1 - float(((out[mid] - clean[mid]) ** 2).mean()) / max(e_in, 1e-9))

@@ -38,15 +38,6 @@ def clip_frames(path: str, n: int, w: int, h: int, skip: int = 30) -> np.ndarray
     return np.stack(out)
 
 
-def build_methods(spec: str) -> dict:
-    """'quality,fast-nostab,runs/x.pt' -> {label: method} on the CPU (bench labels or weights files)."""
-    from vderain.bench import BUILTIN
-    from vderain.methods import get_method
-    names = [m.strip() for m in spec.split(",") if m.strip()]
-    return {k: get_method(BUILTIN[k][0], device="cpu", **BUILTIN[k][1]) if k in BUILTIN
-            else get_method(k, device="cpu") for k in names}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", default="data/clean")
@@ -61,6 +52,7 @@ def main():
     from vderain.synth.rain import RainSynth
     from vderain.synth.scenes import to_uint8_frames
 
+    from vderain.bench import build_methods
     methods = build_methods(args.methods)
     names = list(methods)
     paths = sorted(glob.glob(os.path.join(args.clips, "*.mp4")))

@@ -38,7 +38,8 @@ def main():
     nrc = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(nrc)
 
-    methods = nrc.build_methods(args.methods)
+    from vderain.bench import build_methods
+    methods = build_methods(args.methods)
     names = list(methods)
     results = {}
     for path in sorted(glob.glob(os.path.join(args.clips, "*.mp4"))):

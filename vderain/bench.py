@@ -259,6 +259,15 @@ class MethodSpec:
     explicit: bool = True     # asked for by the user (a failure is shown loudly)
 
 
+def build_methods(labels: str, device="cpu") -> dict:
+    """'quality,fast-nostab,runs/x.pt' -> {label: method}: bench labels or weights files, built
+    at once (the tools that score methods outside `run_bench` use this)."""
+    from vderain.methods import get_method
+    names = [m.strip() for m in labels.split(",") if m.strip()]
+    return {k: get_method(BUILTIN[k][0], device=device, **BUILTIN[k][1]) if k in BUILTIN
+            else get_method(k, device=device) for k in names}
+
+
 def parse_methods(methods: str | None, externals: list[str] | None = None,
                   default: str = "identity,median,fast,quality") -> list[MethodSpec]:
     specs = []
