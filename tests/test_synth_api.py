@@ -73,6 +73,29 @@ def test_rain_changes_frames(clips):
     assert float(out["streak_mask"].mean()) > 0.01
 
 
+def test_faint_scaling_scales_the_rain_layer_and_is_off_by_default(clips):
+    # camera off: the noise field is drawn after the faint draw, so with it on the layer would
+    # still match, but the rain streaks' alpha must scale exactly and the clean clip stay put
+    kw = dict(camera=False, tone_aug=False, negatives_prob=0.0, dct_prob=0.0)
+    full = RainSynth("heavy", **kw)(clips, torch.Generator().manual_seed(6))
+    off = RainSynth("heavy", faint_prob=0.0, **kw)(clips, torch.Generator().manual_seed(6))
+    assert torch.equal(full["rainy"], off["rainy"])          # off draws nothing: same clips as before
+    faint = RainSynth("heavy", faint_prob=1.0, faint_scale=(0.25, 0.25), **kw)(clips, torch.Generator().manual_seed(6))
+    assert torch.equal(faint["clean"], full["clean"])
+    assert torch.allclose(faint["layer"], 0.25 * full["layer"], atol=2e-6)
+    assert torch.allclose(faint["streak_mask"], 0.25 * full["streak_mask"])
+    assert torch.allclose(1 - faint["transmission"], 0.25 * (1 - full["transmission"]), atol=1e-6)
+    assert torch.equal(faint["params"]["faint_k"], torch.full((len(clips),), 0.25))
+    # a share: rain-free clips are never scaled (k stays 1) and some rain clips keep k = 1
+    mixed = RainSynth({"light": 0.5, "norain": 0.5}, faint_prob=0.5)(clips.repeat(8, 1, 1, 1, 1),
+                                                                      torch.Generator().manual_seed(7))
+    k, free = mixed["params"]["faint_k"], mixed["params"]["rain_free"]
+    assert bool((k[free] == 1).all()) and bool(((k[~free] >= 0.1) & (k[~free] <= 0.6)).any())
+    assert bool((k[~free] == 1).any())
+    with pytest.raises(Exception, match="faint"):
+        RainSynth("light", faint_prob=1.5)
+
+
 def _write_video(path, frames, fps=25):
     av = pytest.importorskip("av")
     with av.open(str(path), "w") as c:

@@ -92,6 +92,12 @@ def test_config_values_take_their_field_types():
         tiny(**{"optim.lr": "fast"})
     with pytest.raises(VderainError, match="whole number"):
         tiny(**{"optim.max_steps": "2.5"})
+    cfg = tiny(**{"data.faint_scale": "[0.2, 1e-1]"})                  # numeric lists: numbers, right length
+    assert cfg.data.faint_scale == [0.2, 0.1] and all(isinstance(v, float) for v in cfg.data.faint_scale)
+    with pytest.raises(VderainError, match="list of 2 numbers"):
+        tiny(**{"data.faint_scale": "[0.2]"})
+    with pytest.raises(VderainError, match="must be a number"):
+        tiny(**{"data.faint_scale": "[0.2, high]"})
 
 
 def test_masked_l1_counts_only_masked_samples():

@@ -6,7 +6,8 @@ Order of operations for a batch (B, T, 3, H, W):
   2. rain: veil (haze grows with a depth proxy, airlight relative to the scene so it can
      darken as well as brighten), then streak/splash opacity alpha and a streak colour
      from the scene (refraction of a wide view, glow near light sources), composited
-     with alpha (occludes, not only adds)                             -> rainy
+     with alpha (occludes, not only adds); with faint_prob, a share of rain clips
+     then has its whole rain change scaled by k (rain at a few grey levels)  -> rainy
   3. camera (both): slight defocus, sensor noise with the same noise field in both
   4. compression (rainy only, rain clips only): 8x8 block-DCT stand-in, or a real
      encoder round trip (codec_prob, CPU, needs PyAV)
@@ -55,6 +56,11 @@ class RainSynth:
     px_scale: frame short side / 360; scales streak lengths, widths and densities.
     overrides: {param: value} fixes a preset parameter for every clip (tests, suite).
     dct_quality: fixed JPEG-style quality for the block-DCT stand-in (default: random 25..90).
+    faint_prob, faint_scale: share of rain clips whose rain (veil and streaks, before camera
+    noise and compression) is scaled by k ~ U(faint_scale): rainy = clean + k (rainy - clean).
+    Real phone and webcam rain is mostly 3-10 grey levels, fainter than most presets draw
+    (tools/faint_rain_check.py measured the networks removing ~1-10 % of it). Off by default;
+    it draws random numbers only when on, so every existing mix makes the same clips.
     Defaults of the last five depend on the preset: on for "train"/dicts, off (no aug,
     no negatives) for a single named preset, which is what `vderain synth` uses.
     """
@@ -63,6 +69,7 @@ class RainSynth:
                  *, dct_prob: float | None = None, negatives_prob: float | None = None,
                  tone_aug: bool | None = None, camera: bool = True, px_scale: float = 1.0,
                  dct_quality: float | None = None,
+                 faint_prob: float = 0.0, faint_scale: tuple[float, float] = (0.1, 0.6),
                  overrides: dict[str, float] | None = None):
         self.device = torch.device(device)
         w = _weights(preset)
@@ -75,6 +82,11 @@ class RainSynth:
         self.camera = bool(camera)
         self.px_scale = float(px_scale)
         self.dct_quality = dct_quality
+        self.faint_prob = float(faint_prob)
+        self.faint_scale = (float(faint_scale[0]), float(faint_scale[1]))
+        if not (0.0 <= self.faint_prob <= 1.0 and 0.0 < self.faint_scale[0] <= self.faint_scale[1]):
+            raise VderainError(f"faint_prob must be in [0, 1] and faint_scale 0 < low <= high, "
+                               f"got {faint_prob} and {faint_scale}")
         self.overrides = dict(overrides or {})
         bad = [k for k in self.overrides if k not in PARAM_NAMES]
         if bad:
@@ -216,6 +228,14 @@ class RainSynth:
         alpha = torch.where(opac < 0.7, opac, 1 - 0.3 * torch.exp((0.7 - opac) / 0.3))
         y.add_(col.sub_(y).mul_(alpha))                                       # y + alpha (col - y)
         del col
+        k_faint = torch.ones(B, device=dev)
+        if self.faint_prob > 0:
+            u_f = torch.rand(B, 2, generator=g, device=dev)
+            lo, hi = self.faint_scale
+            k_faint = torch.where(rain & (u_f[:, 0] < self.faint_prob), lo + (hi - lo) * u_f[:, 1], k_faint)
+            y = torch.lerp(x, y, bc(k_faint))                                   # x + k (y - x)
+            alpha = alpha * bc(k_faint)
+            trans = 1 - bc(k_faint) * (1 - trans)       # x + k (1 - t)(A - x): the veil scales alike
 
         # 3. camera: same for both ------------------------------------------------------
         if self.camera:
@@ -277,7 +297,7 @@ class RainSynth:
 
         rec.update({k: v for k, v in p.items()})
         rec.update({"negative_kind": neg_kind, "dark_streaks": dark & rain, "airlight": air[:, 0, :, 0, 0],
-                    "dct_quality": dct_q, "codec_crf": crf, "horizon": horizon})
+                    "dct_quality": dct_q, "codec_crf": crf, "horizon": horizon, "faint_k": k_faint})
         return {
             "rainy": rainy,
             "clean": clean_out,

@@ -21,6 +21,8 @@ class DataConfig:
     codec_prob: float = 0.0         # share of samples round-tripped through a real encoder (CPU only)
     fps: float = 30.0
     procedural: float = 0.0         # share of each batch from procedural scenes beside the clean footage
+    faint_prob: float = 0.0         # share of rain clips with all their rain scaled by k ~ U(faint_scale)
+    faint_scale: list[float] = field(default_factory=lambda: [0.1, 0.6])  # (real rain is often 3-10 grey levels)
 
 
 @dataclass
@@ -99,6 +101,10 @@ def _coerce(value, default, where: str):
         if isinstance(value, bool):
             return value
         raise VderainError(f"config: '{where}' must be true or false (got {value!r})")
+    if isinstance(default, list) and default and all(isinstance(v, (int, float)) for v in default):
+        if not isinstance(value, list) or len(value) != len(default):
+            raise VderainError(f"config: '{where}' must be a list of {len(default)} numbers (got {value!r})")
+        return [_coerce(v, float(d), where) for v, d in zip(value, default)]
     if isinstance(default, list):
         if isinstance(value, str):
             return [value]                 # one item given without brackets

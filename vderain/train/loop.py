@@ -240,7 +240,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     T, tgt = cfg.model.frames, cfg.model.target
     source = make_source(cfg.data, T + 1, device, cfg.seed + rank)
     from vderain.synth import RainSynth
-    synth = RainSynth(preset=cfg.data.preset, device=device, codec_prob=cfg.data.codec_prob)
+    synth = RainSynth(preset=cfg.data.preset, device=device, codec_prob=cfg.data.codec_prob,
+                      faint_prob=cfg.data.faint_prob, faint_scale=tuple(cfg.data.faint_scale))
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.optim.amp) if device.type == "cuda" else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
 
