@@ -57,22 +57,32 @@ def main():
     mid = slice(2, -2)          # every method reflects its window at the ends
     rows = []
     for k in scales:
-        amp, removed = [], {name: [] for name in methods}
+        amp = []
+        removed, on_rain, elsewhere = ({name: [] for name in methods} for _ in range(3))
         for clean, rainy in pairs:
             rk = np.clip(np.round(clean + k * (rainy - clean)), 0, 255).astype(np.uint8)
             err = rk[mid].astype(np.float32) - clean[mid]
             d = np.abs(err).max(-1)
             amp.append(float(np.percentile(d[d > 1], 90)) if (d > 1).any() else 0.0)
             e_in = float((err ** 2).mean())
+            rain_px = np.broadcast_to((d > 1)[..., None], err.shape)
+            e_rain = float((err[rain_px] ** 2).mean()) if rain_px.any() else 0.0
             for name, m in methods.items():
                 out = np.asarray(derain_frames(rk, method=m)).astype(np.float32)
-                removed[name].append(1 - float(((out[mid] - clean[mid]) ** 2).mean()) / max(e_in, 1e-9))
-        row = {"k": k, "amplitude_p90": float(np.mean(amp)),
-               "removed": {n: float(np.mean(v)) for n, v in removed.items()},
+                e_out = (out[mid] - clean[mid]) ** 2
+                removed[name].append(1 - float(e_out.mean()) / max(e_in, 1e-9))
+                on_rain[name].append(1 - float(e_out[rain_px].mean()) / max(e_rain, 1e-9) if rain_px.any() else 0.0)
+                elsewhere[name].append(float(np.sqrt(((out[mid] - rk[mid])[~rain_px] ** 2).mean())))
+        mean = lambda per: {n: float(np.mean(v)) for n, v in per.items()}
+        row = {"k": k, "amplitude_p90": float(np.mean(amp)), "removed": mean(removed),
+               "removed_on_rain": mean(on_rain), "rms_change_elsewhere": mean(elsewhere),
                "removed_per_scene": removed}
         rows.append(row)
-        print(f"k={k:4.2f}  streaks p90 {row['amplitude_p90']:5.1f} levels  removed: "
-              + "  ".join(f"{n} {100 * v:5.1f} %" for n, v in row["removed"].items()), flush=True)
+        print(f"k={k:4.2f}  streaks p90 {row['amplitude_p90']:5.1f} levels", flush=True)
+        for n in methods:
+            print(f"    {n:32s} removed {100 * row['removed'][n]:7.1f} %   on rain "
+                  f"{100 * row['removed_on_rain'][n]:6.1f} %   elsewhere {row['rms_change_elsewhere'][n]:5.2f} levels",
+                  flush=True)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
