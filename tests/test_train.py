@@ -249,3 +249,19 @@ def test_procedural_share_is_checked(tmp_path):
     for clean in ([str(clip)], []):
         with pytest.raises(VderainError, match="procedural"):
             make_source(DataConfig(clean=clean, crop=32, procedural=1.5), 2, cpu, 0)
+
+
+@pytest.mark.parametrize("window,target", [(5, 2), (5, 3), (3, 1), (1, 0)])
+def test_edge_order_gives_the_pipelines_first_two_windows(window, target):
+    from vderain.io.clips import iter_windows
+    from vderain.train.data import edge_order
+    order = edge_order(window + 1, target)
+    first_two = [w for w, _ in iter_windows(range(12), window, target)][:2]
+    assert order[:-1] == first_two[0] and order[1:] == first_two[1]
+
+
+def test_edge_windows_in_training_change_what_it_learns(tmp_path):
+    plain = train(tiny(), tmp_path / "plain", device="cpu", progress=False)["model"].state_dict()
+    edged = train(tiny(**{"data.edge_prob": 1.0}), tmp_path / "edge", device="cpu", progress=False)
+    assert edged["steps"] == 6
+    assert any(not torch.allclose(a, edged["model"].state_dict()[n]) for n, a in plain.items())

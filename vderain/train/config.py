@@ -23,6 +23,7 @@ class DataConfig:
     procedural: float = 0.0         # share of each batch from procedural scenes beside the clean footage
     faint_prob: float = 0.0         # share of rain clips with all their rain scaled by k ~ U(faint_scale)
     faint_scale: list[float] = field(default_factory=lambda: [0.1, 0.6])  # (real rain is often 3-10 grey levels)
+    edge_prob: float = 0.0          # share of samples given a video's first windows (mirrored at the edge)
 
 
 @dataclass

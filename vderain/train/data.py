@@ -64,6 +64,19 @@ class MixedSource:
         return x[order]
 
 
+def edge_order(frames: int, target: int) -> list[int]:
+    """Frame order that turns a sampled clip of `frames` (= window + 1) consecutive frames into
+    the two windows the pipeline builds at a video's start: order[:-1] is frame 0's window,
+    order[1:] frame 1's, both mirrored at the edge as vderain.io.clips.iter_windows does.
+
+    Why: an end frame has neighbours on one side only, so where the scene drifts it is its
+    window's temporal extreme and looks transient, like rain; consecutive training clips never
+    show that (docs/bench_stage15.md). The video's last frames are the same case in reverse.
+    """
+    from vderain.io.clips import reflect_index
+    return [reflect_index(k - target, frames) for k in range(frames)]
+
+
 def make_source(cfg: DataConfig, frames: int, device: torch.device, seed: int):
     if not 0 <= cfg.procedural <= 1:
         raise VderainError(f"data.procedural must be a share in [0, 1], got {cfg.procedural}")

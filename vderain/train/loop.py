@@ -22,7 +22,7 @@ from vderain.models.strnet import STRNet, retarget_fuse
 from vderain.train import losses as L
 from vderain.train.checkpoint import atomic_save, export_weights, read_weights, safe_load
 from vderain.train.config import TrainConfig
-from vderain.train.data import make_source
+from vderain.train.data import edge_order, make_source
 
 LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_lowpass", "temporal", "temporal_warp", "tv", "norain",
               "val_psnr_in", "val_psnr_out", "val_norain_psnr"]
@@ -291,6 +291,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                 sample = synth(clean, generator=gen, fps=cfg.data.fps if fps is None else fps)
                 rainy, clean, layer = sample["rainy"], sample["clean"], sample["layer"]
                 rain_free = sample["params"]["rain_free"].to(rainy.device, torch.float32)  # (B,)
+                if cfg.data.edge_prob > 0:
+                    edge = torch.rand(rainy.shape[0], generator=gen, device=gen.device) < cfg.data.edge_prob
+                    if bool(edge.any()):
+                        e, order = edge.to(rainy.device), torch.tensor(edge_order(T + 1, tgt), device=rainy.device)
+                        rainy[e], clean[e], layer[e] = rainy[e][:, order], clean[e][:, order], layer[e][:, order]
             b = rainy.shape[0]
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 # both windows in one batch: (2B,T,3,S,S) -> R (2B,3,S,S) for frames tgt and tgt+1
