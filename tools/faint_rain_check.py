@@ -72,7 +72,8 @@ def main():
                 e_out = (out[mid] - clean[mid]) ** 2
                 removed[name].append(1 - float(e_out.mean()) / max(e_in, 1e-9))
                 on_rain[name].append(1 - float(e_out[rain_px].mean()) / max(e_rain, 1e-9) if rain_px.any() else 0.0)
-                elsewhere[name].append(float(np.sqrt(((out[mid] - rk[mid])[~rain_px] ** 2).mean())))
+                kept = ~rain_px
+                elsewhere[name].append(float(np.sqrt(((out[mid] - rk[mid])[kept] ** 2).mean())) if kept.any() else 0.0)
         mean = lambda per: {n: float(np.mean(v)) for n, v in per.items()}
         row = {"k": k, "amplitude_p90": float(np.mean(amp)), "removed": mean(removed),
                "removed_on_rain": mean(on_rain), "rms_change_elsewhere": mean(elsewhere),

@@ -84,8 +84,8 @@ class RainSynth:
         self.dct_quality = dct_quality
         self.faint_prob = float(faint_prob)
         self.faint_scale = (float(faint_scale[0]), float(faint_scale[1]))
-        if not (0.0 <= self.faint_prob <= 1.0 and 0.0 < self.faint_scale[0] <= self.faint_scale[1]):
-            raise VderainError(f"faint_prob must be in [0, 1] and faint_scale 0 < low <= high, "
+        if not (0.0 <= self.faint_prob <= 1.0 and 0.0 < self.faint_scale[0] <= self.faint_scale[1] <= 1.0):
+            raise VderainError(f"faint_prob must be in [0, 1] and faint_scale 0 < low <= high <= 1, "
                                f"got {faint_prob} and {faint_scale}")
         self.overrides = dict(overrides or {})
         bad = [k for k in self.overrides if k not in PARAM_NAMES]
