@@ -22,17 +22,6 @@ import numpy as np
 import torch
 
 
-def first_frames(path: str, n: int) -> np.ndarray:
-    from vderain.io import open_video
-    out = []
-    with open_video(path) as reader:
-        for f in reader:
-            out.append(f.rgb)
-            if len(out) == n:
-                break
-    return np.stack(out)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", default="../shared/data/real", help="a folder of videos or one video")
@@ -43,14 +32,14 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    from vderain.bench import build_methods
+    from vderain.bench import build_methods, read_frames
     from vderain.pipeline import derain_frames
 
     paths = sorted(glob.glob(os.path.join(args.clips, "*.mp4"))) if os.path.isdir(args.clips) else [args.clips]
     methods = build_methods(args.methods)
     rows = []
     for path in paths:
-        x = first_frames(path, args.frames)
+        x, _ = read_frames(path, args.frames)
         if len(x) < 3:
             continue
         for name, m in methods.items():

@@ -66,14 +66,15 @@ def main():
             amp.append(float(np.percentile(d[d > 1], 90)) if (d > 1).any() else 0.0)
             e_in = float((err ** 2).mean())
             rain_px = np.broadcast_to((d > 1)[..., None], err.shape)
-            e_rain = float((err[rain_px] ** 2).mean()) if rain_px.any() else 0.0
+            kept = ~rain_px
+            has_rain, has_kept = bool(rain_px.any()), bool(kept.any())
+            e_rain = float((err[rain_px] ** 2).mean()) if has_rain else 0.0
             for name, m in methods.items():
                 out = np.asarray(derain_frames(rk, method=m)).astype(np.float32)
                 e_out = (out[mid] - clean[mid]) ** 2
                 removed[name].append(1 - float(e_out.mean()) / max(e_in, 1e-9))
-                on_rain[name].append(1 - float(e_out[rain_px].mean()) / max(e_rain, 1e-9) if rain_px.any() else 0.0)
-                kept = ~rain_px
-                elsewhere[name].append(float(np.sqrt(((out[mid] - rk[mid])[kept] ** 2).mean())) if kept.any() else 0.0)
+                on_rain[name].append(1 - float(e_out[rain_px].mean()) / max(e_rain, 1e-9) if has_rain else 0.0)
+                elsewhere[name].append(float(np.sqrt(((out[mid] - rk[mid])[kept] ** 2).mean())) if has_kept else 0.0)
         mean = lambda per: {n: float(np.mean(v)) for n, v in per.items()}
         row = {"k": k, "amplitude_p90": float(np.mean(amp)), "removed": mean(removed),
                "removed_on_rain": mean(on_rain), "rms_change_elsewhere": mean(elsewhere),

@@ -56,13 +56,13 @@ class RainSynth:
     px_scale: frame short side / 360; scales streak lengths, widths and densities.
     overrides: {param: value} fixes a preset parameter for every clip (tests, suite).
     dct_quality: fixed JPEG-style quality for the block-DCT stand-in (default: random 25..90).
+    Defaults of the last five depend on the preset: on for "train"/dicts, off (no aug,
+    no negatives) for a single named preset, which is what `vderain synth` uses.
     faint_prob, faint_scale: share of rain clips whose rain (veil and streaks, before camera
     noise and compression) is scaled by k ~ U(faint_scale): rainy = clean + k (rainy - clean).
     Real phone and webcam rain is mostly 3-10 grey levels, fainter than most presets draw
     (tools/faint_rain_check.py measured the networks removing ~1-10 % of it). Off by default;
     it draws random numbers only when on, so every existing mix makes the same clips.
-    Defaults of the last five depend on the preset: on for "train"/dicts, off (no aug,
-    no negatives) for a single named preset, which is what `vderain synth` uses.
     """
 
     def __init__(self, preset: str | dict[str, float] = "train", device="cpu", codec_prob: float = 0.0,

@@ -242,6 +242,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     from vderain.synth import RainSynth
     synth = RainSynth(preset=cfg.data.preset, device=device, codec_prob=cfg.data.codec_prob,
                       faint_prob=cfg.data.faint_prob, faint_scale=tuple(cfg.data.faint_scale))
+    # the frame order of a video's first two windows, for the share of samples given them
+    edge_idx = torch.tensor(edge_order(T + 1, tgt), device=device) if cfg.data.edge_prob > 0 else None
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.optim.amp) if device.type == "cuda" else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
 
@@ -291,11 +293,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                 sample = synth(clean, generator=gen, fps=cfg.data.fps if fps is None else fps)
                 rainy, clean, layer = sample["rainy"], sample["clean"], sample["layer"]
                 rain_free = sample["params"]["rain_free"].to(rainy.device, torch.float32)  # (B,)
-                if cfg.data.edge_prob > 0:
-                    edge = torch.rand(rainy.shape[0], generator=gen, device=gen.device) < cfg.data.edge_prob
-                    if bool(edge.any()):
-                        e, order = edge.to(rainy.device), torch.tensor(edge_order(T + 1, tgt), device=rainy.device)
-                        rainy[e], clean[e], layer[e] = rainy[e][:, order], clean[e][:, order], layer[e][:, order]
+                if edge_idx is not None:
+                    e = torch.rand(rainy.shape[0], generator=gen, device=gen.device) < cfg.data.edge_prob
+                    if bool(e.any()):
+                        rainy[e], clean[e], layer[e] = (t[e][:, edge_idx] for t in (rainy, clean, layer))
             b = rainy.shape[0]
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 # both windows in one batch: (2B,T,3,S,S) -> R (2B,3,S,S) for frames tgt and tgt+1
