@@ -202,3 +202,37 @@ def test_shipped_estimator_leaves_clean_procedural_scenes_alone():
     levels = torch.tensor(levels)
     assert float(levels.mean()) < 0.5
     assert int((levels > 1).sum()) <= 2
+
+
+def test_veil_free_share_gives_rainy_pairs_with_no_haze_to_remove():
+    from vderain.synth import RainSynth
+    from vderain.train.config import DataConfig
+    from vderain.train.data import make_source
+    from vderain.train.haze import _pairs
+    source = make_source(DataConfig(crop=48), 1, torch.device("cpu"), 0)
+    synths = (RainSynth("heavy"), RainSynth("heavy", overrides={"veil": 0.0}),
+              RainSynth("heavy", overrides={"opacity": 0.0}))
+    draw = lambda p: _pairs(synths, source, 8, torch.Generator().manual_seed(3), p)
+    hazy, clear, haze_free = draw(0.0)
+    assert haze_free[:4].sum() == 0                                  # heavy rain: every one veiled
+    assert all((hazy[i] - clear[i]).abs().mean() > 1e-3 for i in range(4))
+    hazy, clear, haze_free = draw(1.0)
+    assert haze_free[:4].sum() == 4                                  # streaks kept, veil dropped
+    assert torch.equal(hazy[:4], clear[:4])
+    ahead = hazy[:4] - source.sample(8, torch.Generator().manual_seed(3))[:4, 0]
+    assert ahead.abs().amax() > 0.05                                 # the streaks are still there
+
+
+def test_veil_free_share_is_checked_and_kept_to_the_haze_task(tmp_path):
+    from vderain.train.config import load_config
+    from vderain.train.loop import train
+    base = ["data.clean=[]", "data.crop=32", "data.batch=2", "optim.max_steps=1", "log.val_every=0"]
+    with pytest.raises(VderainError, match="veil_free_prob"):
+        train(load_config("configs/haze.yaml", base + ["data.veil_free_prob=1.5"]), tmp_path / "a", device="cpu",
+              progress=False)
+    with pytest.raises(VderainError, match="task haze"):
+        train(load_config("configs/tiny.yaml", base + ["data.veil_free_prob=0.5"]), tmp_path / "b", device="cpu",
+              progress=False)
+    summary = train(load_config("configs/haze.yaml", base + ["data.veil_free_prob=0.5"]), tmp_path / "c",
+                    device="cpu", progress=False)
+    assert summary["steps"] == 1

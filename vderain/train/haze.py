@@ -61,8 +61,10 @@ def load_haze(path: str | Path, tau_max: float) -> tuple[dict, dict]:
     return state, {"path": str(path), **{k: meta[k] for k in keep if k in meta}}
 
 
-def _pairs(synths, source, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(hazy, clear, rain_free): hazy and clear (B,3,S,S) differ only by the haze."""
+def _pairs(synths, source, batch: int, gen: torch.Generator,
+           veil_free_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hazy, clear, haze_free): hazy and clear (B,3,S,S) differ only by the haze; haze_free (B,)
+    marks the pairs with none (rain-free clips, and the streaked clips drawn without their veil)."""
     with_streaks, haze_of, no_streaks = synths
     clean = source.sample(batch, gen)                                   # (B,1,3,S,S)
     half = batch // 2
@@ -71,10 +73,18 @@ def _pairs(synths, source, batch: int, gen: torch.Generator) -> tuple[torch.Tens
     gen.set_state(state)
     b = haze_of(clean[:half], generator=gen)                            # same draws, no haze
     c = no_streaks(clean[half:], generator=gen)
-    hazy = torch.cat([a["rainy"], c["rainy"]])[:, 0]
+    streaked, haze_free = a["rainy"], a["params"]["rain_free"].float()
+    if veil_free_prob > 0:
+        # the deployed estimator runs only where the streak network found rain (haze.rain_gate), and
+        # the synthesiser's presets nearly always veil their rain: without these it learns "rain comes
+        # with haze" and dehazes low-contrast rainy scenes that have none (particles p_bokeh_near)
+        drop = torch.rand(half, generator=gen, device=gen.device) < veil_free_prob
+        streaked = torch.where(drop.view(-1, 1, 1, 1, 1), b["rainy"], streaked)
+        haze_free = torch.maximum(haze_free, drop.float())
+    hazy = torch.cat([streaked, c["rainy"]])[:, 0]
     clear = torch.cat([b["rainy"], c["clean"]])[:, 0]
-    rain_free = torch.cat([a["params"]["rain_free"], c["params"]["rain_free"]]).float()
-    return hazy, clear, rain_free
+    haze_free = torch.cat([haze_free, c["params"]["rain_free"].float()])
+    return hazy, clear, haze_free
 
 
 def _val_set(frames: int) -> list[tuple[str, torch.Tensor, torch.Tensor, bool]]:
@@ -117,6 +127,8 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
     from vderain.train.loop import _ema_update, scheduled_lr
     if cfg.model.dehaze <= 0:
         raise VderainError("task haze: model.dehaze (the largest optical depth to undo) must be > 0")
+    if not 0.0 <= cfg.data.veil_free_prob <= 1.0:
+        raise VderainError(f"data.veil_free_prob must be in [0, 1], got {cfg.data.veil_free_prob}")
     if cfg.data.batch < 2:
         raise VderainError("task haze: data.batch must be >= 2 (half the batch keeps its streaks, half has none)")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -180,12 +192,12 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
             for g in opt.param_groups:
                 g["lr"] = lr
             with torch.no_grad():
-                hazy, clear, rain_free = _pairs(synths, source, cfg.data.batch, gen)
+                hazy, clear, haze_free = _pairs(synths, source, cfg.data.batch, gen, cfg.data.veil_free_prob)
             r = net(hazy, tau_max)
             out = hazy - r
             loss = cfg.loss.charbonnier * L.charbonnier(out, clear)
             if cfg.loss.norain:
-                loss = loss + cfg.loss.norain * L.masked_l1(r, rain_free)
+                loss = loss + cfg.loss.norain * L.masked_l1(r, haze_free)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip > 0:

@@ -177,6 +177,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
         return train_haze(cfg, out_dir, device=device, resume=resume, progress=progress)
     if cfg.task != "derain":
         raise VderainError(f"config: unknown task '{cfg.task}' (derain or haze)")
+    if cfg.data.veil_free_prob:
+        raise VderainError("data.veil_free_prob is for task haze (the haze estimator's training)")
     rank, local_rank, world = _dist_info()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
