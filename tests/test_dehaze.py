@@ -238,3 +238,48 @@ def test_veil_free_share_is_checked_and_kept_to_the_haze_task(tmp_path):
     summary = train(load_config("configs/haze.yaml", base + ["data.veil_free_prob=0.5"]), tmp_path / "c",
                     device="cpu", progress=False)
     assert summary["steps"] == 1
+
+
+def test_reflected_end_windows_take_the_nearest_full_windows_haze_gate():
+    """At a clip's ends the window is mirrored and the end frame has neighbours on one side only;
+    there the streak layer grows and alone could open the haze gate (a rain-free cloudy sky
+    "dehazed" by 13 levels on its first and last frames). The pipeline gives those windows the
+    gate of the nearest full window and leaves every other frame as it was, at any batch size."""
+    from vderain.methods.network import NetworkMethod
+    from vderain.pipeline import derain_frames
+    torch.manual_seed(0)
+    net = STRNet(STRNetConfig(**CFG, dehaze=1.0))
+    for p in net.parameters():
+        p.data.normal_(0, 0.05)
+    with torch.no_grad():
+        net.haze.out.bias[:3] = 0.0                   # a strong haze step wherever the gate opens
+    g = torch.Generator().manual_seed(1)
+    n, size = 8, (24, 32)
+    frames = (torch.rand(1, 3, *size, generator=g) * 0.5 + 0.2).expand(n, 3, *size).clone()
+    frames += 0.02 * torch.rand(n, 3, *size, generator=g)
+    frames[0] += 0.8 * (torch.rand(3, *size, generator=g) > 0.5)   # the end frames flicker most
+    frames[-1] += 0.8 * (torch.rand(3, *size, generator=g) > 0.5)
+    u8 = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+    x = u8.float() / 255
+    windows = [x[[abs(i - 1) if i else 1, i, i + 1 if i < n - 1 else n - 2]] for i in range(n)]  # target 1 of 3
+    net.cfg.dehaze = 0.0                              # the streak layer alone sets a threshold between
+    with torch.no_grad():
+        streak = torch.stack([net.rain_layer(w[None]).abs().mean() for w in windows])
+    net.cfg.dehaze, net.cfg.dehaze_gate = 1.0, float(streak[1:-1].max()) * 1.01
+    with torch.no_grad():
+        own = [net.rain_layer(w[None], return_gate=True) for w in windows]
+    gates = [float(gt) for _, gt in own]
+    assert min(gates[0], gates[-1]) > 0.2 and max(gates[1:-1]) == 0   # only the ends open
+    held = {0: own[1][1], n - 1: own[n - 2][1]}
+    with torch.no_grad():
+        expect = [(x[i] - (net.rain_layer(windows[i][None], gate=held[i]) if i in held else own[i][0])[0]).clamp(0, 1)
+                  for i in range(n)]
+    expect = (torch.stack(expect) * 255).round().permute(0, 2, 3, 1).numpy()
+    rgb = u8.permute(0, 2, 3, 1).numpy()
+    method = NetworkMethod(net, "cpu")
+    assert method.gated
+    outs = [derain_frames(rgb, method=method, batch=b, stabilise=False).astype(float) for b in (1, 3, n)]
+    for out in outs:
+        assert abs(out - expect).max() <= 1.0         # uint8 rounding
+    unheld = (x[0] - own[0][0][0]).clamp(0, 1).permute(1, 2, 0).numpy() * 255
+    assert abs(unheld - outs[0][0]).mean() > 5        # the frame's own gate would have changed it a lot

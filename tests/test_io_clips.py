@@ -79,3 +79,6 @@ def test_bad_window_arguments():
 
 def test_batched():
     assert list(batched(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(batched(range(7), 1, first=3)) == [[0, 1, 2], [3], [4], [5], [6]]  # first reaches index 2
+    assert list(batched(range(7), 4, first=3)) == [[0, 1, 2, 3], [4, 5, 6]]
+    assert list(batched(range(2), 1, first=3)) == [[0, 1]]

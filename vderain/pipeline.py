@@ -88,6 +88,13 @@ class _Runner:
         # frames (tiles then share one shift: no seams), with each frame's features kept across
         # the windows that share it
         self._aligner = StreamAligner(method.target) if getattr(method, "aligns", False) else None
+        # a gated haze step takes the nearest full window's gate at the clip's reflected ends
+        # (vderain.methods.network.EdgeGateHold); derain_iter batches the first full window
+        # with the start's reflected ones so that it is there to take
+        self._gates = None
+        if getattr(method, "gated", False):
+            from vderain.methods.network import EdgeGateHold
+            self._gates = EdgeGateHold()
 
     def __call__(self, group: list[tuple[list[Frame], Frame]]):
         if self.device.type == "cpu":
@@ -185,10 +192,14 @@ class _Runner:
         return x
 
     def _apply(self, clips, keys):
-        run = self.method
+        run, kwargs = self.method, {}
         if self._aligner is not None:
             clips = self._aligner(clips, keys)
-            run = lambda part: self.method(part, aligned=True)
+            kwargs["aligned"] = True
+        if self._gates is not None:
+            kwargs.update(keys=keys, hold=self._gates)
+        if kwargs:
+            run = lambda part: self.method(part, **kwargs)
         while True:
             try:
                 if self.tile:
@@ -223,7 +234,10 @@ def derain_iter(frames: Iterable[Frame], method: Method, batch: int = 1, tile=No
     cfg = getattr(method, "stabiliser", None)
     runner = _Runner(method, tile, tile_overlap, rain and cfg is None)  # else: from the stabilised output
     try:
-        results = (r for group in batched(iter_windows(frames, method.window, method.target), max(1, batch))
+        # the first batch reaches the first full window (index `target`): the start's reflected
+        # windows may need its haze gate (EdgeGateHold)
+        first = method.target + 1 if runner._gates is not None else 1
+        results = (r for group in batched(iter_windows(frames, method.window, method.target), max(1, batch), first)
                    for r in runner(group))
         if cfg is None or not stabilise:
             yield from results

@@ -58,13 +58,16 @@ def iter_windows(frames: Iterable[T], window: int, target: int) -> Iterator[tupl
         yield emit(next_out, n)
 
 
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Group an iterable into lists of at most `size` items."""
+def batched(items: Iterable[T], size: int, first: int = 1) -> Iterator[list[T]]:
+    """Group an iterable into lists of at most `size` items; the first list holds at least
+    `first` (when there are that many)."""
     group: list[T] = []
+    want = max(size, first)
     for item in items:
         group.append(item)
-        if len(group) == size:
+        if len(group) == want:
             yield group
             group = []
+            want = size
     if group:
         yield group

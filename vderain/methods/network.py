@@ -62,12 +62,71 @@ class NetworkMethod(Method):
         """Whether the network shifts neighbours onto the target first (model.align)."""
         return bool(self.model.cfg.align) and self.window > 1
 
+    @property
+    def gated(self) -> bool:
+        """Whether the haze step runs only where rain was found (model.dehaze_gate): then the
+        pipeline holds the nearest full window's gate at a clip's reflected ends (EdgeGateHold)."""
+        cfg = self.model.cfg
+        return getattr(cfg, "dehaze", 0) > 0 and getattr(cfg, "dehaze_gate", 0) > 0
+
     @torch.inference_mode()
-    def __call__(self, clips: torch.Tensor, aligned: bool = False) -> torch.Tensor:
+    def __call__(self, clips: torch.Tensor, aligned: bool = False, keys: list[list[int]] | None = None,
+                 hold: "EdgeGateHold | None" = None) -> torch.Tensor:
         """clips (B,T,3,H,W) in [0,1] -> derained targets (B,3,H,W). aligned: the caller has
-        shifted the neighbours already (the pipeline's StreamAligner), skip the model's own."""
+        shifted the neighbours already (the pipeline's StreamAligner), skip the model's own.
+        keys, hold: each window's frame indices and the stream's EdgeGateHold (see there)."""
         clips = clips.to(self.device, non_blocking=True)
-        r = self.model.rain_layer(clips.to(self.dtype), align=False if aligned else None).float()
+        x = clips.to(self.dtype)
+        align = False if aligned else None
+        if hold is None or keys is None or not self.gated:
+            r = self.model.rain_layer(x, align=align)
+        else:
+            r = hold.run(self.model, x, align, keys, self.target)
+        r = r.float()
         # subtract in fp32 from the original frame so bf16 only ever rounds the rain layer
         # (in place: r is this call's own fp32 copy, or the model's fp32 output)
         return r.neg_().add_(clips[:, self.target]).clamp_(0, 1)
+
+
+class EdgeGateHold:
+    """One stream's haze gate at its reflected ends.
+
+    A clip's first and last windows are mirrored (2, 1, [0], 1, 2), and an end frame has
+    neighbours on one side only: where the scene drifts (clouds), it is the window's temporal
+    extreme, so the streak network finds 3-7x more "rain" there than mid-clip. That alone opened
+    the haze gate (mean |R| >= dehaze_gate) on a still, rain-free cloudy sky and "dehazed" the
+    end frames by 13 grey levels (docs/bench_stage15.md). A reflected window therefore gets the
+    gate of the nearest full window: the first full one at the start (the pipeline puts it in the
+    same batch), the last one seen at the end. With no full window at all (a clip shorter than
+    the window) each keeps its own."""
+
+    def __init__(self):
+        self.last: torch.Tensor | None = None    # (1,1,1,1) the gate of the last full window run
+
+    def run(self, model, x: torch.Tensor, align, keys: list[list[int]], target: int) -> torch.Tensor:
+        full = [k == list(range(k[0], k[0] + len(k))) for k in keys]
+        if all(full):
+            r, gate = model.rain_layer(x, align=align, return_gate=True)
+            self.last = gate[-1:]
+            return r
+        rows = [i for i, f in enumerate(full) if f]
+        edges = [i for i, f in enumerate(full) if not f]
+        r = None
+        if rows:
+            r_full, gate_full = model.rain_layer(x[rows], align=align, return_gate=True)
+            r = x.new_empty((len(keys),) + r_full.shape[1:], dtype=r_full.dtype)
+            r[rows] = r_full
+            self.last = gate_full[-1:]
+        held = torch.full((len(edges), 1, 1, 1), float("nan"), device=x.device)
+        for n, i in enumerate(edges):
+            t = keys[i][target]
+            if rows:   # the full window in this batch whose target frame is nearest
+                j = min(range(len(rows)), key=lambda j: abs(keys[rows[j]][target] - t))
+                held[n] = gate_full[j]
+            elif self.last is not None:
+                held[n] = self.last[0]
+        r_edge = model.rain_layer(x[edges], align=align, gate=held)
+        if r is None:
+            return r_edge
+        r[edges] = r_edge
+        return r

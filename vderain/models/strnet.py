@@ -119,11 +119,15 @@ class STRNet(nn.Module):
     def multiple(self) -> int:
         return 2 * self.cfg.scale
 
-    def rain_layer(self, clip: torch.Tensor, align: bool | None = None) -> torch.Tensor:
+    def rain_layer(self, clip: torch.Tensor, align: bool | None = None, gate: torch.Tensor | None = None,
+                   return_gate: bool = False):
         """clip (B,T,3,H,W) in [0,1] -> signed rain layer R (B,3,H,W) of the target frame.
 
         align: None follows cfg.align; False when the caller has aligned the clip already
         (the pipeline does, once for the whole frame, before cutting it into tiles).
+        gate: (B,1,1,1) haze gates to use instead of the frames' own (a NaN row keeps its own): the
+        pipeline gives a clip's reflected end windows the gate of the nearest full window.
+        return_gate: return (R, the gates used (B,1,1,1) fp32, or None without a gated haze step).
         """
         b, t, _, h, w = clip.shape
         if t != self.cfg.frames:
@@ -180,10 +184,16 @@ class STRNet(nn.Module):
             others = [frames[:, j] for j in range(t) if j != tg] if self.cfg.dehaze_window else None
             haze = self.haze(target - r, self.cfg.dehaze, others)
             if self.cfg.dehaze_gate > 0:
-                gate = rain_gate(r, self.cfg.dehaze_gate)
-                haze = haze * gate if torch.is_grad_enabled() else haze.mul_(gate)
+                own = rain_gate(r, self.cfg.dehaze_gate)
+                gate = own if gate is None else torch.where(torch.isnan(gate), own, gate.to(own))
+                haze = haze * gate if torch.is_grad_enabled() else haze.mul_(gate.to(haze.dtype))
+            else:
+                gate = None
             r = r + haze.to(r.dtype)
-        return r[..., :h, :w]
+        else:
+            gate = None
+        r = r[..., :h, :w]
+        return (r, gate) if return_gate else r
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (derained target frame, rain layer), both (B,3,H,W); derained is clamped to [0,1]."""
