@@ -240,11 +240,22 @@ def test_veil_free_share_is_checked_and_kept_to_the_haze_task(tmp_path):
     assert summary["steps"] == 1
 
 
-def test_reflected_end_windows_take_the_nearest_full_windows_haze_gate():
+def _flickering_ends(n: int, size=(24, 32)) -> torch.Tensor:
+    """(n,3,H,W) uint8: a still scene whose first and last frames flicker most."""
+    g = torch.Generator().manual_seed(1)
+    frames = (torch.rand(1, 3, *size, generator=g) * 0.5 + 0.2).expand(n, 3, *size).clone()
+    frames += 0.02 * torch.rand(n, 3, *size, generator=g)
+    frames[0] += 0.8 * (torch.rand(3, *size, generator=g) > 0.5)
+    frames[-1] += 0.8 * (torch.rand(3, *size, generator=g) > 0.5)
+    return (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def test_reflected_end_windows_take_the_nearest_full_windows_haze_gate_and_streak_level():
     """At a clip's ends the window is mirrored and the end frame has neighbours on one side only;
     there the streak layer grows and alone could open the haze gate (a rain-free cloudy sky
     "dehazed" by 13 levels on its first and last frames). The pipeline gives those windows the
-    gate of the nearest full window and leaves every other frame as it was, at any batch size."""
+    gate of the nearest full window and caps their streak layer's mean |R| at that window's, and
+    leaves every other frame as it was, at any batch size."""
     from vderain.methods.network import NetworkMethod
     from vderain.pipeline import derain_frames
     torch.manual_seed(0)
@@ -253,13 +264,8 @@ def test_reflected_end_windows_take_the_nearest_full_windows_haze_gate():
         p.data.normal_(0, 0.05)
     with torch.no_grad():
         net.haze.out.bias[:3] = 0.0                   # a strong haze step wherever the gate opens
-    g = torch.Generator().manual_seed(1)
-    n, size = 8, (24, 32)
-    frames = (torch.rand(1, 3, *size, generator=g) * 0.5 + 0.2).expand(n, 3, *size).clone()
-    frames += 0.02 * torch.rand(n, 3, *size, generator=g)
-    frames[0] += 0.8 * (torch.rand(3, *size, generator=g) > 0.5)   # the end frames flicker most
-    frames[-1] += 0.8 * (torch.rand(3, *size, generator=g) > 0.5)
-    u8 = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+    n = 8
+    u8 = _flickering_ends(n)
     x = u8.float() / 255
     windows = [x[[abs(i - 1) if i else 1, i, i + 1 if i < n - 1 else n - 2]] for i in range(n)]  # target 1 of 3
     net.cfg.dehaze = 0.0                              # the streak layer alone sets a threshold between
@@ -268,18 +274,60 @@ def test_reflected_end_windows_take_the_nearest_full_windows_haze_gate():
     net.cfg.dehaze, net.cfg.dehaze_gate = 1.0, float(streak[1:-1].max()) * 1.01
     with torch.no_grad():
         own = [net.rain_layer(w[None], return_gate=True) for w in windows]
-    gates = [float(gt) for _, gt in own]
+    gates = [float(gt) for _, gt, _ in own]
     assert min(gates[0], gates[-1]) > 0.2 and max(gates[1:-1]) == 0   # only the ends open
-    held = {0: own[1][1], n - 1: own[n - 2][1]}
+    assert torch.allclose(torch.stack([s_.flatten() for _, _, s_ in own]).flatten(), streak, rtol=1e-4)
+    held = {0: own[1], n - 1: own[n - 2]}
     with torch.no_grad():
-        expect = [(x[i] - (net.rain_layer(windows[i][None], gate=held[i]) if i in held else own[i][0])[0]).clamp(0, 1)
-                  for i in range(n)]
+        expect = [(x[i] - (net.rain_layer(windows[i][None], gate=held[i][1], streak_cap=held[i][2])
+                           if i in held else own[i][0])[0]).clamp(0, 1) for i in range(n)]
     expect = (torch.stack(expect) * 255).round().permute(0, 2, 3, 1).numpy()
     rgb = u8.permute(0, 2, 3, 1).numpy()
     method = NetworkMethod(net, "cpu")
-    assert method.gated
+    assert method.holds_edges
     outs = [derain_frames(rgb, method=method, batch=b, stabilise=False).astype(float) for b in (1, 3, n)]
     for out in outs:
         assert abs(out - expect).max() <= 1.0         # uint8 rounding
     unheld = (x[0] - own[0][0][0]).clamp(0, 1).permute(1, 2, 0).numpy() * 255
     assert abs(unheld - outs[0][0]).mean() > 5        # the frame's own gate would have changed it a lot
+
+
+def test_streak_cap_scales_the_streak_layer_down_to_its_ceiling_and_never_up():
+    torch.manual_seed(0)
+    net = STRNet(STRNetConfig(**CFG))
+    for p in net.parameters():
+        p.data.normal_(0, 0.05)
+    clip = torch.rand(2, 3, 3, 20, 28)
+    with torch.no_grad():
+        r, gate, streak = net.rain_layer(clip, return_gate=True)
+        assert gate is None and streak.shape == (2, 1, 1, 1) and float(streak.min()) > 0
+        cap = torch.stack([streak[0] / 2, streak[1] * 2])           # one above its ceiling, one under
+        capped = net.rain_layer(clip, streak_cap=cap)
+        assert torch.allclose(capped[0], r[0] / 2, atol=1e-6) and torch.equal(capped[1], r[1])
+        nan = torch.full_like(cap, float("nan"))
+        assert torch.equal(net.rain_layer(clip, streak_cap=nan), r)   # NaN: no ceiling
+
+
+def test_tiled_runs_leave_the_end_windows_to_themselves():
+    """The hold compares whole-frame levels across windows: a tile's would be compared with
+    another tile's, so tiled runs (networks without the haze step) go without it."""
+    from vderain.methods.network import NetworkMethod
+    from vderain.pipeline import derain_frames
+    torch.manual_seed(5)                              # a network whose end windows find the most
+    net = STRNet(STRNetConfig(**CFG))
+    for p in net.parameters():
+        p.data.normal_(0, 0.05)
+    u8 = _flickering_ends(6, (40, 48))
+    x = u8.float() / 255
+    with torch.no_grad():
+        ends = [net.rain_layer(x[w][None], return_gate=True)[2] for w in ([1, 0, 1], [0, 1, 2])]
+    assert float(ends[0]) > 1.2 * float(ends[1])      # so the hold caps frame 0 where it runs
+    rgb = u8.permute(0, 2, 3, 1).numpy()
+    held = NetworkMethod(net, "cpu")
+    plain = NetworkMethod(net, "cpu")
+    plain.holds_edges = False
+    tiled = derain_frames(rgb, method=held, tile=32, tile_overlap=8, stabilise=False)
+    assert (tiled == derain_frames(rgb, method=plain, tile=32, tile_overlap=8, stabilise=False)).all()
+    whole_held = derain_frames(rgb, method=held, stabilise=False)
+    whole_plain = derain_frames(rgb, method=plain, stabilise=False)
+    assert (whole_held[1:-1] == whole_plain[1:-1]).all() and not (whole_held[0] == whole_plain[0]).all()

@@ -88,13 +88,13 @@ class _Runner:
         # frames (tiles then share one shift: no seams), with each frame's features kept across
         # the windows that share it
         self._aligner = StreamAligner(method.target) if getattr(method, "aligns", False) else None
-        # a gated haze step takes the nearest full window's gate at the clip's reflected ends
-        # (vderain.methods.network.EdgeGateHold); derain_iter batches the first full window
+        # a clip's reflected end windows take the nearest full window's haze gate and streak
+        # level (vderain.methods.network.EdgeHold); derain_iter batches the first full window
         # with the start's reflected ones so that it is there to take
-        self._gates = None
-        if getattr(method, "gated", False):
-            from vderain.methods.network import EdgeGateHold
-            self._gates = EdgeGateHold()
+        self._edges = None
+        if getattr(method, "holds_edges", False):
+            from vderain.methods.network import EdgeHold
+            self._edges = EdgeHold()
 
     def __call__(self, group: list[tuple[list[Frame], Frame]]):
         if self.device.type == "cpu":
@@ -196,14 +196,14 @@ class _Runner:
         if self._aligner is not None:
             clips = self._aligner(clips, keys)
             kwargs["aligned"] = True
-        if self._gates is not None:
-            kwargs.update(keys=keys, hold=self._gates)
         if kwargs:
             run = lambda part: self.method(part, **kwargs)
         while True:
             try:
-                if self.tile:
+                if self.tile:   # (no EdgeHold: its levels are one stream's, not one tile's)
                     return tiled_apply(run, clips, self.tile, self.overlap).to(clips.device)
+                if self._edges is not None:
+                    return self.method(clips, **kwargs, keys=keys, hold=self._edges).to(clips.device)
                 return run(clips).to(clips.device)
             except torch.cuda.OutOfMemoryError:
                 if not getattr(self.method, "tileable", True):
@@ -235,8 +235,8 @@ def derain_iter(frames: Iterable[Frame], method: Method, batch: int = 1, tile=No
     runner = _Runner(method, tile, tile_overlap, rain and cfg is None)  # else: from the stabilised output
     try:
         # the first batch reaches the first full window (index `target`): the start's reflected
-        # windows may need its haze gate (EdgeGateHold)
-        first = method.target + 1 if runner._gates is not None else 1
+        # windows take its levels (EdgeHold)
+        first = method.target + 1 if runner._edges is not None else 1
         results = (r for group in batched(iter_windows(frames, method.window, method.target), max(1, batch), first)
                    for r in runner(group))
         if cfg is None or not stabilise:

@@ -40,6 +40,8 @@ class NetworkMethod(Method):
         # the haze estimate reads frame-wide statistics (and its gate the frame's rain): a tile
         # would get its own (tiled and whole-frame outputs agreed to only 26-34 dB)
         self.tileable = not getattr(model.cfg, "dehaze", 0) > 0
+        # the pipeline runs a clip's reflected end windows through an EdgeHold (set False to not)
+        self.holds_edges = self.window > 1
         self.name = name
         self.meta = meta or {}
 
@@ -62,23 +64,16 @@ class NetworkMethod(Method):
         """Whether the network shifts neighbours onto the target first (model.align)."""
         return bool(self.model.cfg.align) and self.window > 1
 
-    @property
-    def gated(self) -> bool:
-        """Whether the haze step runs only where rain was found (model.dehaze_gate): then the
-        pipeline holds the nearest full window's gate at a clip's reflected ends (EdgeGateHold)."""
-        cfg = self.model.cfg
-        return getattr(cfg, "dehaze", 0) > 0 and getattr(cfg, "dehaze_gate", 0) > 0
-
     @torch.inference_mode()
     def __call__(self, clips: torch.Tensor, aligned: bool = False, keys: list[list[int]] | None = None,
-                 hold: "EdgeGateHold | None" = None) -> torch.Tensor:
+                 hold: "EdgeHold | None" = None) -> torch.Tensor:
         """clips (B,T,3,H,W) in [0,1] -> derained targets (B,3,H,W). aligned: the caller has
         shifted the neighbours already (the pipeline's StreamAligner), skip the model's own.
-        keys, hold: each window's frame indices and the stream's EdgeGateHold (see there)."""
+        keys, hold: each window's frame indices and the stream's EdgeHold (see there)."""
         clips = clips.to(self.device, non_blocking=True)
         x = clips.to(self.dtype)
         align = False if aligned else None
-        if hold is None or keys is None or not self.gated:
+        if hold is None or keys is None:
             r = self.model.rain_layer(x, align=align)
         else:
             r = hold.run(self.model, x, align, keys, self.target)
@@ -88,44 +83,57 @@ class NetworkMethod(Method):
         return r.neg_().add_(clips[:, self.target]).clamp_(0, 1)
 
 
-class EdgeGateHold:
-    """One stream's haze gate at its reflected ends.
+class EdgeHold:
+    """One stream's reflected end windows, held to the nearest full window.
 
     A clip's first and last windows are mirrored (2, 1, [0], 1, 2), and an end frame has
-    neighbours on one side only: where the scene drifts (clouds), it is the window's temporal
-    extreme, so the streak network finds 3-7x more "rain" there than mid-clip. That alone opened
-    the haze gate (mean |R| >= dehaze_gate) on a still, rain-free cloudy sky and "dehazed" the
-    end frames by 13 grey levels (docs/bench_stage15.md). A reflected window therefore gets the
-    gate of the nearest full window: the first full one at the start (the pipeline puts it in the
-    same batch), the last one seen at the end. With no full window at all (a clip shorter than
-    the window) each keeps its own."""
+    neighbours on one side only: where the scene drifts (clouds, light) it is the window's
+    temporal extreme, so the streak network finds 3-7x more "rain" there than mid-clip
+    (docs/bench_stage15.md). On real clips the shipped `fast` changed end frames by up to 1.94
+    grey levels against 0.23 between them, and a faint-trained `fast` opened the haze gate on a
+    rain-free cloudy sky and "dehazed" its end frames by 13 levels. Rain's intensity does not
+    jump within a frame or two, so a reflected window takes, from the nearest full window (the
+    first full one at the start, which the pipeline batches with it; the last one seen at the
+    end):
+      * its haze gate (model.dehaze_gate), and
+      * a ceiling on the streak layer's mean |R|: `cap` times that window's (None: no ceiling).
+    With no full window at all (a clip shorter than the window) each keeps its own."""
 
-    def __init__(self):
-        self.last: torch.Tensor | None = None    # (1,1,1,1) the gate of the last full window run
+    def __init__(self, cap: float | None = 1.0):
+        self.cap = cap
+        self.last: tuple[torch.Tensor | None, torch.Tensor] | None = None   # the last full window's (gate, streak)
 
     def run(self, model, x: torch.Tensor, align, keys: list[list[int]], target: int) -> torch.Tensor:
         full = [k == list(range(k[0], k[0] + len(k))) for k in keys]
         if all(full):
-            r, gate = model.rain_layer(x, align=align, return_gate=True)
-            self.last = gate[-1:]
+            r, gate, streak = model.rain_layer(x, align=align, return_gate=True)
+            self.last = (None if gate is None else gate[-1], streak[-1])
             return r
         rows = [i for i, f in enumerate(full) if f]
         edges = [i for i, f in enumerate(full) if not f]
         r = None
         if rows:
-            r_full, gate_full = model.rain_layer(x[rows], align=align, return_gate=True)
+            r_full, gate_full, streak_full = model.rain_layer(x[rows], align=align, return_gate=True)
             r = x.new_empty((len(keys),) + r_full.shape[1:], dtype=r_full.dtype)
             r[rows] = r_full
-            self.last = gate_full[-1:]
         held = torch.full((len(edges), 1, 1, 1), float("nan"), device=x.device)
+        cap = held.clone()
         for n, i in enumerate(edges):
             t = keys[i][target]
             if rows:   # the full window in this batch whose target frame is nearest
                 j = min(range(len(rows)), key=lambda j: abs(keys[rows[j]][target] - t))
-                held[n] = gate_full[j]
+                gate, streak = (None if gate_full is None else gate_full[j]), streak_full[j]
             elif self.last is not None:
-                held[n] = self.last[0]
-        r_edge = model.rain_layer(x[edges], align=align, gate=held)
+                gate, streak = self.last
+            else:
+                continue
+            if gate is not None:
+                held[n] = gate
+            cap[n] = streak
+        if rows:
+            self.last = (None if gate_full is None else gate_full[-1], streak_full[-1])
+        r_edge = model.rain_layer(x[edges], align=align, gate=held,
+                                  streak_cap=None if self.cap is None else cap * self.cap)
         if r is None:
             return r_edge
         r[edges] = r_edge

@@ -179,7 +179,8 @@ class StreamAligner:
         entries = [[self._cache[key] for key in row] for row in keys]
 
         def open_spec():
-            missing = [e for row in entries for e in row if e[2] is None]
+            # once per frame: a frame shared by a batch's windows is one entry in several rows
+            missing = list({id(e): e for row in entries for e in row if e[2] is None}.values())
             if missing:
                 spectra = _phase_spectra(_opening(torch.stack([e[0] for e in missing])))
                 for e, s in zip(missing, spectra):

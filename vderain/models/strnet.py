@@ -120,14 +120,16 @@ class STRNet(nn.Module):
         return 2 * self.cfg.scale
 
     def rain_layer(self, clip: torch.Tensor, align: bool | None = None, gate: torch.Tensor | None = None,
-                   return_gate: bool = False):
+                   return_gate: bool = False, streak_cap: torch.Tensor | None = None):
         """clip (B,T,3,H,W) in [0,1] -> signed rain layer R (B,3,H,W) of the target frame.
 
         align: None follows cfg.align; False when the caller has aligned the clip already
         (the pipeline does, once for the whole frame, before cutting it into tiles).
         gate: (B,1,1,1) haze gates to use instead of the frames' own (a NaN row keeps its own): the
         pipeline gives a clip's reflected end windows the gate of the nearest full window.
-        return_gate: return (R, the gates used (B,1,1,1) fp32, or None without a gated haze step).
+        return_gate: return (R, the gates used (B,1,1,1) fp32 or None without a gated haze step,
+        the streak layer's mean |R| before any cap (B,1,1,1) fp32).
+        streak_cap: (B,1,1,1) ceilings on that mean |R| (NaN: none); a streak layer above is scaled down.
         """
         b, t, _, h, w = clip.shape
         if t != self.cfg.frames:
@@ -179,6 +181,13 @@ class STRNet(nn.Module):
                 v = v - F.avg_pool2d(r, cell, ceil_mode=True)
             r = r + F.interpolate(v, size=r.shape[-2:], mode="bilinear", align_corners=False)
         del g
+        streak = None
+        if streak_cap is not None or return_gate:
+            streak = torch.linalg.vector_norm(r.detach(), 1, dim=(1, 2, 3), keepdim=True, dtype=torch.float32) / r[0].numel()
+        if streak_cap is not None:
+            # (B,1,1,1) ceilings on the streak layer's mean |R| (NaN: none): scaled down to meet them
+            scale = (streak_cap.to(streak) / streak.clamp(min=1e-12)).clamp(max=1).nan_to_num(1.0)
+            r = r * scale.to(r.dtype)
         if self.cfg.dehaze > 0:
             tg = self.cfg.target
             others = [frames[:, j] for j in range(t) if j != tg] if self.cfg.dehaze_window else None
@@ -193,7 +202,7 @@ class STRNet(nn.Module):
         else:
             gate = None
         r = r[..., :h, :w]
-        return (r, gate) if return_gate else r
+        return (r, gate, streak) if return_gate else r
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (derained target frame, rain layer), both (B,3,H,W); derained is clamped to [0,1]."""
