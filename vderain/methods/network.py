@@ -132,9 +132,14 @@ class EdgeHold:
             cap[n] = streak
         if rows:
             self.last = (None if gate_full is None else gate_full[-1], streak_full[-1])
-        r_edge = model.rain_layer(x[edges], align=align, gate=held,
-                                  streak_cap=None if self.cap is None else cap * self.cap)
-        if r is None:
-            return r_edge
-        r[edges] = r_edge
+        if self.cap is not None:
+            cap = cap * self.cap
+        # one window at a time: the first batch is widened to reach the first full window, and
+        # a CPU run at batch 1 must not hold that many windows' activations at once (4K)
+        for n, i in enumerate(edges):
+            r_edge = model.rain_layer(x[i:i + 1], align=align, gate=held[n:n + 1],
+                                      streak_cap=None if self.cap is None else cap[n:n + 1])
+            if r is None:
+                r = x.new_empty((len(keys),) + r_edge.shape[1:], dtype=r_edge.dtype)
+            r[i] = r_edge[0]
         return r
