@@ -51,3 +51,19 @@ def test_temporal_difference_is_zero_for_a_constant_error_only():
     prev, cur = moving_pair()
     assert float(L.temporal_difference(prev + 0.1, cur + 0.1, prev, cur)) < 2e-3   # charbonnier eps
     assert float(L.temporal_difference(prev + 0.1, cur, prev, cur)) > 0.09
+
+
+def test_untouched_l1_counts_only_the_pixels_the_rain_left_alone():
+    from vderain.train.losses import untouched_l1
+    layer = torch.zeros(2, 3, 8, 8)
+    layer[:, 1, :4] = 0.2                                  # rain on the top half (one channel is enough)
+    r = torch.zeros(2, 3, 8, 8, requires_grad=True)
+    with torch.no_grad():
+        r[:, :, :4] = 0.5                                  # removing it costs nothing here
+    assert float(untouched_l1(r, layer)) == 0.0
+    with torch.no_grad():
+        r[:, :, 4:] = 0.1                                  # changing the rest costs its mean |R|
+    loss = untouched_l1(r, layer)
+    assert abs(float(loss) - 0.1) < 1e-6
+    loss.backward()
+    assert r.grad[:, :, :4].abs().sum() == 0 and r.grad[:, :, 4:].abs().sum() > 0

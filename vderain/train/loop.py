@@ -24,7 +24,7 @@ from vderain.train.checkpoint import atomic_save, export_weights, read_weights, 
 from vderain.train.config import TrainConfig
 from vderain.train.data import edge_order, make_source
 
-LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_lowpass", "temporal", "temporal_warp", "tv", "norain",
+LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_lowpass", "temporal", "temporal_warp", "tv", "norain", "untouched",
               "val_psnr_in", "val_psnr_out", "val_norain_psnr"]
 
 
@@ -317,7 +317,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                                                         L.clean_flow(c_both[b:], c_both[:b], dis))
                      if w.temporal_warp else None,
                      "tv": L.total_variation(o_both) if w.tv else None,
-                     "norain": L.masked_l1(r_both, rain_free.repeat(2)) if w.norain else None}
+                     "norain": L.masked_l1(r_both, rain_free.repeat(2)) if w.norain else None,
+                     "untouched": L.untouched_l1(r_both, l_both) if w.untouched else None}
             loss = sum(getattr(w, k) * v for k, v in parts.items() if v is not None)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -73,3 +73,11 @@ def masked_l1(r: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean |r| over the samples where mask (B,) is 1; 0 when none are."""
     per_sample = r.abs().flatten(1).mean(1)
     return (per_sample * mask).sum() / mask.sum().clamp(min=1)
+
+
+def untouched_l1(r: torch.Tensor, layer: torch.Tensor, below: float = 1.0 / 255) -> torch.Tensor:
+    """Mean |r| over the pixels the rain left alone (true layer under `below` in every channel),
+    (B,3,H,W) each: the rain's surroundings must stay put. The faint-rain runs removed more of the
+    rain and changed the pixels around it more (0.16 -> 0.22 levels RMS at 4.2-level streaks)."""
+    mask = (layer.detach().abs().amax(1, keepdim=True) < below).to(r.dtype)
+    return (r.abs() * mask).sum() / (mask.sum() * r.shape[1]).clamp(min=1.0)
