@@ -250,34 +250,39 @@ def _flickering_ends(n: int, size=(24, 32)) -> torch.Tensor:
     return (frames.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def test_reflected_end_windows_take_the_nearest_full_windows_haze_gate_and_streak_level():
+@pytest.mark.parametrize("frames,target", [(3, 1), (5, 2), (5, 3)])
+def test_reflected_end_windows_take_the_nearest_full_windows_haze_gate_and_streak_level(frames, target):
     """At a clip's ends the window is mirrored and the end frame has neighbours on one side only;
     there the streak layer grows and alone could open the haze gate (a rain-free cloudy sky
     "dehazed" by 13 levels on its first and last frames). The pipeline gives those windows the
     gate of the nearest full window and caps their streak layer's mean |R| at that window's, and
-    leaves every other frame as it was, at any batch size."""
+    leaves every other frame as it was, at any batch size; centred and causal windows alike."""
+    from vderain.io import reflect_index
     from vderain.methods.network import NetworkMethod
     from vderain.pipeline import derain_frames
     torch.manual_seed(0)
-    net = STRNet(STRNetConfig(**CFG, dehaze=1.0))
+    net = STRNet(STRNetConfig(**{**CFG, "frames": frames, "target": target}, dehaze=1.0))
     for p in net.parameters():
         p.data.normal_(0, 0.05)
     with torch.no_grad():
         net.haze.out.bias[:3] = 0.0                   # a strong haze step wherever the gate opens
-    n = 8
+    n = 9
     u8 = _flickering_ends(n)
     x = u8.float() / 255
-    windows = [x[[abs(i - 1) if i else 1, i, i + 1 if i < n - 1 else n - 2]] for i in range(n)]  # target 1 of 3
+    windows = [x[[reflect_index(j, n) for j in range(i - target, i - target + frames)]] for i in range(n)]
+    first_full, last_full = target, n - frames + target
+    mirrored = [i for i in range(n) if not first_full <= i <= last_full]
+    assert len(mirrored) == frames - 1
     net.cfg.dehaze = 0.0                              # the streak layer alone sets a threshold between
     with torch.no_grad():
         streak = torch.stack([net.rain_layer(w[None]).abs().mean() for w in windows])
-    net.cfg.dehaze, net.cfg.dehaze_gate = 1.0, float(streak[1:-1].max()) * 1.01
+    net.cfg.dehaze, net.cfg.dehaze_gate = 1.0, float(streak[first_full:last_full + 1].max()) * 1.01
     with torch.no_grad():
         own = [net.rain_layer(w[None], return_gate=True) for w in windows]
     gates = [float(gt) for _, gt, _ in own]
-    assert min(gates[0], gates[-1]) > 0.2 and max(gates[1:-1]) == 0   # only the ends open
+    assert max(gates[first_full:last_full + 1]) == 0 and max(gates) > 0.2   # only mirrored ones open
     assert torch.allclose(torch.stack([s_.flatten() for _, _, s_ in own]).flatten(), streak, rtol=1e-4)
-    held = {0: own[1], n - 1: own[n - 2]}
+    held = {i: own[first_full] if i < first_full else own[last_full] for i in mirrored}
     with torch.no_grad():
         expect = [(x[i] - (net.rain_layer(windows[i][None], gate=held[i][1], streak_cap=held[i][2])
                            if i in held else own[i][0])[0]).clamp(0, 1) for i in range(n)]
@@ -285,11 +290,16 @@ def test_reflected_end_windows_take_the_nearest_full_windows_haze_gate_and_strea
     rgb = u8.permute(0, 2, 3, 1).numpy()
     method = NetworkMethod(net, "cpu")
     assert method.holds_edges
-    outs = [derain_frames(rgb, method=method, batch=b, stabilise=False).astype(float) for b in (1, 3, n)]
+    outs = [derain_frames(rgb, method=method, batch=b, stabilise=False).astype(float) for b in (1, 2, 3, n)]
     for out in outs:
         assert abs(out - expect).max() <= 1.0         # uint8 rounding
-    unheld = (x[0] - own[0][0][0]).clamp(0, 1).permute(1, 2, 0).numpy() * 255
-    assert abs(unheld - outs[0][0]).mean() > 5        # the frame's own gate would have changed it a lot
+    worst = max(mirrored, key=lambda i: gates[i])
+    unheld = (x[worst] - own[worst][0][0]).clamp(0, 1).permute(1, 2, 0).numpy() * 255
+    assert abs(unheld - outs[0][worst]).mean() > 3    # its own gate would have changed it a lot
+    short = rgb[:frames - 1]                          # no full window at all: each keeps its own
+    plain = NetworkMethod(net, "cpu")
+    plain.holds_edges = False
+    assert (derain_frames(short, method=method, stabilise=False) == derain_frames(short, method=plain, stabilise=False)).all()
 
 
 def test_streak_cap_scales_the_streak_layer_down_to_its_ceiling_and_never_up():

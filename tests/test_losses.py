@@ -53,17 +53,20 @@ def test_temporal_difference_is_zero_for_a_constant_error_only():
     assert float(L.temporal_difference(prev + 0.1, cur, prev, cur)) > 0.09
 
 
-def test_untouched_l1_counts_only_the_pixels_the_rain_left_alone():
+def test_untouched_l1_weighs_the_output_error_away_from_the_streaks_of_rainy_clips_only():
     from vderain.train.losses import untouched_l1
-    layer = torch.zeros(2, 3, 8, 8)
-    layer[:, 1, :4] = 0.2                                  # rain on the top half (one channel is enough)
-    r = torch.zeros(2, 3, 8, 8, requires_grad=True)
+    clean = torch.full((2, 3, 8, 8), 0.5)
+    streak = torch.zeros(2, 1, 8, 8)
+    streak[:, :, :4] = 0.6                                 # streaks over the top half
+    out = clean.clone().requires_grad_(True)
     with torch.no_grad():
-        r[:, :, :4] = 0.5                                  # removing it costs nothing here
-    assert float(untouched_l1(r, layer)) == 0.0
+        out[:, :, :4] += 0.3                               # errors under the streaks are not its business
+    rain_free = torch.tensor([0.0, 1.0])
+    assert float(untouched_l1(out, clean, streak, rain_free)) == 0.0
     with torch.no_grad():
-        r[:, :, 4:] = 0.1                                  # changing the rest costs its mean |R|
-    loss = untouched_l1(r, layer)
+        out[:, :, 4:] += 0.1                               # around them they cost the mean error
+    loss = untouched_l1(out, clean, streak, rain_free)
     assert abs(float(loss) - 0.1) < 1e-6
     loss.backward()
-    assert r.grad[:, :, :4].abs().sum() == 0 and r.grad[:, :, 4:].abs().sum() > 0
+    assert out.grad[:, :, :4].abs().sum() == 0 and out.grad[1].abs().sum() == 0   # nor the rain-free clip
+    assert out.grad[0, :, 4:].abs().sum() > 0

@@ -183,6 +183,13 @@ def test_warped_temporal_loss_trains_and_is_logged(tmp_path):
     assert float(first.split(",")[col]) > 0
 
 
+def test_untouched_loss_trains_and_is_logged_with_edge_windows(tmp_path):
+    train(tiny(**{"loss.untouched": 1.0, "data.edge_prob": 1.0}), tmp_path, device="cpu", progress=False)
+    header, first = (tmp_path / "log.csv").read_text().splitlines()[:2]
+    col = header.split(",").index("untouched")
+    assert float(first.split(",")[col]) > 0
+
+
 def test_ema_weights_are_exported_and_resume_exactly(tmp_path, monkeypatch):
     from vderain.train.data import ProceduralSource
     cfg = tiny(**{"optim.ema": 0.8})

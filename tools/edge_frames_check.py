@@ -29,6 +29,11 @@ def main():
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="write the numbers here as JSON")
+    ap.add_argument("--no-hold", action="store_true",
+                    help="run the networks without EdgeHold (the pipeline before stage 17)")
+    ap.add_argument("--cap", default="1.0",
+                    help="EdgeHold's ceiling on a mirrored window's streak level, times the nearest full "
+                         "window's ('none': hold the haze gate only); default 1.0 as shipped")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -37,6 +42,10 @@ def main():
 
     paths = sorted(glob.glob(os.path.join(args.clips, "*.mp4"))) if os.path.isdir(args.clips) else [args.clips]
     methods = build_methods(args.methods)
+    for m in methods.values():
+        if hasattr(m, "holds_edges"):
+            m.holds_edges = not args.no_hold
+            m.edge_cap = None if args.cap.lower() == "none" else float(args.cap)
     rows = []
     for path in paths:
         x, _ = read_frames(path, args.frames)

@@ -94,7 +94,7 @@ class _Runner:
         self._edges = None
         if getattr(method, "holds_edges", False):
             from vderain.methods.network import EdgeHold
-            self._edges = EdgeHold()
+            self._edges = EdgeHold(cap=getattr(method, "edge_cap", 1.0))
 
     def __call__(self, group: list[tuple[list[Frame], Frame]]):
         if self.device.type == "cpu":
@@ -122,11 +122,13 @@ class _Runner:
         # A doubled frame ring: frame i is converted once into slot i % L and copied to slot
         # i % L + L, so a window of consecutive frames is the contiguous view ring[i0 % L : +T] and
         # costs no stacking (np.stack of T float frames was ~13 % of `fast` at 640x360; batches
-        # still stack their windows). L = T + B - 1: the distinct frames of B windows lie within
-        # L consecutive indices (edges are reflections), so their slots never collide, and the
+        # still stack their windows). L = the group's index span (T + B - 1 for B full windows; T
+        # for the start's mirrored windows with their first full one): its distinct frames lie
+        # within L consecutive indices, so their slots never collide, and the
         # views are consumed before the next group overwrites them.
         T = len(group[0][0])
-        need = T + len(group) - 1
+        idx_all = [f.index for frames, _ in group for f in frames]
+        need = max(T, max(idx_all) - min(idx_all) + 1)   # the group's span: mirrored windows add no frames
         shape = (3,) + group[0][1].rgb.shape[:2]
         if self._ring is None or self._ring.shape[1:] != shape or len(self._ring_index) < need:
             self._ring = np.empty((2 * need,) + shape, np.float32)
@@ -236,7 +238,7 @@ def derain_iter(frames: Iterable[Frame], method: Method, batch: int = 1, tile=No
     try:
         # the first batch reaches the first full window (index `target`): the start's reflected
         # windows take its levels (EdgeHold)
-        first = method.target + 1 if runner._edges is not None else 1
+        first = method.target + 1 if runner._edges is not None and not runner.tile else 1
         results = (r for group in batched(iter_windows(frames, method.window, method.target), max(1, batch), first)
                    for r in runner(group))
         if cfg is None or not stabilise:

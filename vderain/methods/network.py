@@ -40,8 +40,10 @@ class NetworkMethod(Method):
         # the haze estimate reads frame-wide statistics (and its gate the frame's rain): a tile
         # would get its own (tiled and whole-frame outputs agreed to only 26-34 dB)
         self.tileable = not getattr(model.cfg, "dehaze", 0) > 0
-        # the pipeline runs a clip's reflected end windows through an EdgeHold (set False to not)
+        # the pipeline runs a clip's reflected end windows through an EdgeHold (set False to not),
+        # whose ceiling on their streak level is this times the nearest full window's (None: none)
         self.holds_edges = self.window > 1
+        self.edge_cap: float | None = 1.0
         self.name = name
         self.meta = meta or {}
 
@@ -86,7 +88,8 @@ class NetworkMethod(Method):
 class EdgeHold:
     """One stream's reflected end windows, held to the nearest full window.
 
-    A clip's first and last windows are mirrored (2, 1, [0], 1, 2), and an end frame has
+    A clip's first `target` windows and its last `window - 1 - target` are mirrored ((2, 1, [0],
+    1, 2) and (1, [1], 0, 1, 2) for a centred 5-frame window), and an end frame has
     neighbours on one side only: where the scene drifts (clouds, light) it is the window's
     temporal extreme, so the streak network finds 3-7x more "rain" there than mid-clip
     (docs/bench_stage15.md). On real clips the shipped `fast` changed end frames by up to 1.94

@@ -37,7 +37,7 @@ class LossConfig:
     temporal_warp: float = 0.0      # Lai et al.: |o_t - W(o_{t-1})|, DIS flow on the clean frames, occlusion-masked
     tv: float = 0.0                 # total variation of the output (smoothness prior)
     norain: float = 0.0             # extra L1 on R for rain-free clips: there the output must equal the input
-    untouched: float = 0.0          # extra L1 on R where the true rain layer is under 1/255: leave the rain's surroundings alone
+    untouched: float = 0.0          # extra L1 on the output where no streak touches (rainy clips): leave the rain's surroundings alone
 
 
 @dataclass

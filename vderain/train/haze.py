@@ -127,6 +127,8 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
     from vderain.train.loop import _ema_update, scheduled_lr
     if cfg.model.dehaze <= 0:
         raise VderainError("task haze: model.dehaze (the largest optical depth to undo) must be > 0")
+    if cfg.loss.untouched:
+        raise VderainError("loss.untouched is for task derain (the streak network's training)")
     if not 0.0 <= cfg.data.veil_free_prob <= 1.0:
         raise VderainError(f"data.veil_free_prob must be in [0, 1], got {cfg.data.veil_free_prob}")
     if cfg.data.batch < 2:

@@ -293,12 +293,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                 # strided clips (a speed change) are lower-fps footage: rain must fall further per frame
                 fps = getattr(source, "last_fps", None)
                 sample = synth(clean, generator=gen, fps=cfg.data.fps if fps is None else fps)
-                rainy, clean, layer = sample["rainy"], sample["clean"], sample["layer"]
+                rainy, clean, layer, streak = sample["rainy"], sample["clean"], sample["layer"], sample["streak_mask"]
                 rain_free = sample["params"]["rain_free"].to(rainy.device, torch.float32)  # (B,)
                 if edge_idx is not None:
                     e = torch.rand(rainy.shape[0], generator=gen, device=gen.device) < cfg.data.edge_prob
                     if bool(e.any()):
-                        rainy[e], clean[e], layer[e] = (t[e][:, edge_idx] for t in (rainy, clean, layer))
+                        rainy[e], clean[e], layer[e], streak[e] = (t[e][:, edge_idx] for t in (rainy, clean, layer, streak))
             b = rainy.shape[0]
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 # both windows in one batch: (2B,T,3,S,S) -> R (2B,3,S,S) for frames tgt and tgt+1
@@ -318,7 +318,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                      if w.temporal_warp else None,
                      "tv": L.total_variation(o_both) if w.tv else None,
                      "norain": L.masked_l1(r_both, rain_free.repeat(2)) if w.norain else None,
-                     "untouched": L.untouched_l1(r_both, l_both) if w.untouched else None}
+                     "untouched": L.untouched_l1(o_both, c_both, torch.cat([streak[:, tgt], streak[:, tgt + 1]]),
+                                                 rain_free.repeat(2)) if w.untouched else None}
             loss = sum(getattr(w, k) * v for k, v in parts.items() if v is not None)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -75,9 +75,13 @@ def masked_l1(r: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (per_sample * mask).sum() / mask.sum().clamp(min=1)
 
 
-def untouched_l1(r: torch.Tensor, layer: torch.Tensor, below: float = 1.0 / 255) -> torch.Tensor:
-    """Mean |r| over the pixels the rain left alone (true layer under `below` in every channel),
-    (B,3,H,W) each: the rain's surroundings must stay put. The faint-rain runs removed more of the
-    rain and changed the pixels around it more (0.16 -> 0.22 levels RMS at 4.2-level streaks)."""
-    mask = (layer.detach().abs().amax(1, keepdim=True) < below).to(r.dtype)
-    return (r.abs() * mask).sum() / (mask.sum() * r.shape[1]).clamp(min=1.0)
+def untouched_l1(out: torch.Tensor, clean: torch.Tensor, streak: torch.Tensor, rain_free: torch.Tensor,
+                 below: float = 0.02) -> torch.Tensor:
+    """Mean |out - clean| over the pixels no streak touches (streak opacity under `below`) of the
+    clips with rain: out, clean (B,3,H,W), streak (B,1,H,W), rain_free (B,). Extra weight on the
+    rain's surroundings, which must come out as they were (their veil removed, nothing else): the
+    faint-rain runs removed more of the rain and changed its surroundings more (0.16 -> 0.22
+    levels RMS at 4.2-level streaks). Rain-free clips are left to `norain`, which already asks
+    for the whole frame, so they do not swamp the mean."""
+    mask = (streak.detach() < below).to(out.dtype) * (1 - rain_free).view(-1, 1, 1, 1).to(out.dtype)
+    return ((out - clean).abs() * mask).sum() / (mask.sum() * out.shape[1]).clamp(min=1.0)
