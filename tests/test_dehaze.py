@@ -341,3 +341,16 @@ def test_tiled_runs_leave_the_end_windows_to_themselves():
     whole_held = derain_frames(rgb, method=held, stabilise=False)
     whole_plain = derain_frames(rgb, method=plain, stabilise=False)
     assert (whole_held[1:-1] == whole_plain[1:-1]).all() and not (whole_held[0] == whole_plain[0]).all()
+
+
+def test_the_haze_gate_opens_only_where_rain_was_found_in_consecutive_frames():
+    """A one-frame spike of the gate (a faint-trained network on a rain-free sky: a 2.5-level
+    flash) never opens it; rain that stays opens it gate_frames - 1 frames late and closes it at
+    once; the stream's history carries across calls."""
+    from vderain.methods.network import EdgeHold
+    hold = EdgeHold(gate_frames=3)
+    own = torch.tensor([0, 0, 1, 0, 0, 1, 1, 1, 1, 0, 1], dtype=torch.float32).view(-1, 1, 1, 1)
+    first, rest = hold._erode(own[:4]), hold._erode(own[4:])     # two batches, one stream
+    used = torch.cat([first, rest]).flatten().tolist()
+    assert used == [0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0]
+    assert EdgeHold(gate_frames=1)._erode(own).flatten().tolist() == own.flatten().tolist()

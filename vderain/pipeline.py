@@ -94,7 +94,7 @@ class _Runner:
         self._edges = None
         if getattr(method, "holds_edges", False):
             from vderain.methods.network import EdgeHold
-            self._edges = EdgeHold(cap=getattr(method, "edge_cap", 1.0))
+            self._edges = EdgeHold(cap=getattr(method, "edge_cap", 1.0), gate_frames=getattr(method, "gate_frames", 3))
 
     def __call__(self, group: list[tuple[list[Frame], Frame]]):
         if self.device.type == "cpu":

@@ -44,6 +44,8 @@ class NetworkMethod(Method):
         # whose ceiling on their streak level is this times the nearest full window's (None: none)
         self.holds_edges = self.window > 1
         self.edge_cap: float | None = 1.0
+        # ... and the haze gate opens only as far as it is open in this many consecutive frames
+        self.gate_frames: int = 3
         self.name = name
         self.meta = meta or {}
 
@@ -100,23 +102,40 @@ class EdgeHold:
     end):
       * its haze gate (model.dehaze_gate), and
       * a ceiling on the streak layer's mean |R|: `cap` times that window's (None: no ceiling).
-    With no full window at all (a clip shorter than the window) each keeps its own."""
+    With no full window at all (a clip shorter than the window) each keeps its own.
 
-    def __init__(self, cap: float | None = 1.0):
+    The same reasoning holds mid-clip: a faint-trained `fast` opened the gate on one frame of that
+    rain-free sky and "dehazed" it by 2.5 levels, a flash (flicker 1.26x the input's). So a full
+    window's gate is the least of its own and those of the `gate_frames` - 1 full windows before
+    it (an erosion in time): a spike shorter than that never opens it; real rain opens it
+    `gate_frames` - 1 frames late and closes it at once."""
+
+    def __init__(self, cap: float | None = 1.0, gate_frames: int = 3):
         self.cap = cap
+        self.gate_frames = max(1, int(gate_frames))
         self.last: tuple[torch.Tensor | None, torch.Tensor] | None = None   # the last full window's (gate, streak)
+        self._own: list[torch.Tensor] = []         # the last full windows' own gates, oldest first
+
+    def _erode(self, own: torch.Tensor) -> torch.Tensor:
+        """Own gates of consecutive full windows (B,1,1,1) -> the gates used: each the least over
+        itself and the stream's gate_frames - 1 full windows before it (across calls)."""
+        out = own.clone()
+        for b in range(len(own)):
+            self._own = (self._own + [own[b]])[-self.gate_frames:]
+            out[b] = torch.stack(self._own).amin(0)
+        return out
 
     def run(self, model, x: torch.Tensor, align, keys: list[list[int]], target: int) -> torch.Tensor:
         full = [k == list(range(k[0], k[0] + len(k))) for k in keys]
         if all(full):
-            r, gate, streak = model.rain_layer(x, align=align, return_gate=True)
+            r, gate, streak = model.rain_layer(x, align=align, gate=self._erode, return_gate=True)
             self.last = (None if gate is None else gate[-1], streak[-1])
             return r
         rows = [i for i, f in enumerate(full) if f]
         edges = [i for i, f in enumerate(full) if not f]
         r = None
         if rows:
-            r_full, gate_full, streak_full = model.rain_layer(x[rows], align=align, return_gate=True)
+            r_full, gate_full, streak_full = model.rain_layer(x[rows], align=align, gate=self._erode, return_gate=True)
             r = x.new_empty((len(keys),) + r_full.shape[1:], dtype=r_full.dtype)
             r[rows] = r_full
         held = torch.full((len(edges), 1, 1, 1), float("nan"), device=x.device)

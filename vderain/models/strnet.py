@@ -126,7 +126,9 @@ class STRNet(nn.Module):
         align: None follows cfg.align; False when the caller has aligned the clip already
         (the pipeline does, once for the whole frame, before cutting it into tiles).
         gate: (B,1,1,1) haze gates to use instead of the frames' own (a NaN row keeps its own): the
-        pipeline gives a clip's reflected end windows the gate of the nearest full window.
+        pipeline gives a clip's reflected end windows the gate of the nearest full window; or a
+        callable, own gates (B,1,1,1) fp32 -> the gates to use (the pipeline limits how fast the
+        gate may change from frame to frame).
         return_gate: return (R, the gates used (B,1,1,1) fp32 or None without a gated haze step,
         the streak layer's mean |R| before any cap (B,1,1,1) fp32).
         streak_cap: (B,1,1,1) ceilings on that mean |R| (NaN: none); a streak layer above is scaled down.
@@ -194,7 +196,10 @@ class STRNet(nn.Module):
             haze = self.haze(target - r, self.cfg.dehaze, others)
             if self.cfg.dehaze_gate > 0:
                 own = rain_gate(r, self.cfg.dehaze_gate)
-                gate = own if gate is None else torch.where(torch.isnan(gate), own, gate.to(own))
+                if callable(gate):
+                    gate = gate(own)
+                else:
+                    gate = own if gate is None else torch.where(torch.isnan(gate), own, gate.to(own))
                 haze = haze * gate if torch.is_grad_enabled() else haze.mul_(gate.to(haze.dtype))
             else:
                 gate = None
