@@ -107,8 +107,9 @@ class EdgeHold:
     The same reasoning holds mid-clip: a faint-trained `fast` opened the gate on one frame of that
     rain-free sky and "dehazed" it by 2.5 levels, a flash (flicker 1.26x the input's). So a full
     window's gate is the least of its own and those of the `gate_frames` - 1 full windows before
-    it (an erosion in time): a spike shorter than that never opens it; real rain opens it
-    `gate_frames` - 1 frames late and closes it at once."""
+    it (an erosion in time): mid-clip, a spike shorter than that never opens it; real rain opens
+    it `gate_frames` - 1 frames late and closes it at once. A stream's first full windows have
+    less history (the first uses its own gate, and so do the reflected windows before it)."""
 
     def __init__(self, cap: float | None = 1.0, gate_frames: int = 3):
         self.cap = cap
