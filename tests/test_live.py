@@ -322,3 +322,46 @@ def test_a_stalled_stream_still_stops_on_time():
         sender.close()
     assert stats.stopped_by == "duration"
     assert 1.5 <= stats.seconds < 2.5 and stats.processed >= 1
+
+
+def test_live_network_erodes_the_haze_gate_and_matches_vderain_run_on_full_windows():
+    """Live runs a network's windows through the same EdgeHold as `vderain run`: on every full
+    window (all but the padded start and the flushed end) the output equals the file pipeline's
+    without the stabiliser, eroded gate included, and differs from a run without the hold where
+    a gate opened for fewer than three frames."""
+    from vderain.methods.network import NetworkMethod
+    from vderain.models import STRNet, STRNetConfig
+    from vderain.pipeline import derain_frames
+    torch.manual_seed(3)
+    net = STRNet(STRNetConfig(frames=5, target=3, scale=2, channels=8, enc_blocks=1, body_blocks=1,
+                              dec_blocks=1, guard=4, dehaze=1.0))
+    for p in net.parameters():
+        p.data.normal_(0, 0.05)
+    with torch.no_grad():
+        net.haze.out.bias[:3] = 0.0                   # a strong haze step wherever the gate opens
+    n = 14
+    g = torch.Generator().manual_seed(2)
+    x = (torch.rand(1, 3, 24, 32, generator=g) * 0.5 + 0.2).expand(n, 3, 24, 32).clone()
+    x += 0.3 * torch.rand(n, 1, 1, 1, generator=g) * (torch.rand(n, 3, 24, 32, generator=g) > 0.8)
+    u8 = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    x = u8.float() / 255
+    full = range(3, n - 1)                            # targets whose causal window is all real frames
+    net.cfg.dehaze = 0.0
+    with torch.no_grad():
+        streak = [float(net.rain_layer(x[i - 3:i + 2][None]).abs().mean()) for i in full]
+    net.cfg.dehaze, net.cfg.dehaze_gate = 1.0, float(np.median(streak))   # about half the gates open
+    rgb = u8.permute(0, 2, 3, 1).numpy()
+    method = NetworkMethod(net, "cpu")
+    expect = derain_frames(rgb, method=method, stabilise=False)
+    plain = NetworkMethod(net, "cpu")
+    plain.holds_edges = False
+    unheld = derain_frames(rgb, method=plain, stabilise=False)
+    runner = CausalRunner(method)
+    outs = [o for i in range(n) if (o := runner.push(rgb[i], float(i))) is not None] + runner.flush()
+    live = np.stack([o for o, _, _ in outs])
+    assert live.shape == rgb.shape
+    assert (live[3:n - 1] == expect[3:n - 1]).all()
+    assert (expect[3:n - 1] != unheld[3:n - 1]).any()  # the erosion changed something here
+    runner.reset()                                    # a new stream: no history from the last one
+    again = [o for i in range(n) if (o := runner.push(rgb[i], float(i))) is not None] + runner.flush()
+    assert (np.stack([o for o, _, _ in again]) == live).all()

@@ -83,6 +83,12 @@ class CausalRunner:
     push(frame) returns the finished output for the frame `lookahead` places back,
     as (output_rgb, input_rgb, capture_time), or None while the look-ahead fills.
     At the start the ring is padded by repeating the first frame.
+
+    A network's windows go through an EdgeHold, as in `vderain run`: its haze gate is eroded in
+    time (a one- or two-frame spike does not open it) and the windows padded at the start and
+    flushed at the end take the last full window's gate and streak ceiling (at the start,
+    before any full window, each keeps its own). The full windows of a stream then give the
+    same output as `vderain run --causal` without the stabiliser.
     """
 
     def __init__(self, method):
@@ -92,6 +98,13 @@ class CausalRunner:
         self.ring: deque = deque(maxlen=method.window)   # (tensor (3,H,W), rgb, capture_time, seen)
         self.seen = 0        # frames pushed since the last reset; also each frame's key for the aligner
         self._aligner = StreamAligner(method.target) if getattr(method, "aligns", False) else None
+        self._hold = self._new_hold()
+
+    def _new_hold(self):
+        if not getattr(self.method, "holds_edges", False):
+            return None
+        from vderain.methods.network import EdgeHold
+        return EdgeHold(cap=getattr(self.method, "edge_cap", 1.0), gate_frames=getattr(self.method, "gate_frames", 3))
 
     def push(self, rgb: np.ndarray, capture_time: float):
         self.seen += 1
@@ -118,16 +131,24 @@ class CausalRunner:
         self.seen = 0
         if self._aligner is not None:   # keys restart with `seen`: so must the cache
             self._aligner = StreamAligner(self.method.target)
+        self._hold = self._new_hold()   # a new stream: no gate history
 
     def _run(self):
         frames = [t for t, _, _, _ in self.ring]
+        seen = [k for _, _, _, k in self.ring]
+        held = {}
+        if self._hold is not None:
+            # a window of distinct frames is a full one, even across dropped input frames (they
+            # are still consecutive in time); a padded one repeats a frame
+            full = len(set(seen)) == len(seen)
+            held = dict(keys=[list(range(seen[0], seen[0] + len(seen))) if full else seen], hold=self._hold)
         with torch.inference_mode():
             if self._aligner is not None:   # it writes the (1, T, 3, H, W) window itself: no stack first
-                out = self.method(self._aligner([frames], [[k for _, _, _, k in self.ring]]), aligned=True)[0]
+                out = self.method(self._aligner([frames], [seen]), aligned=True, **held)[0]
             elif len(frames) == 1:
-                out = self.method(frames[0][None, None])[0]           # no copy
+                out = self.method(frames[0][None, None], **held)[0]           # no copy
             else:
-                out = self.method(stack_frames(frames)[None])[0]      # (3, H, W)
+                out = self.method(stack_frames(frames)[None], **held)[0]      # (3, H, W)
         _, rgb, t, _ = self.ring[self.method.target]
         return to_rgb(out), rgb, t
 
