@@ -250,6 +250,16 @@ def _flickering_ends(n: int, size=(24, 32)) -> torch.Tensor:
     return (frames.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def _random_net_with_strong_haze(frames: int, target: int) -> STRNet:
+    torch.manual_seed(0)
+    net = STRNet(STRNetConfig(**{**CFG, "frames": frames, "target": target}, dehaze=1.0))
+    for p in net.parameters():
+        p.data.normal_(0, 0.05)
+    with torch.no_grad():
+        net.haze.out.bias[:3] = 0.0                   # a strong haze step wherever the gate opens
+    return net
+
+
 @pytest.mark.parametrize("frames,target", [(3, 1), (5, 2), (5, 3)])
 def test_reflected_end_windows_take_the_nearest_full_windows_haze_gate_and_streak_level(frames, target):
     """At a clip's ends the window is mirrored and the end frame has neighbours on one side only;
@@ -260,12 +270,7 @@ def test_reflected_end_windows_take_the_nearest_full_windows_haze_gate_and_strea
     from vderain.io import reflect_index
     from vderain.methods.network import NetworkMethod
     from vderain.pipeline import derain_frames
-    torch.manual_seed(0)
-    net = STRNet(STRNetConfig(**{**CFG, "frames": frames, "target": target}, dehaze=1.0))
-    for p in net.parameters():
-        p.data.normal_(0, 0.05)
-    with torch.no_grad():
-        net.haze.out.bias[:3] = 0.0                   # a strong haze step wherever the gate opens
+    net = _random_net_with_strong_haze(frames, target)
     n = 9
     u8 = _flickering_ends(n)
     x = u8.float() / 255
@@ -354,3 +359,53 @@ def test_the_haze_gate_opens_only_where_rain_was_found_in_consecutive_frames():
     used = torch.cat([first, rest]).flatten().tolist()
     assert used == [0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0]
     assert EdgeHold(gate_frames=1)._erode(own).flatten().tolist() == own.flatten().tolist()
+
+
+def test_a_streams_first_full_windows_look_ahead_for_their_haze_gate():
+    """The first full window has no history: a spike there opened the gate for it and for the
+    reflected windows that take its gate. It now takes the least over the first gate_frames full
+    windows when its call holds them (vderain run batches them); rain from the start keeps it open."""
+    from vderain.methods.network import EdgeHold
+    g = lambda *v: torch.tensor(v, dtype=torch.float32).view(-1, 1, 1, 1)
+    assert EdgeHold(gate_frames=3)._erode(g(1, 0, 0, 0)).flatten().tolist() == [0, 0, 0, 0]
+    assert EdgeHold(gate_frames=3)._erode(g(0, 1, 0, 0)).flatten().tolist() == [0, 0, 0, 0]
+    assert EdgeHold(gate_frames=3)._erode(g(1, 1, 1, 0, 1)).flatten().tolist() == [1, 1, 1, 0, 0]
+    live = EdgeHold(gate_frames=3)   # one window per call: nothing to look ahead at
+    assert [live._erode(g(v)).item() for v in (1, 0, 0)] == [1, 0, 0]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 9])
+def test_vderain_run_gives_the_first_full_windows_their_look_ahead_at_any_batch_size(batch, monkeypatch):
+    """A clip whose first frame alone flickers: only the first full window (which holds it) finds
+    enough "rain" to open the haze gate. The pipeline batches the first three full windows, so
+    that window and the mirrored ones before it keep the gate closed, at batch 1 as at 9."""
+    from vderain.io import reflect_index
+    from vderain.methods.network import NetworkMethod
+    from vderain.pipeline import derain_frames
+    # a random network's streak level barely depends on its input (~1 %): a step gate in place
+    # of the graded one lets that difference decide, as a trained network's larger ones do
+    monkeypatch.setattr("vderain.models.strnet.rain_gate", lambda r, found: (
+        r.abs().mean(dim=(1, 2, 3), keepdim=True).float() > found).float())
+    net = _random_net_with_strong_haze(5, 2)
+    n = 9
+    u8 = _flickering_ends(n)
+    u8[-1] = u8[-2]                                   # the start flickers, the end does not
+    x = u8.float() / 255
+    windows = [x[[reflect_index(j, n) for j in range(i - 2, i + 3)]] for i in range(n)]
+    net.cfg.dehaze = 0.0
+    with torch.no_grad():
+        streak = [float(net.rain_layer(w[None]).abs().mean()) for w in windows]
+    assert streak[2] > max(streak[3:5])               # the first full window holds the flicker
+    net.cfg.dehaze, net.cfg.dehaze_gate = 1.0, (streak[2] + max(streak[3:5])) / 2
+    with torch.no_grad():
+        own = [net.rain_layer(w[None], return_gate=True) for w in windows]
+        closed = torch.zeros(1, 1, 1, 1)
+        expect = [net.rain_layer(windows[i][None], gate=closed, streak_cap=own[2][2] if i < 2 else None)
+                  for i in range(3)]
+    assert [float(g) for _, g, _ in own[2:5]] == [1, 0, 0]
+    expect = ((x[:3] - torch.cat(expect)).clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
+    unheld = ((x[2] - own[2][0][0]).clamp(0, 1) * 255).permute(1, 2, 0).numpy()
+    out = derain_frames(u8.permute(0, 2, 3, 1).numpy(), method=NetworkMethod(net, "cpu"), batch=batch,
+                        stabilise=False).astype(float)
+    assert abs(out[:3] - expect).max() <= 1.0         # uint8 rounding
+    assert abs(unheld - out[2]).mean() > 3            # its own gate would have changed it a lot

@@ -89,8 +89,8 @@ class _Runner:
         # the windows that share it
         self._aligner = StreamAligner(method.target) if getattr(method, "aligns", False) else None
         # a clip's reflected end windows take the nearest full window's haze gate and streak
-        # level (vderain.methods.network.EdgeHold); derain_iter batches the first full window
-        # with the start's reflected ones so that it is there to take
+        # level (vderain.methods.network.EdgeHold); derain_iter batches the first full windows
+        # with the start's reflected ones so that they are there to take
         self._edges = None
         if getattr(method, "holds_edges", False):
             from vderain.methods.network import EdgeHold
@@ -122,8 +122,8 @@ class _Runner:
         # A doubled frame ring: frame i is converted once into slot i % L and copied to slot
         # i % L + L, so a window of consecutive frames is the contiguous view ring[i0 % L : +T] and
         # costs no stacking (np.stack of T float frames was ~13 % of `fast` at 640x360; batches
-        # still stack their windows). L = the group's index span (T + B - 1 for B full windows; T
-        # for the start's mirrored windows with their first full one): its distinct frames lie
+        # still stack their windows). L = the group's index span (T + B - 1 for B full windows;
+        # the start's mirrored windows add no frames): its distinct frames lie
         # within L consecutive indices, so their slots never collide, and the
         # views are consumed before the next group overwrites them.
         T = len(group[0][0])
@@ -236,9 +236,10 @@ def derain_iter(frames: Iterable[Frame], method: Method, batch: int = 1, tile=No
     cfg = getattr(method, "stabiliser", None)
     runner = _Runner(method, tile, tile_overlap, rain and cfg is None)  # else: from the stabilised output
     try:
-        # the first batch reaches the first full window (index `target`): the start's reflected
-        # windows take its levels (EdgeHold)
-        first = method.target + 1 if runner._edges is not None and not runner.tile else 1
+        # the first batch reaches the first full window (index `target`), whose levels the
+        # start's reflected windows take, and the gate_frames - 1 after it, over which the haze
+        # gate of the stream's first full windows is eroded (EdgeHold)
+        first = method.target + runner._edges.gate_frames if runner._edges is not None and not runner.tile else 1
         results = (r for group in batched(iter_windows(frames, method.window, method.target), max(1, batch), first)
                    for r in runner(group))
         if cfg is None or not stabilise:

@@ -109,34 +109,61 @@ class EdgeHold:
     window's gate is the least of its own and those of the `gate_frames` - 1 full windows before
     it (an erosion in time): mid-clip, a spike shorter than that never opens it; real rain opens
     it `gate_frames` - 1 frames late and closes it at once. A stream's first full windows have
-    less history (the first uses its own gate, and so do the reflected windows before it)."""
+    less history, so they look ahead instead: each of the first `gate_frames` full windows takes
+    the least over all of them when the call that brings the first one holds them (`vderain run`
+    batches them with the start's reflected windows, which then take that gate too). Live
+    streams have no look-ahead: there the first full window uses its own gate."""
 
     def __init__(self, cap: float | None = 1.0, gate_frames: int = 3):
         self.cap = cap
         self.gate_frames = max(1, int(gate_frames))
         self.last: tuple[torch.Tensor | None, torch.Tensor] | None = None   # the last full window's (gate, streak)
         self._own: list[torch.Tensor] = []         # the last full windows' own gates, oldest first
+        self._seen = 0                             # full windows seen in this stream
 
     def _erode(self, own: torch.Tensor) -> torch.Tensor:
         """Own gates of consecutive full windows (B,1,1,1) -> the gates used: each the least over
-        itself and the stream's gate_frames - 1 full windows before it (across calls)."""
+        itself and the stream's gate_frames - 1 full windows before it (across calls); while the
+        stream has seen fewer than gate_frames, the span is completed with the windows after it
+        in this call (a one-frame spike on the first full window would otherwise open the gate
+        for it and the reflected windows that take its gate)."""
         out = own.clone()
+        g = self.gate_frames
         for b in range(len(own)):
-            self._own = (self._own + [own[b]])[-self.gate_frames:]
-            out[b] = torch.stack(self._own).amin(0)
+            self._own = (self._own + [own[b]])[-g:]
+            self._seen += 1
+            span = self._own + list(own[b + 1:b + 1 + max(0, g - self._seen)])
+            out[b] = torch.stack(span).amin(0)
         return out
+
+    def _full(self, model, x: torch.Tensor, align):
+        """Consecutive full windows (B,T,3,H,W) -> (R, the gates used or None, streak levels)."""
+        if self._seen >= self.gate_frames or len(x) == 1:
+            return model.rain_layer(x, align=align, gate=self._erode, return_gate=True)
+        # The stream's first full windows: their gates look ahead to the windows after them,
+        # which are not computed yet. Batched together they would hold that many windows'
+        # activations at once (`quality` at 1080p, CPU fp32, batch 1: peak RSS 1.5 -> 2.7 GB), so
+        # each runs alone with its own gate and runs again only where the eroded gate differs.
+        parts = [model.rain_layer(x[i:i + 1], align=align, return_gate=True) for i in range(len(x))]
+        streak = torch.cat([s for _, _, s in parts])
+        if parts[0][1] is None:                     # no gated haze step: nothing to erode
+            return torch.cat([r for r, _, _ in parts]), None, streak
+        used = self._erode(torch.cat([g for _, g, _ in parts]))
+        r = [r_ if torch.equal(g, used[i:i + 1]) else model.rain_layer(x[i:i + 1], align=align, gate=used[i:i + 1])
+             for i, (r_, g, _) in enumerate(parts)]
+        return torch.cat(r), used, streak
 
     def run(self, model, x: torch.Tensor, align, keys: list[list[int]], target: int) -> torch.Tensor:
         full = [k == list(range(k[0], k[0] + len(k))) for k in keys]
         if all(full):
-            r, gate, streak = model.rain_layer(x, align=align, gate=self._erode, return_gate=True)
+            r, gate, streak = self._full(model, x, align)
             self.last = (None if gate is None else gate[-1], streak[-1])
             return r
         rows = [i for i, f in enumerate(full) if f]
         edges = [i for i, f in enumerate(full) if not f]
         r = None
         if rows:
-            r_full, gate_full, streak_full = model.rain_layer(x[rows], align=align, gate=self._erode, return_gate=True)
+            r_full, gate_full, streak_full = self._full(model, x[rows], align)
             r = x.new_empty((len(keys),) + r_full.shape[1:], dtype=r_full.dtype)
             r[rows] = r_full
         held = torch.full((len(edges), 1, 1, 1), float("nan"), device=x.device)
@@ -157,7 +184,7 @@ class EdgeHold:
             self.last = (None if gate_full is None else gate_full[-1], streak_full[-1])
         if self.cap is not None:
             cap = cap * self.cap
-        # one window at a time: the first batch is widened to reach the first full window, and
+        # one window at a time: the first batch is widened to reach the first full windows, and
         # a CPU run at batch 1 must not hold that many windows' activations at once (4K)
         for n, i in enumerate(edges):
             r_edge = model.rain_layer(x[i:i + 1], align=align, gate=held[n:n + 1],
