@@ -409,3 +409,26 @@ def test_vderain_run_gives_the_first_full_windows_their_look_ahead_at_any_batch_
                         stabilise=False).astype(float)
     assert abs(out[:3] - expect).max() <= 1.0         # uint8 rounding
     assert abs(unheld - out[2]).mean() > 3            # its own gate would have changed it a lot
+
+
+def test_the_cpu_frame_ring_shrinks_back_after_the_widened_first_group():
+    """The first group spans T + gate_frames - 1 frames (mirrored windows and the first full
+    ones); the ring that converts each frame once must not keep that size for the whole run
+    (4 extra fp32 frames: ~0.4 GB at 4K), and the outputs must not change when it shrinks."""
+    import numpy as np
+    from vderain.io import Frame, batched, iter_windows
+    from vderain.methods.network import NetworkMethod
+    from vderain.pipeline import _Runner, derain_frames
+    net = _random_net_with_strong_haze(5, 2)
+    method = NetworkMethod(net, "cpu")
+    rgb = _flickering_ends(9).permute(0, 2, 3, 1).numpy()
+    frames = [Frame(rgb=np.ascontiguousarray(a), index=i, pts=None, time=i / 25.0) for i, a in enumerate(rgb)]
+    runner = _Runner(method, None, 32, False)
+    groups = list(batched(iter_windows(frames, 5, 2), 1, 2 + runner._edges.gate_frames))
+    sizes, out = [], []
+    for g in groups:
+        out += [o for _, o, _ in runner(g)]
+        sizes.append(len(runner._ring))
+    assert sizes[0] == 2 * 7 and set(sizes[1:]) == {2 * 5}
+    one_group = derain_frames(rgb, method=NetworkMethod(net, "cpu"), batch=9, stabilise=False)   # no resize
+    assert np.abs(np.stack(out).astype(int) - one_group).max() <= 1    # batched convolutions round differently

@@ -130,7 +130,10 @@ class _Runner:
         idx_all = [f.index for frames, _ in group for f in frames]
         need = max(T, max(idx_all) - min(idx_all) + 1)   # the group's span: mirrored windows add no frames
         shape = (3,) + group[0][1].rgb.shape[:2]
-        if self._ring is None or self._ring.shape[1:] != shape or len(self._ring_index) < need:
+        # sized to each group's span, down as well as up: the widened first group spans T + 2
+        # frames, and keeping that for the whole run held 4 more fp32 frames (~0.4 GB at 4K);
+        # a resize costs one conversion of the group's frames
+        if self._ring is None or self._ring.shape[1:] != shape or len(self._ring_index) != need:
             self._ring = np.empty((2 * need,) + shape, np.float32)
             self._ring_index = [-1] * need
         ring, L = self._ring, len(self._ring_index)
