@@ -369,7 +369,10 @@ def test_a_streams_first_full_windows_look_ahead_for_their_haze_gate():
     g = lambda *v: torch.tensor(v, dtype=torch.float32).view(-1, 1, 1, 1)
     assert EdgeHold(gate_frames=3)._erode(g(1, 0, 0, 0)).flatten().tolist() == [0, 0, 0, 0]
     assert EdgeHold(gate_frames=3)._erode(g(0, 1, 0, 0)).flatten().tolist() == [0, 0, 0, 0]
+    assert EdgeHold(gate_frames=3)._erode(g(1, 1, 0, 0, 0)).flatten().tolist() == [0, 0, 0, 0, 0]
     assert EdgeHold(gate_frames=3)._erode(g(1, 1, 1, 0, 1)).flatten().tolist() == [1, 1, 1, 0, 0]
+    split = EdgeHold(gate_frames=3)    # look-ahead only within the call that holds them
+    assert [split._erode(g(*v)).flatten().tolist() for v in ((1, 1), (0,))] == [[1, 1], [0]]
     live = EdgeHold(gate_frames=3)   # one window per call: nothing to look ahead at
     assert [live._erode(g(v)).item() for v in (1, 0, 0)] == [1, 0, 0]
 
@@ -432,3 +435,25 @@ def test_the_cpu_frame_ring_shrinks_back_after_the_widened_first_group():
     assert sizes[0] == 2 * 7 and set(sizes[1:]) == {2 * 5}
     one_group = derain_frames(rgb, method=NetworkMethod(net, "cpu"), batch=9, stabilise=False)   # no resize
     assert np.abs(np.stack(out).astype(int) - one_group).max() <= 1    # batched convolutions round differently
+
+
+def test_the_look_ahead_runs_at_most_two_windows_alone_and_batches_the_rest():
+    """Only the stream's first gate_frames - 1 full windows need look-ahead; they run one at a time
+    (memory; again only where the eroded gate differs), the rest of that call in one batch, later
+    calls as usual; a network without a gated haze step has nothing to erode and is batched."""
+    from vderain.methods.network import EdgeHold
+    for dehaze in (1.0, 0.0):
+        net = _random_net_with_strong_haze(5, 2)
+        net.cfg.dehaze, net.cfg.dehaze_gate = dehaze, 0.01
+        real, calls = net.rain_layer, []
+        net.rain_layer = lambda x, **k: (calls.append(len(x)), real(x, **k))[1]
+        hold, x = EdgeHold(gate_frames=3), torch.rand(12, 5, 3, 16, 16)
+        with torch.no_grad():
+            first = hold._full(net, x[:6], None)
+            n_first = len(calls)
+            hold._full(net, x[6:], None)
+        if dehaze:
+            assert calls[:3] == [1, 1, 4] and set(calls[3:n_first]) <= {1} and n_first <= 5
+        else:
+            assert calls[:n_first] == [6]
+        assert calls[n_first:] == [6] and first[0].shape == (6, 3, 16, 16)

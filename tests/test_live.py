@@ -326,8 +326,9 @@ def test_a_stalled_stream_still_stops_on_time():
 
 def test_live_network_erodes_the_haze_gate_and_matches_vderain_run_on_full_windows():
     """Live runs a network's windows through the same EdgeHold as `vderain run`: on every full
-    window (all but the padded start and the flushed end) the output equals the file pipeline's
-    without the stabiliser, eroded gate included, and differs from a run without the hold where
+    window (all but the padded start and the flushed end) from the third on the output equals the
+    file pipeline's without the stabiliser, eroded gate included (on the first two the file
+    pipeline looks ahead for the gate), and differs from a run without the hold where
     a gate opened for fewer than three frames."""
     from vderain.methods.network import NetworkMethod
     from vderain.models import STRNet, STRNetConfig
@@ -360,8 +361,8 @@ def test_live_network_erodes_the_haze_gate_and_matches_vderain_run_on_full_windo
     outs = [o for i in range(n) if (o := runner.push(rgb[i], float(i))) is not None] + runner.flush()
     live = np.stack([o for o, _, _ in outs])
     assert live.shape == rgb.shape
-    assert (live[3:n - 1] == expect[3:n - 1]).all()
-    assert (expect[3:n - 1] != unheld[3:n - 1]).any()  # the erosion changed something here
+    assert (live[5:n - 1] == expect[5:n - 1]).all()   # full windows 3, 4: the file pipeline looks ahead
+    assert (expect[5:n - 1] != unheld[5:n - 1]).any()  # the erosion changed something here
     runner.reset()                                    # a new stream: no history from the last one
     again = [o for i in range(n) if (o := runner.push(rgb[i], float(i))) is not None] + runner.flush()
     assert (np.stack([o for o, _, _ in again]) == live).all()

@@ -87,8 +87,9 @@ class CausalRunner:
     A network's windows go through an EdgeHold, as in `vderain run`: its haze gate is eroded in
     time (a one- or two-frame spike does not open it) and the windows padded at the start and
     flushed at the end take the last full window's gate and streak ceiling (at the start,
-    before any full window, each keeps its own). The full windows of a stream then give the
-    same output as `vderain run --causal` without the stabiliser.
+    before any full window, each keeps its own). From its third full window on, a stream then
+    gives the same output as `vderain run --causal` without the stabiliser (on the first two,
+    `vderain run` looks ahead for the gate; live cannot).
     """
 
     def __init__(self, method):
