@@ -143,8 +143,8 @@ class EdgeHold:
             return model.rain_layer(x, align=align, gate=self._erode, return_gate=True)
         # The stream's first full windows: their gates look ahead to the windows after them,
         # which are not computed yet. Batched together they would hold that many windows'
-        # activations at once (`quality` at 1080p, CPU fp32, batch 1: peak RSS 2.74 GB against
-        # 1.95 GB this way; 1.51 before the look-ahead), so each runs alone with its own gate, and again only where the
+        # activations at once (`quality` at 1080p, CPU fp32, batch 1: peak RSS 2.67 GiB against
+        # 1.90 GiB this way; 1.47 before the look-ahead), so each runs alone with its own gate, and again only where the
         # eroded gate differs; the windows after them are batched as usual.
         parts = [model.rain_layer(x[i:i + 1], align=align, return_gate=True) for i in range(ahead)]
         own = torch.cat([g for _, g, _ in parts])
