@@ -379,9 +379,10 @@ def test_a_streams_first_full_windows_look_ahead_for_their_haze_gate():
 
 @pytest.mark.parametrize("batch", [1, 2, 9])
 def test_vderain_run_gives_the_first_full_windows_their_look_ahead_at_any_batch_size(batch, monkeypatch):
-    """A clip whose first frame alone flickers: only the first full window (which holds it) finds
-    enough "rain" to open the haze gate. The pipeline batches the first three full windows, so
-    that window and the mirrored ones before it keep the gate closed, at batch 1 as at 9."""
+    """A clip whose first two frames alone flicker: only the first two full windows (which hold
+    them) find enough "rain" to open the haze gate. The pipeline batches the first three full
+    windows, so both of them and the mirrored ones before them keep the gate closed, at batch 1
+    as at 9 (with only two batched, the first two would take min(1, 1) and open)."""
     from vderain.io import reflect_index
     from vderain.methods.network import NetworkMethod
     from vderain.pipeline import derain_frames
@@ -393,25 +394,27 @@ def test_vderain_run_gives_the_first_full_windows_their_look_ahead_at_any_batch_
     n = 9
     u8 = _flickering_ends(n)
     u8[-1] = u8[-2]                                   # the start flickers, the end does not
+    g = torch.Generator().manual_seed(3)
+    u8[1] = (u8[1].float() + 200 * (torch.rand(u8[1].shape, generator=g) > 0.5)).clamp(0, 255).to(torch.uint8)
     x = u8.float() / 255
     windows = [x[[reflect_index(j, n) for j in range(i - 2, i + 3)]] for i in range(n)]
     net.cfg.dehaze = 0.0
     with torch.no_grad():
         streak = [float(net.rain_layer(w[None]).abs().mean()) for w in windows]
-    assert streak[2] > max(streak[3:5])               # the first full window holds the flicker
-    net.cfg.dehaze, net.cfg.dehaze_gate = 1.0, (streak[2] + max(streak[3:5])) / 2
+    assert min(streak[2:4]) > streak[4]               # the first two full windows hold the flicker
+    net.cfg.dehaze, net.cfg.dehaze_gate = 1.0, (min(streak[2:4]) + streak[4]) / 2
     with torch.no_grad():
         own = [net.rain_layer(w[None], return_gate=True) for w in windows]
         closed = torch.zeros(1, 1, 1, 1)
         expect = [net.rain_layer(windows[i][None], gate=closed, streak_cap=own[2][2] if i < 2 else None)
-                  for i in range(3)]
-    assert [float(g) for _, g, _ in own[2:5]] == [1, 0, 0]
-    expect = ((x[:3] - torch.cat(expect)).clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
-    unheld = ((x[2] - own[2][0][0]).clamp(0, 1) * 255).permute(1, 2, 0).numpy()
+                  for i in range(4)]
+    assert [float(g) for _, g, _ in own[2:5]] == [1, 1, 0]
+    expect = ((x[:4] - torch.cat(expect)).clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
+    unheld = ((x[2:4] - torch.cat([own[2][0], own[3][0]])).clamp(0, 1) * 255).permute(0, 2, 3, 1).numpy()
     out = derain_frames(u8.permute(0, 2, 3, 1).numpy(), method=NetworkMethod(net, "cpu"), batch=batch,
                         stabilise=False).astype(float)
-    assert abs(out[:3] - expect).max() <= 1.0         # uint8 rounding
-    assert abs(unheld - out[2]).mean() > 3            # its own gate would have changed it a lot
+    assert abs(out[:4] - expect).max() <= 1.0         # uint8 rounding
+    assert abs(unheld - out[2:4]).mean() > 3          # their own gates would have changed them a lot
 
 
 def test_the_cpu_frame_ring_shrinks_back_after_the_widened_first_group():
