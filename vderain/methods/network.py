@@ -119,26 +119,24 @@ class EdgeHold:
         self.gate_frames = max(1, int(gate_frames))
         self.last: tuple[torch.Tensor | None, torch.Tensor] | None = None   # the last full window's (gate, streak)
         self._own: list[torch.Tensor] = []         # the last full windows' own gates, oldest first
-        self._seen = 0                             # full windows seen in this stream
 
     def _erode(self, own: torch.Tensor) -> torch.Tensor:
         """Own gates of consecutive full windows (B,1,1,1) -> the gates used: each the least over
         itself and the stream's gate_frames - 1 full windows before it (across calls); while the
-        stream has seen fewer than gate_frames, the span is completed with the windows after it
-        in this call (a one-frame spike on the first full window would otherwise open the gate
-        for it and the reflected windows that take its gate)."""
+        stream has seen fewer than gate_frames (self._own not yet full), the span is completed
+        with the windows after it in this call (a one-frame spike on the first full window would
+        otherwise open the gate for it and the reflected windows that take its gate)."""
         out = own.clone()
         g = self.gate_frames
         for b in range(len(own)):
             self._own = (self._own + [own[b]])[-g:]
-            self._seen += 1
-            span = self._own + list(own[b + 1:b + 1 + max(0, g - self._seen)])
+            span = self._own + list(own[b + 1:b + 1 + g - len(self._own)])
             out[b] = torch.stack(span).amin(0)
         return out
 
     def _full(self, model, x: torch.Tensor, align):
         """Consecutive full windows (B,T,3,H,W) -> (R, the gates used or None, streak levels)."""
-        ahead = min(len(x), self.gate_frames - 1 - self._seen)   # windows here that need look-ahead
+        ahead = min(len(x), self.gate_frames - 1 - len(self._own))   # windows here that need look-ahead
         if ahead <= 1 or not (model.cfg.dehaze > 0 and model.cfg.dehaze_gate > 0):   # no gate: nothing to erode
             return model.rain_layer(x, align=align, gate=self._erode, return_gate=True)
         # The stream's first full windows: their gates look ahead to the windows after them,
