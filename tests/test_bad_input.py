@@ -170,5 +170,7 @@ def test_unknown_method_and_bad_numbers(capsys, tmp_path, clips):
                    "cannot read time")
     _fails_cleanly(capsys, tmp_path, [clips["basic"], "-o", tmp_path / "o.mp4", "--window", "0"],
                    "--window must be >= 1")
+    _fails_cleanly(capsys, tmp_path, [clips["basic"], "-o", tmp_path / "o.mp4", "--threads", "0"],
+                   "--threads must be >= 1")
     _fails_cleanly(capsys, tmp_path, [clips["basic"], "-o", tmp_path / "o.mp4", "--method", "identity",
                                       "--start", "99"], "past the end")

@@ -55,6 +55,19 @@ def test_run_tile_and_batch(clips, tmp_path):
     assert len(read_all(out)[0]) == 24
 
 
+def test_run_threads_caps_torch_and_opencv(clips, tmp_path):
+    import cv2
+    import torch
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        assert main(["run", clips["basic"], "-o", str(tmp_path / "o.mp4"), "--method", "median",
+                     "--threads", "1", "-q"]) == 0
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+
+
 def test_run_as_a_module(clips, tmp_path):
     out = tmp_path / "o.mp4"
     r = subprocess.run([sys.executable, "-m", "vderain", "run", clips["basic"], "-o", str(out),

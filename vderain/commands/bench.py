@@ -13,6 +13,7 @@ import sys
 import time
 
 from vderain import VderainError
+from vderain.commands import add_threads_argument, apply_threads
 
 
 def add_arguments(p) -> None:
@@ -40,7 +41,7 @@ def add_arguments(p) -> None:
     p.add_argument("--flow-preset", default="medium", choices=["ultrafast", "fast", "medium"],
                    help="DIS preset for the warping-error and flicker reference flows")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and OpenCV")
+    add_threads_argument(p)
     p.add_argument("--out", default=None, help="report folder (default runs/bench-<date>-<time>)")
     p.add_argument("--save-outputs", action="store_true",
                    help="also write every method's output frames as PNG under OUT/outputs/<method>/<seq>/")
@@ -50,21 +51,16 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    import cv2
-    import torch
-
     from vderain import bench
     from vderain.metrics.report import terminal_table, write_report
 
-    for name in ("frames", "height", "width", "max_frames", "threads"):
+    for name in ("frames", "height", "width", "max_frames"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise VderainError(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
     if args.border < 0 or args.skip < 0:
         raise VderainError("--border and --skip must be >= 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
+    apply_threads(args.threads)
 
     methods = bench.parse_methods(args.methods, args.external)
     if args.suite:

@@ -14,6 +14,7 @@ import sys
 import threading
 
 from vderain import VderainError
+from vderain.commands import add_threads_argument, apply_threads
 
 
 def add_arguments(p):
@@ -32,6 +33,7 @@ def add_arguments(p):
     m.add_argument("--method", default="auto",
                    help="auto (fast on CPU, quality on GPU) | fast | quality | identity | X.pt")
     m.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    add_threads_argument(m)
     s = p.add_argument_group("source")
     s.add_argument("--width", type=int, help="camera capture width to ask for")
     s.add_argument("--height", type=int, help="camera capture height to ask for")
@@ -91,6 +93,7 @@ def main(args) -> int:
         raise VderainError(f"--max-height must be >= 16 (got {args.max_height})")
     if args.retries < 0 or args.retry_delay < 0:
         raise VderainError("--retries and --retry-delay must be >= 0")
+    apply_threads(args.threads)
     if args.stats_json:
         _check_stats_path(args.stats_json)   # now, not after a whole run
 

@@ -17,6 +17,7 @@ import re
 import sys
 
 from vderain import VderainError
+from vderain.commands import add_threads_argument, apply_threads
 
 EXIT_DAMAGED_INPUT = 3
 
@@ -55,6 +56,7 @@ def add_arguments(p) -> None:
                         "window: fast, quality, auto, their .pt files; off for median, identity, "
                         "causal and frame-wise models)")
     p.add_argument("--batch", type=int, help="windows per method call (default 1 on CPU, 4 on GPU)")
+    add_threads_argument(p)
     p.add_argument("--codec", default=None, help=f"{' | '.join(CODEC_CHOICES)} (default h264; png for folders)")
     p.add_argument("--crf", type=int, help="quality: lower is better (default 18 h264, 20 hevc, 30 av1, 31 vp9)")
     p.add_argument("--preset", default="medium", help=f"encoder speed: {', '.join(X264_PRESETS[:-1])}")
@@ -92,6 +94,7 @@ def main(args) -> int:
             raise VderainError(f"--{name} must be >= 1 (got {value})")
     if args.tile_overlap < 0:
         raise VderainError(f"--tile-overlap must be >= 0 (got {args.tile_overlap})")
+    apply_threads(args.threads)
     from vderain import batch
     inputs = list(args.input)
     one_file_shards = args.resume and args.shard and len(inputs) == 1 and os.path.isfile(inputs[0])
