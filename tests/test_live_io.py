@@ -10,7 +10,7 @@ import pytest
 from live_helpers import (FPS, frame, free_port, index_of, make_clip, make_color_clip, read_all,
                           wait_for)
 from vderain import VderainError
-from vderain.io.live import (CameraSource, FileSource, StreamSink, StreamSource, WindowSink,
+from vderain.io.live import (CameraSource, LatencyLog, FileSource, StreamSink, StreamSource, WindowSink,
                              open_source)
 
 
@@ -33,6 +33,29 @@ def drain(source, limit_s=10.0, work_s=0.0):
             got.append(f)
             time.sleep(work_s)
     return got
+
+
+def test_latency_log_percentiles_in_constant_memory():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.uniform(0.02, 0.05, 9000), rng.uniform(0.2, 0.4, 1000)])
+    log = LatencyLog()
+    assert log.percentile_ms(50) is None
+    for v in values:
+        log.append(float(v))
+    size = log.counts.nbytes
+    for q in (5, 50, 90, 95, 99):
+        exact = np.percentile(values, q, method="inverted_cdf") * 1000   # nearest rank
+        assert abs(log.percentile_ms(q) - exact) <= 0.006 * exact + 0.1, q
+    assert len(log) == 10000 and log.max == values.max()
+    seen = log.snapshot()
+    for _ in range(100_000):
+        log.append(1.5)
+    assert log.counts.nbytes == size                      # a week-long camera: still the same bins
+    assert abs(log.percentile_ms(50, since=seen) - 1500) <= 8   # only what came after the snapshot
+    assert log.percentile_ms(5) < 60 < 1000 < log.percentile_ms(50)   # the whole run: 9 % fast, the rest 1.5 s
+    log.append(0.0)
+    log.append(5000.0)                                     # out of range: counted in the end bins
+    assert len(log) == 110_002
 
 
 def test_file_source_plays_at_its_frame_rate(clip):
@@ -156,7 +179,7 @@ def test_stream_sink_tcp_server_read_back_by_a_second_reader():
     assert not reader.is_alive()
     assert sink.written == 30 and sink.dropped == 0
     check_sequence(got, at_least=25)
-    assert len(sink.latencies) == 30 and max(sink.latencies) < 0.5
+    assert len(sink.latencies) == 30 and sink.latencies.max < 0.5
 
 
 def test_stream_sink_http_serves_a_player():

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from vderain import VderainError
-from vderain.io.live import LiveSource, Sink
+from vderain.io.live import LatencyLog, LiveSource, Sink
 from vderain.models.align import StreamAligner, stack_frames
 from vderain.pipeline import to_chw_float, to_hwc_uint8
 
@@ -156,10 +156,6 @@ class CausalRunner:
 
 # ---------------------------------------------------------------- stats
 
-def percentile_ms(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)) * 1000, 1) if values else None
-
-
 @dataclass
 class LiveStats:
     source: str = ""
@@ -175,7 +171,7 @@ class LiveStats:
     warmup_dropped: int = 0      # dropped while the method warmed up (first calls are slow)
     seconds: float = 0.0
     # capture -> output ready (method done); per sink: capture -> displayed / written
-    ready_latencies: list = field(default_factory=list, repr=False)
+    ready_latencies: LatencyLog = field(default_factory=LatencyLog, repr=False)
     sinks: dict = field(default_factory=dict)
     stopped_by: str = ""
 
@@ -187,7 +183,7 @@ class LiveStats:
     def drop_share(self) -> float:
         return self.dropped_input / self.captured if self.captured else 0.0
 
-    def latencies(self) -> list[float]:
+    def latencies(self) -> LatencyLog:
         """The headline latency: to the first sink's display/write, else to output ready."""
         for s in self.sinks.values():
             return s["latencies"]
@@ -202,12 +198,12 @@ class LiveStats:
             "captured": self.captured, "processed": self.processed,
             "dropped_input": self.dropped_input, "drop_share": round(self.drop_share, 4),
             "warmup_dropped": self.warmup_dropped, "fps": round(self.fps, 2),
-            "latency_ms_p50": percentile_ms(lat, 50), "latency_ms_p95": percentile_ms(lat, 95),
-            "ready_latency_ms_p50": percentile_ms(self.ready_latencies, 50),
-            "ready_latency_ms_p95": percentile_ms(self.ready_latencies, 95),
+            "latency_ms_p50": lat.percentile_ms(50), "latency_ms_p95": lat.percentile_ms(95),
+            "ready_latency_ms_p50": self.ready_latencies.percentile_ms(50),
+            "ready_latency_ms_p95": self.ready_latencies.percentile_ms(95),
             "sinks": {name: {"written": s["written"], "dropped": s["dropped"],
-                             "latency_ms_p50": percentile_ms(s["latencies"], 50),
-                             "latency_ms_p95": percentile_ms(s["latencies"], 95)}
+                             "latency_ms_p50": s["latencies"].percentile_ms(50),
+                             "latency_ms_p95": s["latencies"].percentile_ms(95)}
                       for name, s in self.sinks.items()},
             "stopped_by": self.stopped_by,
         }
@@ -410,7 +406,7 @@ class _Interval:
         self.source, self.sinks = source, sinks
         self.t = time.perf_counter()
         self.captured, self.dropped = source.captured, source.dropped
-        self.lat_pos = [len(s.latencies) for s in sinks]
+        self.lat_seen = [s.latencies.snapshot() for s in sinks]
 
     def line(self, now: float) -> str:
         captured = self.source.captured - self.captured
@@ -418,10 +414,11 @@ class _Interval:
         fps = (captured - dropped) / (now - self.t)
         parts = [f"{fps:.1f} fps, dropped {dropped}/{captured}"]
         for i, s in enumerate(self.sinks):
-            lat = s.latencies[self.lat_pos[i]:]
-            if lat:
-                parts.append(f"{s.name} latency p50 {percentile_ms(lat, 50)} ms p95 {percentile_ms(lat, 95)} ms")
-            self.lat_pos[i] = len(s.latencies)
+            seen = self.lat_seen[i]
+            p50 = s.latencies.percentile_ms(50, since=seen)
+            if p50 is not None:
+                parts.append(f"{s.name} latency p50 {p50} ms p95 {s.latencies.percentile_ms(95, since=seen)} ms")
+            self.lat_seen[i] = s.latencies.snapshot()
         self.t, self.captured, self.dropped = now, self.source.captured, self.source.dropped
         return ", ".join(parts)
 
