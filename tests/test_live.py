@@ -12,7 +12,7 @@ import torch
 from live_helpers import FPS, free_port, index_of, make_clip, read_all, wait_for
 from vderain import VderainError
 from vderain.cli import main as cli
-from vderain.io.live import FileSink, FileSource, Sink, StreamSink, StreamSource
+from vderain.io.live import FileSink, FileSource, LiveSource, Sink, StreamSink, StreamSource
 from vderain.live import CausalRunner, build_live_method, run_live
 from vderain.methods import Identity, Method
 
@@ -198,6 +198,43 @@ def test_lost_stream_is_retried_then_ends_with_a_clear_error_and_a_finished_file
     got = frames_of(out)
     assert len(got) == file_sink.written == stats.processed
     assert got == sorted(set(got)) and got[-1] == 29
+
+
+class WindowMean(Method):
+    """Mean of a causal window with one frame of look-ahead: shows which frames a window held."""
+    window, target, name = 3, 1, "window-mean"
+
+    def __call__(self, clips):   # (B,T,3,H,W) -> (B,3,H,W)
+        return clips.mean(1)
+
+
+class DropsOnce(LiveSource):
+    """A camera that sends frames 0..7, drops the connection, comes back with frames 20..27."""
+    name = "flaky camera"
+
+    def __init__(self):
+        super().__init__(retries=1, retry_delay=0.0, latest=False)
+        self.fps = FPS
+        self.runs = [range(0, 8), range(20, 28)]
+
+    def _frames(self):
+        from live_helpers import frame
+        for i in self.runs.pop(0) if self.runs else ():
+            yield frame(i)
+
+
+def test_a_reconnected_stream_starts_its_windows_afresh():
+    sink = Record()
+    with pytest.raises(VderainError, match="gave up after 1 retry") as err:
+        run_live(DropsOnce(), WindowMean(), [sink])
+    assert err.value.stats.processed == 16
+    got = [round(index_of(f), 1) for f in sink.frames]
+    # Each output is the mean of its window's frame indices; a window never mixes the two
+    # connections (without the reset, frame 7 would give mean(6, 7, 20) = 11 and 20 mean(7, 20, 21)),
+    # and the frame waiting for its look-ahead when the camera is lost for good still comes out.
+    first = [1 / 3] + [float(i) for i in range(1, 7)] + [20 / 3]
+    second = [20 + 1 / 3] + [float(i) for i in range(21, 27)] + [26 + 2 / 3]
+    assert got == pytest.approx(first + second, abs=0.15)
 
 
 # ------------------------------------------------------------------ CLI

@@ -291,6 +291,7 @@ def run_live(source: LiveSource, method, sinks: list[Sink], *, max_frames: int |
         # the warm-up; restamp it so that start-up cost stays out of the latency figures, as the
         # frames dropped during warm-up stay out of the drop counts.
         pending = [replace(first, time=time.perf_counter())]
+        opened = first.opened
         started = last_log = time.perf_counter()
         interval = _Interval(source, sinks)
         log.info("live: %s %dx%d @ %s fps -> %s, method %s on %s (look-ahead %d)",
@@ -299,16 +300,27 @@ def run_live(source: LiveSource, method, sinks: list[Sink], *, max_frames: int |
                  runner.lookahead)
         stats.stopped_by = "end of source"
         while True:
-            frame = pending.pop() if pending else source.read(timeout=0.5)
-            if frame is None:
-                if source.ended:
-                    source.read(0)   # raises the source's error, if it had one
+            try:
+                frame = pending.pop() if pending else source.read(timeout=0.5)
+                if frame is None and source.ended:
+                    source.read(0)   # raises the source's error if it ended after the read above
                     break
+            except VderainError as e:   # the source is lost for good: still finish what it gave
+                stats.stopped_by, error = "error", e
+                break
+            if frame is None:
                 for sink in sinks:
                     sink.poll()
                 if _should_stop(stats, sinks, max_frames, duration, started):
                     break
                 continue
+            if frame.opened != opened:
+                # A reconnect: the frames before the gap are another stream, not this frame's past.
+                for done in runner.flush():
+                    _emit(sinks, done, stats, rate.tick(time.perf_counter()))
+                runner.reset()
+                opened = frame.opened
+                log.info("live: source reopened; its windows start afresh")
             rgb = frame.rgb
             if rgb.shape[1::-1] != stats.size:
                 rgb = _resize(rgb, stats.size)

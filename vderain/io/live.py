@@ -50,6 +50,7 @@ class LiveFrame:
     rgb: np.ndarray   # (H, W, 3) uint8 RGB
     time: float       # capture time, perf_counter seconds
     index: int        # capture sequence number (counts dropped frames too)
+    opened: int = 0   # how many times the source was reopened before this frame (reconnects)
 
 
 # ---------------------------------------------------------------- helpers
@@ -155,8 +156,8 @@ class LiveSource:
         item = self._slot.get(timeout)
         if item is None:
             return None
-        payload, t, index = item
-        return LiveFrame(self._to_rgb(payload), t, index)
+        payload, t, index, opened = item
+        return LiveFrame(self._to_rgb(payload), t, index, opened)
 
     @property
     def pending(self) -> int:
@@ -198,13 +199,15 @@ class LiveSource:
     def _run(self) -> None:
         failures = 0
         index = 0
+        reopened = -1
         try:
             while not self._stop.is_set():
+                reopened += 1
                 reason = "ended"
                 try:
                     for payload in self._frames():
                         failures = 0
-                        self._slot.put((payload, time.perf_counter(), index), self._stop)
+                        self._slot.put((payload, time.perf_counter(), index, reopened), self._stop)
                         index += 1
                         if self._stop.is_set():
                             return
