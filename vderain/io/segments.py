@@ -171,6 +171,9 @@ def join_parts(files: list[str], records: list[dict], output: str, audio_from: s
                         packet.pts += offset
                     if packet.dts is not None:
                         packet.dts += offset
+                    elif last_dts is not None:
+                        packet.dts = last_dts + 1   # Matroska leaves a part's first packets without dts
+                    if packet.dts is not None:
                         # two parts' B-frame delays can overlap by a tick or two: keep dts rising
                         if last_dts is not None and packet.dts <= last_dts:
                             packet.dts = last_dts + 1
