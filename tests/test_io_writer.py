@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from fractions import Fraction
 
 import av
@@ -226,11 +227,21 @@ def test_writes_through_a_temp_file(tmp_path):
 
 
 def test_stale_temp_files_of_dead_runs_are_removed(tmp_path):
-    stale = tmp_path / ".o.mp4.999999999.vderain-tmp.mp4"
-    stale.write_bytes(b"half a video")
+    from vderain.io.writer import _HOST
+    stale = [f".o.mp4.999999999.vderain-tmp.mp4",                  # the older name: PID only
+             f".o.mp4.{_HOST}-999999999-0a1b2c3d.vderain-tmp.mp4",   # a dead PID on this host
+             # a container restarts with the same PID: a killed earlier start left our own PID
+             f".o.mp4.{_HOST}-{os.getpid()}-0a1b2c3d.vderain-tmp.mp4",
+             ".o.mp4.0badc0de-1-0a1b2c3d.vderain-tmp.mp4"]          # another host, untouched for 2 h
+    for name in stale:
+        (tmp_path / name).write_bytes(b"half a video")
+    old = time.time() - 7200
+    os.utime(tmp_path / stale[-1], (old, old))
+    live = tmp_path / ".o.mp4.0badc0de-1-99999999.vderain-tmp.mp4"    # another host, being written
+    live.write_bytes(b"another node's run")
     with VideoWriter(tmp_path / "o.mp4", _info()) as w:
         w.write(pattern_frames(1)[0])
-    assert os.listdir(tmp_path) == ["o.mp4"]
+    assert sorted(os.listdir(tmp_path)) == sorted(["o.mp4", live.name])
 
 
 def test_writer_refuses_bad_targets(clips, tmp_path):

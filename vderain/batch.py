@@ -54,7 +54,7 @@ def _is_image(name: str) -> bool:
 def _walk_videos(folder: str, recursive: bool, skip: str | None = None) -> list[str]:
     """Video files in `folder` (and below if `recursive`), hidden names and `skip` left out.
 
-    Hidden names matter: they include the writer's temp files (.NAME.PID.vderain-tmp.EXT)
+    Hidden names matter: they include the writer's temp files (.NAME.HOST-PID-TOKEN.vderain-tmp.EXT)
     and `skip` is the output folder when it sits inside the input folder, so outputs of an
     earlier run are never read back as inputs.
     """

@@ -6,8 +6,12 @@ never a half-written file, and the input is never touched.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import secrets
+import socket
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -117,6 +121,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# Temp files are named .NAME.HOST-PID-TOKEN.vderain-tmp.EXT. HOST (a hash of the hostname) tells
+# whether a PID can be checked here: folders shared by cluster nodes hold other hosts' temps.
+# TOKEN differs on every call: a container restarts with the same PID, so a temp left by a
+# killed earlier start carries our own PID and must not block (or be taken for) ours.
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+_OTHER_HOST_STALE_S = 3600   # a temp being written is touched every few seconds
+
+
+def _temp_is_stale(path: str, tag: str) -> bool:
+    parts = tag.split("-")
+    if len(parts) == 1 and parts[0].isdigit():      # the older name: PID only, this host's
+        host, pid = _HOST, int(parts[0])
+    elif len(parts) == 3 and parts[1].isdigit():
+        host, pid = parts[0], int(parts[1])
+    else:
+        return False
+    if host == _HOST:
+        return pid == os.getpid() or not _pid_alive(pid)
+    try:
+        return time.time() - os.path.getmtime(path) > _OTHER_HOST_STALE_S
+    except OSError:
+        return False
+
+
 def _temp_path(target: str) -> str:
     parent, name = os.path.split(os.path.abspath(target))
     prefix = f".{name}."
@@ -127,11 +155,11 @@ def _temp_path(target: str) -> str:
         others = []
     for other in others:
         if other.startswith(prefix) and ".vderain-tmp" in other:
-            pid = other[len(prefix):].split(".", 1)[0]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            tag = other[len(prefix):].split(".", 1)[0]
+            if _temp_is_stale(os.path.join(parent, other), tag):
                 _remove(os.path.join(parent, other))
     ext = os.path.splitext(name)[1]
-    return os.path.join(parent, f"{prefix}{os.getpid()}.vderain-tmp{ext}")
+    return os.path.join(parent, f"{prefix}{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.vderain-tmp{ext}")
 
 
 def _remove(path: str) -> None:
