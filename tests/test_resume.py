@@ -184,3 +184,62 @@ def test_one_file_sharded_over_jobs_joins_when_the_last_shard_ends(source, tmp_p
     assert "-> " + str(out) in capsys.readouterr().out
     assert np.array_equal(read_all(out)[0], read_all(straight)[0])
     assert not os.path.exists(segments.parts_dir(str(out)))
+
+
+def test_a_join_lock_whose_joiner_is_gone_is_taken_over(source, tmp_path, capsys):
+    import socket
+    import time
+    out = tmp_path / "out.mkv"
+    args = ["run", str(source), "-o", str(out), "--method", "median", "--resume", "--segment", "0.25",
+            "--codec", "ffv1", "-q", "--shard"]
+    assert main(args + ["1/2"]) == 0
+    lock = os.path.join(segments.parts_dir(str(out)), segments.JOIN_LOCK)
+    # another node is joining (its lock is fresh): this shard leaves the join to it
+    with open(lock, "w") as f:
+        f.write("some-other-node 4242\n")
+    assert main(args + ["0/2"]) == 0
+    assert "7 of 7 parts done" in capsys.readouterr().out and not out.exists()
+    # ... and was killed: its lock went untouched, so the next run of any shard joins
+    old = time.time() - segments.LOCK_STALE_S - 60
+    os.utime(lock, (old, old))
+    assert main(args + ["1/2"]) == 0
+    assert "-> " + str(out) in capsys.readouterr().out and out.exists()
+    # a joiner on this host killed with SIGKILL: its PID is dead
+    out2 = tmp_path / "out2.mkv"
+    args2 = [a if a != str(out) else str(out2) for a in args]
+    assert main(args2 + ["1/2"]) == 0
+    with open(os.path.join(segments.parts_dir(str(out2)), segments.JOIN_LOCK), "w") as f:
+        f.write(f"{socket.gethostname()} 999999999\n")
+    assert main(args2 + ["0/2"]) == 0
+    assert np.array_equal(read_all(out2)[0], read_all(out)[0])
+
+
+def test_a_failed_join_releases_its_lock(source, tmp_path, monkeypatch):
+    out = tmp_path / "out.mkv"
+    kw = dict(method="median", resume=True, **LOSSLESS)
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(segments, "join_parts", killed)
+    with pytest.raises(KeyboardInterrupt):
+        derain_video(source, out, shard=(0, 1), **kw)
+    assert not os.path.exists(os.path.join(segments.parts_dir(str(out)), segments.JOIN_LOCK))
+    monkeypatch.undo()
+    summary = derain_video(source, out, shard=(0, 1), **kw)
+    assert summary["parts"]["joined"] and summary["frames"] == 0 and len(read_all(out)[0]) == 40
+
+
+def test_damage_found_before_a_restart_is_still_reported(clips, tmp_path, capsys):
+    data = bytearray(open(clips["faststart"], "rb").read())
+    mid = int(len(data) * 0.8)
+    data[mid:mid + 1500] = np.random.default_rng(0).integers(0, 256, 1500, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    args = ["run", str(bad), "-o", str(tmp_path / "o.mp4"), "--method", "identity", "-q",
+            "--resume", "--segment", "0.5"]
+    for i in (1, 2, 3):        # the parts after the first, done before a kill
+        main(args + ["--shard", f"{i}/4"])
+    capsys.readouterr()
+    assert main(args) == 3     # the restart decodes only part 0, which is whole
+    err = capsys.readouterr().err
+    assert "vderain: warning: damaged input" in err and "failed to decode" in err

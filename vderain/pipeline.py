@@ -560,7 +560,7 @@ def _derain_in_parts(input, output, m, info, t0, segment, shard, progress, opts,
         notes.append(f"resuming: {len(done)} of {store.count} parts already done in {store.dir}")
     # past and future neighbours for the window at a part's edges (twice: VFR gaps, seek slack)
     context = 2 * (m.window + 1 + stabiliser_reach(m)) / max(info.fps, 1e-3)
-    frames, problems = 0, []
+    frames = 0
     todo_seconds = sum(min(store.span(k)[1], duration) - max(store.span(k)[0], 0.0) for k in todo)
     bar = _progress_bar(max(0, round(todo_seconds * info.fps)), progress)
     try:
@@ -570,17 +570,17 @@ def _derain_in_parts(input, output, m, info, t0, segment, shard, progress, opts,
             length = None if hi == float("inf") else hi + context - (start or 0.0)
             s = derain_video(input, store.path(k), method=m, start=start, duration=length, audio=False,
                              progress=False, _keep=(lo, hi), _bar=bar, **opts)
-            store.finish(k, s["frames"], s["first_pts"], info.time_base)
+            store.finish(k, s["frames"], s["first_pts"], info.time_base, s.get("decode_problems"))
             frames += s["frames"]
             notes.extend(x for x in s["notes"] if x not in notes)
-            if s.get("decode_problems"):
-                problems.append(f"part {k}: {s['decode_problems']}")
     finally:
         bar.close()
     finished = len(store.done())
-    joined = finished == store.count and (shard is None or store.try_lock())
+    problems = store.decode_problems()   # kept in the parts' records: a resumed run still reports them
+    locked = finished == store.count and shard is not None and store.try_lock()
+    joined = finished == store.count and (shard is None or locked)
     if joined:
-        store.join(audio_from, notes)
+        store.join(audio_from, notes, locked=locked)
     seconds = time.perf_counter() - t0
     return {
         "input": input, "output": output if joined else None, "rain_layer": None, "frames": frames,

@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import socket
+import time
 from fractions import Fraction
 
 from vderain import VderainError
@@ -112,35 +113,81 @@ class PartStore:
     def done(self) -> list[int]:
         return [k for k in range(self.count) if self.record(k) is not None]
 
-    def finish(self, k: int, frames: int, first_pts: int | None, time_base) -> None:
+    def finish(self, k: int, frames: int, first_pts: int | None, time_base, decode_problems=None) -> None:
         _write_json(os.path.join(self.dir, self.name(k) + ".json"),
                     {"part": k, "file": self.name(k) + self.ext, "frames": frames, "first_pts": first_pts,
-                     "time_base": str(time_base)})
+                     "time_base": str(time_base), "decode_problems": decode_problems})
+
+    def decode_problems(self) -> list[str]:
+        """Damage found in the input while the finished parts were made, by any run or shard."""
+        return [f"part {k}: {r['decode_problems']}" for k in range(self.count)
+                if (r := self.record(k)) is not None and r.get("decode_problems")]
 
     # -- joining ------------------------------------------------------------------------------
     def try_lock(self) -> bool:
-        """Only one shard joins: the first to create the lock file (a later unsharded run joins anyway)."""
-        try:
-            fd = os.open(os.path.join(self.dir, JOIN_LOCK), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{socket.gethostname()} {os.getpid()}\n")
-        return True
+        """Only one shard joins: the first to create the lock file (a later unsharded run joins
+        anyway). A lock whose joiner is gone is taken over: its PID is dead on this host (or is
+        ours: a container restarts with the same PID), or, from another host, it went untouched
+        for LOCK_STALE_S (a join touches it as it copies)."""
+        path = os.path.join(self.dir, JOIN_LOCK)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not _lock_is_stale(path):
+                    return False
+                _remove(path)
+                continue
+            except FileNotFoundError:   # the folder is gone: another shard has joined the parts
+                return False
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{socket.gethostname()} {os.getpid()}\n")
+            return True
+        return False
 
-    def join(self, audio_from: str | None, notes: list[str]) -> None:
-        records = [self.record(k) for k in range(self.count)]
-        if any(r is None for r in records):
-            raise VderainError(f"cannot join: part(s) missing in {self.dir}")
-        records = [r for r in records if r["frames"] > 0]
-        if not records:
-            raise VderainError(f"no video frames could be decoded from {self.input}")
-        join_parts([os.path.join(self.dir, r["file"]) for r in records], records, self.output, audio_from, notes)
+    def join(self, audio_from: str | None, notes: list[str], locked: bool = False) -> None:
+        lock = os.path.join(self.dir, JOIN_LOCK)
+        try:
+            records = [self.record(k) for k in range(self.count)]
+            if any(r is None for r in records):
+                raise VderainError(f"cannot join: part(s) missing in {self.dir}")
+            records = [r for r in records if r["frames"] > 0]
+            if not records:
+                raise VderainError(f"no video frames could be decoded from {self.input}")
+            join_parts([os.path.join(self.dir, r["file"]) for r in records], records, self.output,
+                       audio_from, notes, keepalive=(lambda: _touch(lock)) if locked else None)
+        except BaseException:
+            if locked:
+                _remove(lock)   # let the next run of any shard join
+            raise
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+LOCK_STALE_S = 600
+
+
+def _touch(path: str) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def _lock_is_stale(path: str) -> bool:
+    from vderain.io.writer import _pid_alive
+    try:
+        with open(path) as f:
+            host, pid = f.read().split()
+        age = time.time() - os.path.getmtime(path)
+    except (OSError, ValueError):
+        return False   # being written this instant, or gone: not ours to take
+    if host == socket.gethostname() and pid.isdigit():
+        return int(pid) == os.getpid() or not _pid_alive(int(pid))
+    return age > LOCK_STALE_S
+
+
 def join_parts(files: list[str], records: list[dict], output: str, audio_from: str | None,
-               notes: list[str]) -> None:
+               notes: list[str], keepalive=None) -> None:
     """Stream-copy the parts' video, in order, with `audio_from`'s side streams, into `output`."""
     import av
 
@@ -155,6 +202,7 @@ def join_parts(files: list[str], records: list[dict], output: str, audio_from: s
         in_tb = Fraction(records[0]["time_base"])
         pts0 = records[0]["first_pts"]
         last_dts = None
+        copied = 0
         for path, rec in zip(files, records):
             with av.open(path) as part:
                 stream = part.streams.video[0]
@@ -183,6 +231,9 @@ def join_parts(files: list[str], records: list[dict], output: str, audio_from: s
                         last_dts = packet.dts
                     packet.stream = vs
                     out.mux(packet)
+                    copied += 1
+                    if keepalive is not None and copied % 2000 == 0:
+                        keepalive()
         if aux is not None:
             aux.finish(math.inf)
         out.close()
