@@ -125,6 +125,16 @@ def test_rotated_phone_video_keeps_rotation(capsys, tmp_path, clips):
     assert [s.type for s in av.open(str(tmp_path / "o.mp4")).streams] == ["video", "audio"]
 
 
+def test_a_relative_name_with_colons_is_a_file_not_a_protocol(capsys, tmp_path, clips, monkeypatch):
+    # FFmpeg reads '12:00:00.mp4' as protocol '12:'; dashcams name files by time
+    shutil.copy(clips["audio"], tmp_path / "12:00:00.mp4")
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = _run(capsys, "12:00:00.mp4", "-o", "12:00:00 clean.mp4", "--method", "identity")
+    assert rc == 0, err
+    frames, _, _ = read_all(tmp_path / "12:00:00 clean.mp4")
+    assert len(frames) == 24
+
+
 def test_output_equal_to_input(capsys, tmp_path, clips):
     src = shutil.copy(clips["basic"], tmp_path / "in.mp4")
     before = _digest(src)
@@ -174,3 +184,19 @@ def test_unknown_method_and_bad_numbers(capsys, tmp_path, clips):
                    "--threads must be >= 1")
     _fails_cleanly(capsys, tmp_path, [clips["basic"], "-o", tmp_path / "o.mp4", "--method", "identity",
                                       "--start", "99"], "past the end")
+
+
+def test_disk_full_mid_run_is_one_line_and_leaves_nothing(capsys, tmp_path, clips, monkeypatch):
+    import errno
+    from vderain.io import writer
+    real = writer.VideoWriter.write
+    calls = []
+
+    def full(self, *a, **k):
+        calls.append(1)
+        if len(calls) > 5:
+            raise OSError(errno.ENOSPC, "No space left on device", self._tmp)
+        return real(self, *a, **k)
+    monkeypatch.setattr(writer.VideoWriter, "write", full)
+    _fails_cleanly(capsys, tmp_path, [clips["basic"], "-o", tmp_path / "o.mp4", "--method", "identity"],
+                   "No space left on device")

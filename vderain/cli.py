@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from vderain import VderainError, __version__, stop_signals_as_interrupt
@@ -36,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ffmpeg_error() -> type:
+    import av   # evaluated only when an exception is being handled
+    return av.FFmpegError
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -47,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._module.main(args) or 0)
     except VderainError as e:
         print(f"vderain: error: {e}", file=sys.stderr)
+        return 1
+    except (OSError, _ffmpeg_error()) as e:
+        # A full disk, a vanished mount, a file over a size limit, an FFmpeg failure: the
+        # writers have already removed their temp files, so say what happened on one line.
+        if os.environ.get("VDERAIN_DEBUG"):
+            raise
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"vderain: error: {getattr(e, 'strerror', None) or e}{where} "
+              f"(VDERAIN_DEBUG=1 shows where)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("vderain: interrupted", file=sys.stderr)

@@ -34,7 +34,7 @@ import numpy as np
 
 from vderain import VderainError
 from vderain.io import color
-from vderain.io.reader import frame_to_rgb
+from vderain.io.reader import ffmpeg_path, frame_to_rgb
 
 log = logging.getLogger("vderain.live")
 
@@ -269,7 +269,7 @@ class FileSource(LiveSource):
         if not os.path.isfile(self.path):
             raise VderainError(f"no such video file: {self.path}")
         try:
-            with av.open(self.path) as c:
+            with av.open(ffmpeg_path(self.path)) as c:
                 if not c.streams.video:
                     raise VderainError(f"{self.path} has no video stream")
                 s = c.streams.video[0]
@@ -285,7 +285,7 @@ class FileSource(LiveSource):
     def _decoded(self):
         import av
         for pass_no in range(sys.maxsize):
-            with av.open(self.path) as c:
+            with av.open(ffmpeg_path(self.path)) as c:
                 s = c.streams.video[0]
                 s.thread_type = "AUTO"
                 start = None

@@ -31,6 +31,15 @@ def is_url(source: str) -> bool:
     return bool(m) and m.group(1).lower() in URL_SCHEMES
 
 
+def ffmpeg_path(source: str) -> str:
+    """What to hand FFmpeg for `source`: a local name with a colon ('12:00:00.mp4', 'cam:1.mp4')
+    would be read as a protocol ('12:'), so it goes as an absolute path."""
+    source = str(source)
+    if ":" in source and not is_url(source) and not os.path.isabs(source) and os.path.exists(source):
+        return os.path.abspath(source)
+    return source
+
+
 def open_video(source, backend: str = "pyav", start: float | None = None,
                duration: float | None = None, fps: float | None = None,
                options: dict | None = None) -> "VideoReader":
@@ -149,7 +158,7 @@ class PyAVReader(VideoReader):
             opts["rtsp_transport"] = "tcp"  # UDP loses packets -> smeared frames
         self._open_args = dict(options=opts, timeout=NETWORK_TIMEOUT_S if url else None)
         try:
-            self.container = av.open(source, **self._open_args)
+            self.container = av.open(ffmpeg_path(source), **self._open_args)
         except FileNotFoundError:
             raise VderainError(f"input not found: {source}") from None
         except IsADirectoryError:
@@ -273,7 +282,7 @@ class PyAVReader(VideoReader):
         index = self.stream.index
         self.container.close()
         try:
-            self.container = self._av.open(self.source, **self._open_args)
+            self.container = self._av.open(ffmpeg_path(self.source), **self._open_args)
         except (self._av.error.FFmpegError, OSError) as e:
             raise VderainError(f"cannot reopen {self.source} to decode from its start: "
                                f"{getattr(e, 'strerror', None) or e}") from None

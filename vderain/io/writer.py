@@ -448,7 +448,8 @@ class _AuxCopier:
         self.notes = notes
         self.shift = None  # seconds subtracted from every side-stream timestamp
         try:
-            self.src = av.open(source)
+            from vderain.io.reader import ffmpeg_path
+            self.src = av.open(ffmpeg_path(source))
         except (av.error.FFmpegError, OSError) as e:
             raise VderainError(f"cannot open {source} to copy its audio: {e}") from None
         fmt = out.format.name.split(",")[0]
