@@ -167,6 +167,23 @@ def test_globbed_files_go_flat(capsys, tmp_path, tree):
     assert rc == 0 and _files(out) == ["a.mp4", "d.mp4", "vderain-batch.json"]
 
 
+def test_the_same_glob_run_again_skips_its_own_output_folder(capsys, tmp_path):
+    cam = tmp_path / "cam"
+    cam.mkdir()
+    make_video(cam / "a.mp4", n=6, width=64, height=48)
+    make_video(cam / "b.mp4", n=6, width=64, height=48)
+    out = cam / "clean"
+
+    def glob():   # what the shell passes for `cam/*`
+        return sorted(str(p) for p in cam.iterdir())
+    rc, stdout, _ = _run(capsys, *glob(), "-o", f"{out}/")
+    assert rc == 0 and "2 done" in _summary(stdout)
+    assert str(out) in glob()
+    rc, stdout, _ = _run(capsys, *glob(), "-o", f"{out}/")
+    assert rc == 0 and "0 done, 2 skipped" in _summary(stdout)
+    assert _files(out) == ["a.mp4", "b.mp4", "vderain-batch.json"]
+
+
 def test_model_loaded_once(capsys, tmp_path, tree, monkeypatch):
     calls = []
     real = pipeline.get_method

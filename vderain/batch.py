@@ -160,6 +160,8 @@ def plan(inputs: list[str], out_dir: str, recursive: bool = False, ext: str | No
         anchor = os.path.commonpath([os.path.dirname(a) for a in absolute])
     sources: list[str] = []
     for src, a in zip(inputs, absolute):
+        if len(inputs) > 1 and os.path.isdir(src) and os.path.realpath(src) == out_real:
+            continue   # `vderain run cam/* -o cam/clean/` run again: the glob now names the outputs
         if not os.path.isdir(src):
             sources.append(a)
         elif folder_holds_videos(src, recursive):
