@@ -23,7 +23,7 @@ import time
 from fractions import Fraction
 
 from vderain import VderainError
-from vderain.io.writer import _remove, _temp_path
+from vderain.io.writer import _remove, _temp_path, sync_file
 
 MANIFEST = "manifest.json"
 JOIN_LOCK = "join.lock"
@@ -237,6 +237,7 @@ def join_parts(files: list[str], records: list[dict], output: str, audio_from: s
         if aux is not None:
             aux.finish(math.inf)
         out.close()
+        sync_file(tmp)
         os.replace(tmp, output)
     except BaseException:
         try:

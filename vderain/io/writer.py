@@ -162,6 +162,18 @@ def _temp_path(target: str) -> str:
     return os.path.join(parent, f"{prefix}{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.vderain-tmp{ext}")
 
 
+def sync_file(path: str) -> None:
+    """Data on disk before the rename that publishes it: after a power cut the name then holds
+    the whole video, not an empty file (a resumed run trusts a part whose record exists)."""
+    if os.path.isdir(path):
+        return   # PNG frames: each is small; a folder's fsync is not portable
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _remove(path: str) -> None:
     try:
         if os.path.isdir(path):
@@ -265,6 +277,7 @@ class VideoWriter:
             self._sink.close()
             if os.path.isdir(self._tmp) and os.path.isdir(self.path):
                 os.rmdir(self.path)  # checked empty at open; rename cannot replace a full folder
+            sync_file(self._tmp)
             os.replace(self._tmp, self.path)
         except BaseException:
             self._sink.abort()
