@@ -184,6 +184,10 @@ def test_one_file_sharded_over_jobs_joins_when_the_last_shard_ends(source, tmp_p
     assert "-> " + str(out) in capsys.readouterr().out
     assert np.array_equal(read_all(out)[0], read_all(straight)[0])
     assert not os.path.exists(segments.parts_dir(str(out)))
+    # a job of the array requeued after the join: nothing to do, no orphan parts folder
+    assert main(args + ["1/2"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert not os.path.exists(segments.parts_dir(str(out)))
 
 
 def test_a_join_lock_whose_joiner_is_gone_is_taken_over(source, tmp_path, capsys):

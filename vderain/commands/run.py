@@ -79,7 +79,8 @@ def add_arguments(p) -> None:
     b.add_argument("--ext", help="output container, e.g. mp4 (default: the input's if it can hold "
                                  "the codec, else mp4)")
     b.add_argument("--overwrite", action="store_true",
-                   help="redo files whose output exists (default: skip them, so re-runs resume)")
+                   help="redo files whose output exists (default: skip them, so re-runs resume; "
+                        "also a joined --resume --shard output)")
     b.add_argument("--shard", metavar="I/N",
                    help="process every N-th file of the sorted list starting at I (0-based), "
                         "e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; with --resume and one "
@@ -98,6 +99,14 @@ def main(args) -> int:
     from vderain import batch
     inputs = list(args.input)
     one_file_shards = args.resume and args.shard and len(inputs) == 1 and os.path.isfile(inputs[0])
+    if one_file_shards and not args.overwrite and os.path.exists(args.output):
+        from vderain.io.segments import parts_dir
+        if not os.path.exists(parts_dir(args.output)):
+            # A job of the array started (or was requeued) after another joined the parts:
+            # redoing its parts would leave a folder that nothing joins.
+            print(f"vderain: shard {args.shard}: {args.output} exists and no parts are in progress: "
+                  f"nothing to do (--overwrite redoes it)")
+            return 0
     if not one_file_shards and batch.is_batch(inputs, args.recursive, args.shard):
         return _main_batch(args, inputs)
     if args.ext:
