@@ -439,14 +439,15 @@ class LatencyLog:
     otherwise keep a float per frame), within 0.5 % of the exact value. `snapshot()` and
     `percentile_ms(q, since=...)` give the percentiles of what came after the snapshot."""
     LOW, STEP = 1e-4, 1.01
-    BINS = int(np.ceil(np.log(1e7) / np.log(1.01)))   # 1e-4 * 1.01**BINS >= 1,000 s
+    BINS = math.ceil(math.log(1e7) / math.log(STEP))   # LOW * STEP**BINS >= 1,000 s
+    _LOG_STEP = math.log(STEP)
 
     def __init__(self):
         self.counts = np.zeros(self.BINS, np.int64)
         self.max = 0.0
 
     def append(self, seconds: float) -> None:
-        i = int(math.log(max(seconds, self.LOW) / self.LOW) / math.log(self.STEP))
+        i = int(math.log(max(seconds, self.LOW) / self.LOW) / self._LOG_STEP)
         self.counts[min(i, self.BINS - 1)] += 1
         self.max = max(self.max, seconds)
 

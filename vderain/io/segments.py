@@ -19,11 +19,10 @@ import math
 import os
 import shutil
 import socket
-import time
 from fractions import Fraction
 
 from vderain import VderainError
-from vderain.io.writer import _remove, _temp_path, sync_file
+from vderain.io.writer import _remove, _temp_path, owner_gone, sync_file
 
 MANIFEST = "manifest.json"
 JOIN_LOCK = "join.lock"
@@ -65,6 +64,7 @@ class PartStore:
             raise VderainError("--resume needs an input whose duration is known")
         self.output, self.input = output, input
         self.dir = parts_dir(output)
+        self.lock = os.path.join(self.dir, JOIN_LOCK)
         self.segment = float(segment)
         self.ext = ext
         self.count = max(1, math.ceil(duration / self.segment - 1e-9))
@@ -129,14 +129,13 @@ class PartStore:
         anyway). A lock whose joiner is gone is taken over: its PID is dead on this host (or is
         ours: a container restarts with the same PID), or, from another host, it went untouched
         for LOCK_STALE_S (a join touches it as it copies)."""
-        path = os.path.join(self.dir, JOIN_LOCK)
         for _ in range(2):
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                if not _lock_is_stale(path):
+                if not _lock_is_stale(self.lock):
                     return False
-                _remove(path)
+                _remove(self.lock)
                 continue
             except FileNotFoundError:   # the folder is gone: another shard has joined the parts
                 return False
@@ -146,7 +145,6 @@ class PartStore:
         return False
 
     def join(self, audio_from: str | None, notes: list[str], locked: bool = False) -> None:
-        lock = os.path.join(self.dir, JOIN_LOCK)
         try:
             records = [self.record(k) for k in range(self.count)]
             if any(r is None for r in records):
@@ -155,10 +153,10 @@ class PartStore:
             if not records:
                 raise VderainError(f"no video frames could be decoded from {self.input}")
             join_parts([os.path.join(self.dir, r["file"]) for r in records], records, self.output,
-                       audio_from, notes, keepalive=(lambda: _touch(lock)) if locked else None)
+                       audio_from, notes, keepalive=(lambda: _touch(self.lock)) if locked else None)
         except BaseException:
             if locked:
-                _remove(lock)   # let the next run of any shard join
+                _remove(self.lock)   # let the next run of any shard join
             raise
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -174,16 +172,12 @@ def _touch(path: str) -> None:
 
 
 def _lock_is_stale(path: str) -> bool:
-    from vderain.io.writer import _pid_alive
     try:
         with open(path) as f:
             host, pid = f.read().split()
-        age = time.time() - os.path.getmtime(path)
     except (OSError, ValueError):
         return False   # being written this instant, or gone: not ours to take
-    if host == socket.gethostname() and pid.isdigit():
-        return int(pid) == os.getpid() or not _pid_alive(int(pid))
-    return age > LOCK_STALE_S
+    return pid.isdigit() and owner_gone(host == socket.gethostname(), int(pid), path, LOCK_STALE_S)
 
 
 def join_parts(files: list[str], records: list[dict], output: str, audio_from: str | None,
@@ -219,12 +213,11 @@ def join_parts(files: list[str], records: list[dict], output: str, audio_from: s
                         packet.pts += offset
                     if packet.dts is not None:
                         packet.dts += offset
-                    elif last_dts is not None:
-                        packet.dts = last_dts + 1   # Matroska leaves a part's first packets without dts
+                    # keep dts rising: two parts' B-frame delays can overlap by a tick or two, and
+                    # Matroska gives a part's first packets no dts at all
+                    if last_dts is not None and (packet.dts is None or packet.dts <= last_dts):
+                        packet.dts = last_dts + 1
                     if packet.dts is not None:
-                        # two parts' B-frame delays can overlap by a tick or two: keep dts rising
-                        if last_dts is not None and packet.dts <= last_dts:
-                            packet.dts = last_dts + 1
                         if packet.pts is not None and packet.dts > packet.pts:
                             raise VderainError(f"cannot join the parts: their timestamps overlap at "
                                                f"{os.path.basename(path)}; delete {os.path.dirname(path)}")

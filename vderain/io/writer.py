@@ -18,6 +18,7 @@ import numpy as np
 
 from vderain import VderainError
 from vderain.io import color
+from vderain.io.reader import ffmpeg_path
 from vderain.io.types import VideoInfo
 
 # name -> (FFmpeg encoder, pixel format, default crf). RGB formats keep frames bit-exact.
@@ -129,20 +130,26 @@ _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 _OTHER_HOST_STALE_S = 3600   # a temp being written is touched every few seconds
 
 
+def owner_gone(same_host: bool, pid: int, path: str, idle_s: float) -> bool:
+    """Whether the process that owns a temp or lock file at `path` is gone: on this host its PID
+    is dead, or is ours (a container restarts with the same PID, so a file of our PID is an
+    earlier start's); on another host, where PIDs cannot be checked, it left the file untouched
+    for `idle_s` seconds."""
+    if same_host:
+        return pid == os.getpid() or not _pid_alive(pid)
+    try:
+        return time.time() - os.path.getmtime(path) > idle_s
+    except OSError:
+        return False
+
+
 def _temp_is_stale(path: str, tag: str) -> bool:
     parts = tag.split("-")
     if len(parts) == 1 and parts[0].isdigit():      # the older name: PID only, this host's
-        host, pid = _HOST, int(parts[0])
-    elif len(parts) == 3 and parts[1].isdigit():
-        host, pid = parts[0], int(parts[1])
-    else:
-        return False
-    if host == _HOST:
-        return pid == os.getpid() or not _pid_alive(pid)
-    try:
-        return time.time() - os.path.getmtime(path) > _OTHER_HOST_STALE_S
-    except OSError:
-        return False
+        return owner_gone(True, int(parts[0]), path, _OTHER_HOST_STALE_S)
+    if len(parts) == 3 and parts[1].isdigit():
+        return owner_gone(parts[0] == _HOST, int(parts[1]), path, _OTHER_HOST_STALE_S)
+    return False
 
 
 def _temp_path(target: str) -> str:
@@ -461,7 +468,6 @@ class _AuxCopier:
         self.notes = notes
         self.shift = None  # seconds subtracted from every side-stream timestamp
         try:
-            from vderain.io.reader import ffmpeg_path
             self.src = av.open(ffmpeg_path(source))
         except (av.error.FFmpegError, OSError) as e:
             raise VderainError(f"cannot open {source} to copy its audio: {e}") from None
