@@ -291,3 +291,139 @@ def test_ctrl_c_keeps_finished_files_and_resumes(capsys, tmp_path):
     assert [f["status"] for f in log["files"]] == ["done", "interrupted", "pending"]
     rc, stdout, _ = _run(capsys, src, "-o", out)
     assert rc == 0 and "2 done, 1 skipped (exist), 0 failed" in _summary(stdout)
+
+
+# ------------------------------------------------------------------ --claim: jobs share a folder
+
+def _claim_file(out, rel):
+    from vderain.batch import claim_path
+    return claim_path(str(out / rel))
+
+
+def _hold(path, host, pid, age_s=0.0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f"{host} {pid}\n")
+    if age_s:
+        t = time.time() - age_s
+        os.utime(path, (t, t))
+
+
+def test_claim_skips_files_live_jobs_hold_and_takes_over_dead_ones(capsys, tmp_path, tree):
+    import socket
+    out = tmp_path / "out"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _hold(_claim_file(out, "a.mp4"), "other-node", 4242)                  # another host, touched now
+        _hold(_claim_file(out, "b.mkv"), "other-node", 4242, age_s=3600)      # another host, gone quiet
+        _hold(_claim_file(out, "c.MOV"), socket.gethostname(), sleeper.pid)   # this host, alive
+        _hold(_claim_file(out, "d.mp4"), socket.gethostname(), 999999999)     # this host, dead
+        rc, stdout, _ = _run(capsys, tree, "-o", out, "--claim")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert rc == 0 and "2 done, 0 skipped (exist), 2 taken by other jobs, 0 failed" in _summary(stdout)
+    logs = [n for n in os.listdir(out) if n.startswith("vderain-batch.")]
+    assert len(logs) == 1 and logs[0].endswith(f"-{os.getpid()}.json")   # one log per job
+    log = json.loads((out / logs[0]).read_text())
+    assert log["claim"] is True and log["counts"]["elsewhere"] == 2
+    assert {os.path.basename(f["output"]): f["status"] for f in log["files"]} == \
+        {"a.mp4": "elsewhere", "b.mkv": "done", "c.MOV": "elsewhere", "d.mp4": "done"}
+    # the live jobs' claims are theirs to remove; the two taken over were released when done
+    assert sorted(n for n in os.listdir(out) if n.endswith(".vderain-claim")) == \
+        [".a.mp4.vderain-claim", ".c.MOV.vderain-claim"]
+    assert len(read_all(out / "b.mkv")[0]) == 6 and len(read_all(out / "d.mp4")[0]) == 5
+
+
+def test_claim_picks_up_files_that_arrive_while_it_runs(capsys, tmp_path, tree, monkeypatch):
+    src = tmp_path / "incoming"
+    src.mkdir()
+    shutil.copy(tree / "a.mp4", src / "a.mp4")
+    real = pipeline.derain_video
+    seen = []
+
+    def arrive_during_first(inp, *a, **k):
+        seen.append(os.path.basename(inp))
+        if len(seen) == 1:
+            shutil.copy(tree / "d.mp4", src / "0_early_name.mp4")   # sorts before a.mp4
+        return real(inp, *a, **k)
+
+    monkeypatch.setattr(pipeline, "derain_video", arrive_during_first)
+    out = tmp_path / "out"
+    rc, stdout, _ = _run(capsys, src, "-o", out, "--claim")
+    assert rc == 0 and "2 done" in _summary(stdout)
+    assert seen == ["a.mp4", "0_early_name.mp4"]
+    assert sorted(n for n in os.listdir(out) if n.endswith(".mp4")) == ["0_early_name.mp4", "a.mp4"]
+    assert not [n for n in os.listdir(out) if n.startswith(".")]   # no claim or temp file left
+    # the static split does not: a plain run lists the folder once
+    shutil.copy(tree / "d.mp4", src / "1_late.mp4")
+    seen.clear()
+    monkeypatch.setattr(pipeline, "derain_video", lambda inp, *a, **k: (
+        seen.append(1), shutil.copy(tree / "d.mp4", src / "2_later.mp4"), real(inp, *a, **k))[-1])
+    rc, stdout, _ = _run(capsys, src, "-o", out)
+    assert rc == 0 and "1 done, 2 skipped" in _summary(stdout) and not (out / "2_later.mp4").exists()
+
+
+def test_input_that_changes_while_read_leaves_no_output(capsys, tmp_path, tree, monkeypatch):
+    src = tmp_path / "incoming"
+    src.mkdir()
+    shutil.copy(tree / "a.mp4", src / "a.mp4")
+    shutil.copy(tree / "d.mp4", src / "d.mp4")
+    real = pipeline.derain_video
+
+    def still_copying(inp, *a, **k):
+        s = real(inp, *a, **k)
+        if inp.endswith("a.mp4"):
+            with open(inp, "ab") as f:   # the copy into the folder goes on after we reached its end
+                f.write(b"\0" * 100)
+        return s
+
+    monkeypatch.setattr(pipeline, "derain_video", still_copying)
+    out = tmp_path / "out"
+    rc, stdout, err = _run(capsys, src, "-o", out)
+    assert rc == 1 and "1 done, 0 skipped (exist), 0 failed" not in stdout
+    assert "1 done, 0 skipped (exist), 1 failed" in _summary(stdout)
+    assert "a.mp4: the input changed while it was read" in err and "Traceback" not in err
+    assert sorted(n for n in os.listdir(out) if not n.endswith(".json")) == ["d.mp4"]
+
+
+_CLAIM_JOB = _SLOW_BATCH.replace('"--preset", "ultrafast", "-q"', '"--preset", "ultrafast", "-q", "--claim"')
+
+
+def test_two_claiming_jobs_split_a_folder_without_doing_a_file_twice(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in range(6):
+        make_video(src / f"{k}.mp4", n=12 + 4 * k, width=64, height=48)   # long and short files
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([sys.executable, "-c", _CLAIM_JOB, str(src), "-o", str(out)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    assert all(rc == 0 and "Traceback" not in err for rc, _, err in results), results
+    logs = [json.loads((out / n).read_text()) for n in os.listdir(out) if n.startswith("vderain-batch.")]
+    assert len(logs) == 2
+    done = [os.path.basename(f["output"]) for log in logs for f in log["files"] if f["status"] == "done"]
+    assert sorted(done) == [f"{k}.mp4" for k in range(6)]    # each file once, by one of the jobs
+    assert all(log["counts"]["done"] >= 1 for log in logs)   # both worked
+    assert sorted(os.listdir(out)) == sorted([f"{k}.mp4" for k in range(6)] + [
+        n for n in os.listdir(out) if n.startswith("vderain-batch.")])   # no claim or temp file left
+    assert [len(read_all(out / f"{k}.mp4")[0]) for k in range(6)] == [12 + 4 * k for k in range(6)]
+
+
+def test_claim_argument_errors(capsys, tmp_path, tree):
+    out = tmp_path / "out"
+    _one_error(capsys, [tree, "-o", out, "--claim", "--shard", "0/2"], "--claim and --shard")
+    _one_error(capsys, [tree, "-o", out, "--claim", "--overwrite"], "--overwrite")
+    assert not out.exists()
+
+
+def test_keepalive_touches_the_claim_while_the_job_works(tmp_path):
+    from vderain.io.writer import Keepalive
+    claim = tmp_path / ".x.mp4.vderain-claim"
+    _hold(str(claim), "h", 1, age_s=3600)
+    with Keepalive(str(claim), 0.05):
+        time.sleep(0.3)
+    assert time.time() - os.path.getmtime(claim) < 5   # other hosts judge it by this
+    _hold(str(claim), "h", 1, age_s=3600)
+    time.sleep(0.2)                                     # stopped with the block: no more touches
+    assert time.time() - os.path.getmtime(claim) > 3000

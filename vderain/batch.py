@@ -9,7 +9,10 @@ output that exists is complete (the writer renames a finished temp file onto it)
 skipped: an interrupted batch, or a re-run, picks up where it stopped. A file that fails is
 reported on one line and the batch goes on; the log `vderain-batch.json` says what happened
 to each file. `--shard I/N` takes every N-th file of the sorted list, so N jobs can share a
-folder without talking to each other or to a scheduler.
+folder without talking to each other or to a scheduler. `--claim` shares it dynamically
+instead: each job takes the next file no other job has claimed (a hidden claim file beside the
+output), and looks again for files that arrived when its list is done, so jobs of any number,
+started at any time, balance long and short files and pick up a folder that grows.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import datetime
 import functools
 import json
 import os
+import re
+import socket
 import sys
 import tempfile
 import time
@@ -29,6 +34,8 @@ VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".
 LOG_NAME = "vderain-batch.json"
 EXIT_FAILED = 1
 EXIT_DAMAGED_INPUT = 3
+CLAIM_STALE_S = 600   # another host's claim untouched this long: its job is gone, take the file over
+CLAIM_TOUCH_S = 60    # a job touches its claim this often while it works
 
 
 @dataclass
@@ -36,7 +43,7 @@ class Job:
     input: str    # as found (a video file, or a folder of frames)
     rel: str      # output path relative to the output folder, with extension
     output: str   # out_dir/rel
-    status: str = "pending"  # pending | done | skipped | failed | interrupted
+    status: str = "pending"  # pending | done | skipped | failed | interrupted | elsewhere (--claim)
     record: dict = field(default_factory=dict)
 
 
@@ -83,9 +90,10 @@ def folder_holds_videos(folder: str, recursive: bool) -> bool:
     return recursive and bool(_walk_videos(folder, True))
 
 
-def is_batch(inputs: list[str], recursive: bool = False, shard: str | None = None) -> bool:
-    """Batch mode: several inputs, a folder of videos, or a shard of anything."""
-    if len(inputs) > 1 or shard is not None:
+def is_batch(inputs: list[str], recursive: bool = False, shard: str | None = None,
+             claim: bool = False) -> bool:
+    """Batch mode: several inputs, a folder of videos, or a shard or claimed share of anything."""
+    if len(inputs) > 1 or shard is not None or claim:
         return True
     return os.path.isdir(inputs[0]) and folder_holds_videos(inputs[0], recursive)
 
@@ -223,17 +231,37 @@ def check_out_dir(out_dir: str) -> None:
 
 # ------------------------------------------------------------------ running
 
-def _log_path(out_dir: str, shard) -> str:
+def _log_path(out_dir: str, shard, claim: bool = False) -> str:
     # Shards of one batch run at once into one folder: each keeps its own log.
-    name = LOG_NAME if shard is None else f"vderain-batch.shard-{shard[0]}-of-{shard[1]}.json"
+    if claim:
+        host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())
+        name = f"vderain-batch.{host}-{os.getpid()}.json"
+    else:
+        name = LOG_NAME if shard is None else f"vderain-batch.shard-{shard[0]}-of-{shard[1]}.json"
     return os.path.join(out_dir, name)
+
+
+def claim_path(output: str) -> str:
+    """The hidden file beside `output` that says which job is making it (--claim)."""
+    parent, name = os.path.split(output)
+    return os.path.join(parent, f".{name}.vderain-claim")
+
+
+def _input_state(path: str) -> tuple | None:
+    """What tells whether an input changed while it was read: size and mtime (a frame folder's
+    mtime moves when a frame is added)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def _write_log(path: str, header: dict, jobs: list[Job]) -> None:
     """Rewritten after every file (temp + rename), so a killed batch still leaves a true log."""
     data = dict(header)
     data["counts"] = {s: sum(j.status == s for j in jobs)
-                      for s in ("done", "skipped", "failed", "interrupted", "pending")}
+                      for s in ("done", "skipped", "elsewhere", "failed", "interrupted", "pending")}
     data["files"] = [{"input": j.input, "output": j.output, "status": j.status, **j.record}
                      for j in jobs]
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
@@ -253,16 +281,27 @@ def _now() -> str:
 
 
 def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: str | None = None,
-              overwrite: bool = False, shard: tuple[int, int] | None = None, method="auto",
-              device: str = "auto", window: int | None = None, codec: str | None = None,
+              overwrite: bool = False, shard: tuple[int, int] | None = None, claim: bool = False,
+              method="auto", device: str = "auto", window: int | None = None, codec: str | None = None,
               progress: bool = True, stabilise: bool | None = None, **derain_kwargs) -> dict:
-    """Derain every input into `out_dir`; returns {'done', 'skipped', 'failed', 'damaged',
-    'jobs', 'log'}. Prints one line per processed or failed file; raises VderainError only for
-    problems with the whole batch (bad arguments, a method that cannot load)."""
+    """Derain every input into `out_dir`; returns {'done', 'skipped', 'elsewhere', 'failed',
+    'damaged', 'jobs', 'log'}. Prints one line per processed or failed file; raises VderainError
+    only for problems with the whole batch (bad arguments, a method that cannot load).
+
+    claim: share the inputs with other jobs running the same batch (any number, on any host that
+    sees the output folder): a file goes to the first job to claim it, and when its list is done a
+    job lists the inputs again for files that arrived meanwhile."""
     from vderain import pipeline
+    from vderain.io.writer import _remove
     out_dir = os.fspath(out_dir)
     check_out_dir(out_dir)
-    jobs = plan([os.fspath(s) for s in inputs], out_dir, recursive, ext, codec)
+    if claim and shard is not None:
+        raise VderainError("--claim and --shard split the files two ways; use one of them")
+    if claim and overwrite:
+        raise VderainError("--claim cannot be combined with --overwrite: jobs would redo each "
+                           "other's outputs; delete the outputs to redo them")
+    inputs = [os.fspath(x) for x in inputs]
+    jobs = plan(inputs, out_dir, recursive, ext, codec)
     if shard is not None:
         jobs = jobs[shard[0]::shard[1]]  # of the full sorted list: the same split on every machine
     try:
@@ -271,58 +310,124 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
         raise VderainError(f"cannot create output folder {out_dir}: {e.strerror}") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise VderainError(f"output folder is not writable: {out_dir}")
-    log = _log_path(out_dir, shard)
+    log = _log_path(out_dir, shard, claim)
     header = {"started": _now(), "finished": None, "output_dir": os.path.abspath(out_dir),
-              "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+              "shard": f"{shard[0]}/{shard[1]}" if shard else None, "claim": claim,
               "method": method if isinstance(method, str) else getattr(method, "name", "custom"),
               "device": str(device)}
     for j in jobs:
         if os.path.exists(j.output) and not overwrite:
             j.status = "skipped"
-    todo = [j for j in jobs if j.status == "pending"]
     m = None  # loaded at the first file that needs it: a re-run with nothing to do loads nothing
-    damaged = 0
+    damaged = done_here = 0
+    todo_count = sum(j.status == "pending" for j in jobs)
     _write_log(log, header, jobs)
+
+    def process(j: Job) -> None:
+        nonlocal m, damaged, done_here
+        if m is None:
+            m = pipeline.resolve_method(method, device, window, stabilise)  # once for the batch
+            header["method"] = getattr(m, "name", type(m).__name__)
+            header["device"] = str(getattr(m, "device", device))
+        before = _input_state(j.input)
+        try:
+            os.makedirs(os.path.dirname(j.output) or ".", exist_ok=True)
+            s = pipeline.derain_video(j.input, j.output, method=m, codec=codec,
+                                      progress=progress, **derain_kwargs)
+            if _input_state(j.input) != before:
+                # still being copied in (a folder that fills while jobs run): the output holds
+                # whatever had arrived, and would be skipped as complete by every later run
+                _remove(j.output)
+                raise VderainError("the input changed while it was read (still being written?); "
+                                   "its output was removed: run again once it is complete")
+        except KeyboardInterrupt:
+            j.status = "interrupted"
+            raise
+        except Exception as e:  # noqa: BLE001 - unattended: one file's failure is not the batch's
+            j.status, j.record = "failed", {"error": _one_line(e)}
+            print(f"vderain: failed: {j.input}: {_one_line(e)}", file=sys.stderr, flush=True)
+        else:
+            j.status = "done"
+            done_here += 1
+            j.record = {"frames": s["frames"], "fps": round(s["fps"], 3),
+                        "seconds": round(s["seconds"], 3), "notes": s["notes"],
+                        "decode_problems": s["decode_problems"]}
+            for note in s["notes"]:
+                print(f"vderain: note: {j.rel}: {note}", file=sys.stderr)
+            if s["decode_problems"]:
+                damaged += 1
+                print(f"vderain: warning: {j.rel}: damaged input, output has only the frames "
+                      f"that decoded: {s['decode_problems']}", file=sys.stderr)
+            count = f"{done_here}" if claim else f"{done_here}/{todo_count}"
+            print(f"vderain: [{count}] {pipeline.summary_line(s)}", flush=True)
+
     try:
-        for k, j in enumerate(todo, 1):
-            if m is None:
-                m = pipeline.resolve_method(method, device, window, stabilise)  # once for the batch
-                header["method"] = getattr(m, "name", type(m).__name__)
-                header["device"] = str(getattr(m, "device", device))
-            try:
-                os.makedirs(os.path.dirname(j.output) or ".", exist_ok=True)
-                s = pipeline.derain_video(j.input, j.output, method=m, codec=codec,
-                                          progress=progress, **derain_kwargs)
-            except KeyboardInterrupt:
-                j.status = "interrupted"
-                raise
-            except Exception as e:  # noqa: BLE001 - unattended: one file's failure is not the batch's
-                j.status, j.record = "failed", {"error": _one_line(e)}
-                print(f"vderain: failed: {j.input}: {_one_line(e)}", file=sys.stderr, flush=True)
-            else:
-                j.status = "done"
-                j.record = {"frames": s["frames"], "fps": round(s["fps"], 3),
-                            "seconds": round(s["seconds"], 3), "notes": s["notes"],
-                            "decode_problems": s["decode_problems"]}
-                for note in s["notes"]:
-                    print(f"vderain: note: {j.rel}: {note}", file=sys.stderr)
-                if s["decode_problems"]:
-                    damaged += 1
-                    print(f"vderain: warning: {j.rel}: damaged input, output has only the frames "
-                          f"that decoded: {s['decode_problems']}", file=sys.stderr)
-                print(f"vderain: [{k}/{len(todo)}] {pipeline.summary_line(s)}", flush=True)
-            _write_log(log, header, jobs)
+        if not claim:
+            for j in [j for j in jobs if j.status == "pending"]:
+                process(j)
+                _write_log(log, header, jobs)
+        else:
+            _run_claimed(jobs, lambda: plan(inputs, out_dir, recursive, ext, codec), process,
+                         lambda: _write_log(log, header, jobs))
     finally:
         header["finished"] = _now()
         _write_log(log, header, jobs)
     return {"done": sum(j.status == "done" for j in jobs),
             "skipped": sum(j.status == "skipped" for j in jobs),
+            "elsewhere": sum(j.status == "elsewhere" for j in jobs),
             "failed": sum(j.status == "failed" for j in jobs),
             "damaged": damaged, "jobs": jobs, "log": log}
 
 
+def _run_claimed(jobs: list[Job], replan, process, write_log) -> None:
+    """--claim: pass over the files, each taken only if no live job holds its claim, until a pass
+    finds nothing to do; every pass after the first lists the inputs again (files that arrived)
+    and looks again at files other jobs held (a claim whose job died is taken over)."""
+    from vderain.io.writer import Keepalive, _remove, create_owner_file
+    while True:
+        worked = False
+        for j in jobs:
+            if j.status not in ("pending", "elsewhere"):
+                continue
+            if os.path.exists(j.output):
+                j.status = "skipped" if j.status == "pending" else j.status
+                continue
+            claim_file = claim_path(j.output)
+            try:
+                os.makedirs(os.path.dirname(j.output) or ".", exist_ok=True)
+            except OSError:
+                pass   # derain_video reports it as this file's failure
+            if not create_owner_file(claim_file, CLAIM_STALE_S):
+                j.status = "elsewhere"
+                write_log()
+                continue
+            try:
+                if os.path.exists(j.output):   # finished by another job between our look and our claim
+                    j.status = "elsewhere"
+                    continue
+                worked = True
+                with Keepalive(claim_file, CLAIM_TOUCH_S):
+                    process(j)
+            finally:
+                _remove(claim_file)
+                write_log()
+        if not worked:
+            return
+        try:
+            fresh = replan()
+        except VderainError:
+            return   # the inputs went away or now clash: what was found is done
+        known = {j.rel for j in jobs}
+        arrived = [j for j in fresh if j.rel not in known]
+        for j in arrived:
+            if os.path.exists(j.output):
+                j.status = "skipped"
+        jobs.extend(arrived)
+
+
 def batch_summary_line(result: dict, out_dir: str) -> str:
-    return (f"batch: {result['done']} done, {result['skipped']} skipped (exist), "
+    elsewhere = f"{result['elsewhere']} taken by other jobs, " if result.get("elsewhere") else ""
+    return (f"batch: {result['done']} done, {result['skipped']} skipped (exist), {elsewhere}"
             f"{result['failed']} failed -> {out_dir}")
 
 

@@ -85,6 +85,10 @@ def add_arguments(p) -> None:
                    help="process every N-th file of the sorted list starting at I (0-based), "
                         "e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; with --resume and one "
                         "file: every N-th part of that file")
+    b.add_argument("--claim", action="store_true",
+                   help="share the files with other jobs running the same command (any number, "
+                        "started at any time, on hosts sharing the output folder): each takes the "
+                        "next file nobody has claimed, then looks again for files that arrived")
 
 
 def main(args) -> int:
@@ -98,6 +102,8 @@ def main(args) -> int:
     apply_threads(args.threads)
     from vderain import batch
     inputs = list(args.input)
+    if args.claim and args.shard:
+        raise VderainError("--claim and --shard split the files two ways; use one of them")
     one_file_shards = args.resume and args.shard and len(inputs) == 1 and os.path.isfile(inputs[0])
     if one_file_shards and not args.overwrite and os.path.exists(args.output):
         from vderain.io.segments import parts_dir
@@ -107,7 +113,7 @@ def main(args) -> int:
             print(f"vderain: shard {args.shard}: {args.output} exists and no parts are in progress: "
                   f"nothing to do (--overwrite redoes it)")
             return 0
-    if not one_file_shards and batch.is_batch(inputs, args.recursive, args.shard):
+    if not one_file_shards and batch.is_batch(inputs, args.recursive, args.shard, args.claim):
         return _main_batch(args, inputs)
     if args.ext:
         raise VderainError("--ext is for batch mode (several inputs or a folder of videos); "
@@ -155,7 +161,7 @@ def _main_batch(args, inputs) -> int:
         raise VderainError("--rain-layer names one file; it is not available with several inputs")
     result = batch.run_batch(
         inputs, args.output, recursive=args.recursive, ext=args.ext, overwrite=args.overwrite,
-        shard=batch.parse_shard(args.shard), method=args.method, device=args.device,
+        shard=batch.parse_shard(args.shard), claim=args.claim, method=args.method, device=args.device,
         window=args.window, stabilise=args.stabilise, codec=args.codec, progress=not args.quiet, tile=args.tile,
         tile_overlap=args.tile_overlap, batch=args.batch, crf=args.crf, preset=args.preset,
         side_by_side=args.side_by_side, start=parse_time(args.start),

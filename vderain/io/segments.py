@@ -18,11 +18,10 @@ import json
 import math
 import os
 import shutil
-import socket
 from fractions import Fraction
 
 from vderain import VderainError
-from vderain.io.writer import _remove, _temp_path, owner_gone, sync_file
+from vderain.io.writer import _remove, _temp_path, create_owner_file, sync_file
 
 MANIFEST = "manifest.json"
 JOIN_LOCK = "join.lock"
@@ -128,21 +127,9 @@ class PartStore:
         """Only one shard joins: the first to create the lock file (a later unsharded run joins
         anyway). A lock whose joiner is gone is taken over: its PID is dead on this host (or is
         ours: a container restarts with the same PID), or, from another host, it went untouched
-        for LOCK_STALE_S (a join touches it as it copies)."""
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if not _lock_is_stale(self.lock):
-                    return False
-                _remove(self.lock)
-                continue
-            except FileNotFoundError:   # the folder is gone: another shard has joined the parts
-                return False
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{socket.gethostname()} {os.getpid()}\n")
-            return True
-        return False
+        for LOCK_STALE_S (a join touches it as it copies). False too when the folder is gone:
+        another shard has joined the parts."""
+        return create_owner_file(self.lock, LOCK_STALE_S)
 
     def join(self, audio_from: str | None, notes: list[str], locked: bool = False) -> None:
         try:
@@ -169,15 +156,6 @@ def _touch(path: str) -> None:
         os.utime(path)
     except OSError:
         pass
-
-
-def _lock_is_stale(path: str) -> bool:
-    try:
-        with open(path) as f:
-            host, pid = f.read().split()
-    except (OSError, ValueError):
-        return False   # being written this instant, or gone: not ours to take
-    return pid.isdigit() and owner_gone(host == socket.gethostname(), int(pid), path, LOCK_STALE_S)
 
 
 def join_parts(files: list[str], records: list[dict], output: str, audio_from: str | None,

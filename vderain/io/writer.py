@@ -11,6 +11,7 @@ import io
 import os
 import secrets
 import socket
+import threading
 import time
 from fractions import Fraction
 
@@ -141,6 +142,63 @@ def owner_gone(same_host: bool, pid: int, path: str, idle_s: float) -> bool:
         return time.time() - os.path.getmtime(path) > idle_s
     except OSError:
         return False
+
+
+def owner_file_stale(path: str, idle_s: float) -> bool:
+    """Whether the lock or claim file at `path` ("HOSTNAME PID") belongs to a process that is gone
+    (owner_gone; from another host: untouched for `idle_s`)."""
+    try:
+        with open(path) as f:
+            host, pid = f.read().split()
+    except (OSError, ValueError):
+        return False   # being written this instant, or gone: not ours to take
+    return pid.isdigit() and owner_gone(host == socket.gethostname(), int(pid), path, idle_s)
+
+
+def create_owner_file(path: str, idle_s: float) -> bool:
+    """Create `path` naming this process ("HOSTNAME PID") unless a live owner holds it; a file
+    whose owner is gone (owner_file_stale) is taken over. Two processes that find the same stale
+    file at once may both take it: the cost is work done twice, never a broken output (every
+    output is renamed into place whole). False also when the folder is gone."""
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if not owner_file_stale(path, idle_s):
+                return False
+            _remove(path)
+            continue
+        except FileNotFoundError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()}\n")
+        return True
+    return False
+
+
+class Keepalive:
+    """Touches `path` every `every_s` seconds while the `with` block runs, so that other hosts,
+    which cannot check our PID, see its owner is alive (owner_gone's idle test)."""
+
+    def __init__(self, path: str, every_s: float):
+        self.path, self.every_s = path, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vderain-keepalive", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                os.utime(self.path)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "Keepalive":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _temp_is_stale(path: str, tag: str) -> bool:
