@@ -220,3 +220,52 @@ def test_live_twins_are_builtin_methods(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["summary"]["fast-causal"]["status"] == "ok"
     assert res["methods"][0]["kwargs"] == {"causal": True}
+
+
+# ------------------------------------------------------------------ nothing scored silently wrong
+
+def test_a_damaged_frame_is_not_scored_against_the_wrong_ground_truth(tmp_path, suffixed, capsys):
+    (suffixed / "a1_GT" / "4.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")   # one corrupt frame
+    rainy, clean = pair(2, n=11, speed=(1.0, 0.5))
+    small = cv2.resize(cv2.cvtColor(clean[2], cv2.COLOR_RGB2BGR), (65, 48))
+    cv2.imwrite(str(suffixed / "b2_GT" / "3.png"), small)                     # one frame of another size
+    out = tmp_path / "r"
+    assert run(["--pairs", suffixed, "--methods", "identity", "--out", out]) == 1   # nothing scored
+    err = capsys.readouterr().err
+    assert "sequence 'a1' not scored" in err and "4.png" in err
+    assert "sequence 'b2' not scored" in err and "65x48" in err
+    assert "no sequence could be scored" in err and "Traceback" not in err
+    assert json.loads((out / "results.json").read_text())["unscored"][0]["name"] == "a1"
+
+
+def test_sides_that_do_not_pair_up_are_named_not_cut(tmp_path, capsys):
+    root = tmp_path / "data"
+    rainy, clean = pair(1, n=8)
+    write_frames(root / "long_Rain", rainy)
+    write_frames(root / "long_GT", clean[:3])          # 8 against 3: which pair up is unknown
+    write_frames(root / "plus1_Rain", rainy)
+    write_frames(root / "plus1_GT", clean[:7])         # one extra frame: the common part, with a note
+    write_frames(root / "street_night_Rain", rainy)    # a name with separators and words of its own
+    write_frames(root / "street_night_GT", clean)
+    write_frames(root / "orphan_Rain", rainy)          # no clean side
+    ext = tmp_path / "ext"
+    for name in ("plus1", "street_night"):
+        write_frames(ext / name, clean)                # a method that derained all 8 rainy frames
+    out = tmp_path / "r"
+    assert run(["--pairs", root, "--methods", "identity", "--external", f"oracle={ext}", "--out", out]) == 0
+    err = capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    assert [s["name"] for s in res["sequences"]] == ["plus1", "street_night"]
+    assert [s["frames"] for s in res["sequences"]] == [7, 8]
+    assert all(s["results"]["oracle"]["mean"]["psnr_y"] == 100 for s in res["sequences"])
+    assert "plus1: rainy side 8 frames, clean side 7: scored on the first 7" in err
+    assert "sequence 'long' not scored: the rainy side has 8 frames, the clean side 3" in err
+    assert "no rainy/clean partner" in err and "orphan_Rain" in err
+    assert sorted(u["name"].split(os.sep)[-1] for u in res["unscored"]) == ["long", "orphan_Rain"]
+    assert run(["--pairs", root, "--methods", "identity", "--out", out, "--strict"]) == 1
+    # --max-frames caps external outputs like the pair
+    assert run(["--pairs", root, "--methods", "identity", "--external", f"oracle={ext}", "--out", out,
+                "--max-frames", 5]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [(s["name"], s["frames"], s["results"]["oracle"]["status"]) for s in res["sequences"]] == \
+        [("plus1", 5, "ok"), ("street_night", 5, "ok")]

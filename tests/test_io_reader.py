@@ -210,3 +210,38 @@ def test_frame_converters_are_public_and_shared_with_live():
     assert chw.shape == (3, 5, 7) and chw.dtype == np.float32
     np.testing.assert_array_equal(to_hwc_uint8(chw), rgb)
     assert live.to_chw_float is to_chw_float and live.to_hwc_uint8 is to_hwc_uint8
+
+
+def _jpeg_turned_180(img_bgr) -> bytes:
+    """A JPEG whose EXIF says "show me turned by 180 degrees" (orientation 3)."""
+    import struct
+
+    import cv2
+    tiff = b"MM\x00\x2a" + struct.pack(">I", 8) + struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, 3, 0) \
+        + struct.pack(">I", 0)
+    app1 = b"Exif\x00\x00" + tiff
+    jpg = cv2.imencode(".jpg", img_bgr, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+    return jpg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpg[2:]
+
+
+def test_frame_folder_exif_orientation_and_16_bit_pngs(tmp_path):
+    import cv2
+
+    from vderain.io.reader import FrameFolderReader
+    img = np.zeros((32, 48, 3), np.uint8)
+    img[:8, :8] = 255                                   # a white corner, top left as stored
+    (tmp_path / "jpg").mkdir()
+    (tmp_path / "jpg" / "0.jpg").write_bytes(_jpeg_turned_180(img))
+    with open_video(tmp_path / "jpg") as r:             # `vderain run`: upright, as a viewer shows it
+        shown = next(iter(r)).rgb
+    with FrameFolderReader(str(tmp_path / "jpg"), orientation=False) as r:   # the bench: as stored
+        stored = next(iter(r)).rgb
+    assert stored[:8, :8].mean() > 240 and stored[-8:, -8:].mean() < 15
+    assert shown[-8:, -8:].mean() > 240 and shown[:8, :8].mean() < 15
+    # 16-bit PNG: v/257 rounded (OpenCV alone would give v // 256: 0.5 level darker on average)
+    values = np.arange(0, 65536, 64, dtype=np.uint16)[:32 * 32].reshape(32, 32)
+    (tmp_path / "png16").mkdir()
+    cv2.imwrite(str(tmp_path / "png16" / "0.png"), np.dstack([values] * 3))
+    with open_video(tmp_path / "png16") as r:
+        got = next(iter(r)).rgb[..., 0]
+    np.testing.assert_array_equal(got, np.round(values / 257.0).astype(np.uint8))

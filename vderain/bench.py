@@ -83,15 +83,25 @@ def _stem(path: str) -> str:
 
 
 def read_frames(path: str, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """A video file or a folder of numbered images -> ((T,H,W,3) uint8 RGB, fps)."""
+    """A video file or a folder of numbered images -> ((T,H,W,3) uint8 RGB, fps).
+
+    Every frame or none: a frame the reader skips (an unreadable image, one of another size, a
+    packet that fails to decode) would pair every later frame with the wrong one of the other
+    side, so it is an error here. Images are read as stored (EXIF orientation not applied: as
+    other tools decode them, and as video display rotation is not applied either)."""
     from vderain.io import open_video
+    from vderain.io.reader import FrameFolderReader
     frames = []
-    with open_video(path) as reader:
+    with (FrameFolderReader(path, orientation=False) if os.path.isdir(path) else open_video(path)) as reader:
         fps = float(reader.info.fps or 25.0)
         for f in reader:
             frames.append(f.rgb)
             if max_frames and len(frames) >= max_frames:
                 break
+        if reader.errors:
+            raise VderainError(f"{path}: {reader.errors[0]}" + (f" (and {len(reader.errors) - 1} more)"
+                               if len(reader.errors) > 1 else "") + ": a skipped frame would pair every "
+                               "later one with the wrong frame; repair or remove it")
     if not frames:
         raise VderainError(f"no frames could be read from {path}")
     return np.stack(frames), fps
@@ -113,8 +123,9 @@ def _word_dirs(root: str, words: Iterable[str]) -> list[str]:
             if os.path.isdir(os.path.join(root, n)) and n.lower() in words]
 
 
-def _layout_split_trees(root: str) -> list[PairSpec]:
-    """root/rain/<seq>{/|.mp4} + root/gt/<seq>{/|.mp4}, or root/rain/*.png + root/gt/*.png."""
+def _layout_split_trees(root: str, unpaired: list[str] | None = None) -> list[PairSpec]:
+    """root/rain/<seq>{/|.mp4} + root/gt/<seq>{/|.mp4}, or root/rain/*.png + root/gt/*.png.
+    unpaired: gets the paths of sequences found on one side only."""
     rains, gts = _word_dirs(root, RAIN_WORDS), _word_dirs(root, GT_WORDS)
     if not rains or not gts:
         return []
@@ -122,13 +133,19 @@ def _layout_split_trees(root: str) -> list[PairSpec]:
     if _has_images(rain) and _has_images(gt):
         return [PairSpec(os.path.basename(os.path.abspath(root)), rain, gt)]
     r, g = _entries(rain), _entries(gt)
-    return [PairSpec(name, r[name], g[name]) for name in r if name in g]
+    specs = [PairSpec(name, r[name], g[name]) for name in r if name in g]
+    if specs and unpaired is not None:
+        unpaired.extend([r[n] for n in r if n not in g] + [g[n] for n in g if n not in r])
+    return specs
 
 
-_SUFFIX = re.compile(r"^(?P<name>.+?)[_\-. ](?P<word>[A-Za-z_]+)$")
+# a known word after the last separator that leaves one (the name may hold separators and
+# words of its own: street_night_Rain is 'street_night' + 'Rain')
+_SUFFIX = re.compile(r"^(?P<name>.+)[_\-. ](?P<word>" + "|".join(
+    sorted(map(re.escape, RAIN_WORDS + GT_WORDS), key=len, reverse=True)) + r")$", re.IGNORECASE)
 
 
-def _layout_suffixed(root: str) -> list[PairSpec]:
+def _layout_suffixed(root: str, unpaired: list[str] | None = None) -> list[PairSpec]:
     """root/<name>_Rain{/|.mp4} beside root/<name>_GT{/|.mp4} (any case, _ or - separator)."""
     rain, gt = {}, {}
     for stem, path in _entries(root).items():
@@ -140,21 +157,28 @@ def _layout_suffixed(root: str) -> list[PairSpec]:
             rain[m.group("name")] = path
         elif word in GT_WORDS:
             gt[m.group("name")] = path
-    return [PairSpec(name, rain[name], gt[name]) for name in sorted(rain, key=_natural_key) if name in gt]
+    specs = [PairSpec(name, rain[name], gt[name]) for name in sorted(rain, key=_natural_key) if name in gt]
+    if specs and unpaired is not None:
+        unpaired.extend([rain[n] for n in rain if n not in gt] + [gt[n] for n in gt if n not in rain])
+    return specs
 
 
-def _layout_per_sequence(root: str) -> list[PairSpec]:
+def _layout_per_sequence(root: str, unpaired: list[str] | None = None) -> list[PairSpec]:
     """root/<seq>/rain{/|.mp4} + root/<seq>/gt{/|.mp4} (one folder per sequence)."""
-    specs = []
+    specs, lone = [], []
     for n in sorted(os.listdir(root), key=_natural_key):
         d = os.path.join(root, n)
         if not os.path.isdir(d) or _has_images(d):
             continue
-        inner = _layout_split_trees(d) or _layout_suffixed(d)
+        inner = _layout_split_trees(d, lone) or _layout_suffixed(d, lone)
+        if not inner and (_word_dirs(d, RAIN_WORDS) or _word_dirs(d, GT_WORDS)):
+            lone.append(d)   # a sequence folder with one side only
         if len(inner) == 1:
             specs.append(PairSpec(n, inner[0].rain, inner[0].gt))
         else:
             specs.extend(PairSpec(f"{n}/{s.name}", s.rain, s.gt) for s in inner)
+    if specs and unpaired is not None:
+        unpaired.extend(lone)
     return specs
 
 
@@ -165,12 +189,13 @@ LAYOUTS: list[tuple[str, Callable[[str], list[PairSpec]]]] = [
 ]
 
 
-def discover_pairs(root: str) -> list[PairSpec]:
-    """Find rainy/clean pairs under `root` in any of the supported layouts."""
+def discover_pairs(root: str, unpaired: list[str] | None = None) -> list[PairSpec]:
+    """Find rainy/clean pairs under `root` in any of the supported layouts; `unpaired` gets the
+    sequences of that layout found on one side only (they cannot be scored: say so)."""
     if not os.path.isdir(root):
         raise VderainError(f"--pairs expects a folder, got {root}")
     for _, layout in LAYOUTS:
-        specs = layout(root)
+        specs = layout(root, unpaired)
         if specs:
             return specs
     raise VderainError(f"no rainy/clean pairs found in {root}: expected one of "
@@ -192,23 +217,44 @@ def discover_real(path: str) -> list[PairSpec]:
 
 def load_pair(spec: PairSpec, max_frames: int | None = None) -> Sequence:
     rainy, fps = read_frames(spec.rain, max_frames)
-    clean = None
+    clean, meta = None, {"max_frames": max_frames}
     if spec.gt is not None:
         clean, _ = read_frames(spec.gt, max_frames)
-        n = min(len(rainy), len(clean))
+        meta["rainy_frames"] = len(rainy)   # before the cut: an external output may have them all
+        if abs(len(rainy) - len(clean)) > 1:
+            raise VderainError(f"the rainy side has {len(rainy)} frames, the clean side {len(clean)}: "
+                               f"which frames pair up is unknown (one extra frame at the end is "
+                               f"tolerated; --max-frames N scores the first N of each)")
         if len(rainy) != len(clean):
-            # Datasets sometimes ship one extra frame on one side; score the common part.
+            # datasets sometimes ship one extra frame at the end of one side; score the common part
+            n = min(len(rainy), len(clean))
+            meta["note"] = (f"rainy side {len(rainy)} frames, clean side {len(clean)}: "
+                            f"scored on the first {n}")
             rainy, clean = rainy[:n], clean[:n]
         if rainy.shape != clean.shape:
-            raise VderainError(f"{spec.name}: rainy frames are {rainy.shape[2]}x{rainy.shape[1]}, "
+            raise VderainError(f"rainy frames are {rainy.shape[2]}x{rainy.shape[1]}, "
                                f"clean ones {clean.shape[2]}x{clean.shape[1]}")
     src = spec.rain if spec.gt is None else f"{spec.rain} | {spec.gt}"
-    return Sequence(spec.name, rainy, clean, fps, src)
+    return Sequence(spec.name, rainy, clean, fps, src, meta)
 
 
-def pair_sequences(specs: list[PairSpec], max_frames: int | None = None) -> Iterator[Sequence]:
+def pair_sequences(specs: list[PairSpec], max_frames: int | None = None,
+                   unscored: list[dict] | None = None, log: Callable[[str], None] | None = None) -> Iterator[Sequence]:
+    """Load each sequence as it is scored. One that cannot be (a damaged frame, sides that do not
+    pair up, sizes that differ) is reported through `log`, added to `unscored` and passed over."""
     for spec in specs:
-        yield load_pair(spec, max_frames)
+        try:
+            seq = load_pair(spec, max_frames)
+        except VderainError as e:
+            if unscored is None:
+                raise
+            unscored.append({"name": spec.name, "error": str(e)})
+            if log:
+                log(f"vderain: warning: sequence '{spec.name}' not scored: {e}")
+            continue
+        if log and seq.meta.get("note"):
+            log(f"vderain: note: {spec.name}: {seq.meta['note']}")
+        yield seq
 
 
 SUITES = ("synthetic", "particles", "toy")
@@ -347,11 +393,14 @@ class BenchOptions:
 
 
 def run_bench(sequences: Iterable[Sequence], methods: list[MethodSpec], options: BenchOptions | None = None,
-              log: Callable[[str], None] = print, total: int | None = None) -> dict:
+              log: Callable[[str], None] = print, total: int | None = None,
+              unscored: list[dict] | None = None) -> dict:
     """Score every method on every sequence; returns the report dict (see docs/bench.md).
 
     `sequences` may be a lazy iterator (one sequence in memory at a time); `total` is its
     length when known (a single sequence lets an external folder hold its frames directly).
+    unscored: the sequences found but not scored ({name, error}; pair_sequences fills it as it
+    goes), kept in the report as `unscored`.
     """
     from tqdm import tqdm
 
@@ -418,6 +467,7 @@ def run_bench(sequences: Iterable[Sequence], methods: list[MethodSpec], options:
     # Rain-free cases (the suite's negatives) only show damage: the ideal output is the
     # input, identity scores the 100 dB cap there, and averaging them with rainy cases
     # would drown the deraining numbers. So they get their own table.
+    result["unscored"] = list(unscored or [])
     rainy = [s for s in result["sequences"] if not s["rain_free"]]
     free = [s for s in result["sequences"] if s["rain_free"]]
     result["summary"] = summarize(result, rainy or free)
@@ -436,12 +486,15 @@ def _run_one(spec: MethodSpec, method, seq: Sequence, scorer: SequenceScorer, de
         if spec.kind == "external":
             path = find_external(spec.path, seq.name, single)
             if path is None:
+                log(f"vderain: warning: {spec.label}: no output for '{seq.name}' in {spec.path}")
                 return dict(status=f"missing: no output for '{seq.name}' in {spec.path}")
-            out, _ = read_frames(path)
-            if len(out) != len(seq.rainy):
-                return dict(status=f"failed: {path} has {len(out)} frames, the sequence has {len(seq.rainy)}")
+            out, _ = read_frames(path, seq.meta.get("max_frames"))
+            # one output per rainy frame read; the pair may have been cut by a frame to its clean side
+            if len(out) not in (len(seq.rainy), seq.meta.get("rainy_frames", len(seq.rainy))):
+                raise VderainError(f"{path} has {len(out)} frames, the sequence has {len(seq.rainy)}")
+            out = out[:len(seq.rainy)]
             if out.shape[1:3] != seq.rainy.shape[1:3]:
-                return dict(status=f"failed: {path} frames are {out.shape[2]}x{out.shape[1]}, "
+                raise VderainError(f"{path} frames are {out.shape[2]}x{out.shape[1]}, "
                                    f"the sequence's are {seq.rainy.shape[2]}x{seq.rainy.shape[1]}")
         else:
             if spec.label not in warmed:

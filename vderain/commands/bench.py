@@ -26,7 +26,8 @@ def add_arguments(p) -> None:
     src.add_argument("--real", metavar="PATH", help="rainy footage without ground truth: a video, a frame "
                      "folder, or a folder of them (scores warping error and flicker only)")
     p.add_argument("--methods", default=None,
-                   help="comma-separated: identity, median, fast, quality, quality-framewise, fast-causal, quality-causal, or a .pt "
+                   help="comma-separated: identity, median, fast, quality, quality-framewise, fast-causal, quality-causal, "
+                        "fast-nostab, quality-nostab (without the stabiliser), or a .pt "
                         "checkpoint (default identity,median,fast,quality; ones without weights are skipped)")
     p.add_argument("--external", action="append", default=[], metavar="NAME=DIR",
                    help="score another method's outputs: DIR holds one frame folder or video per sequence, "
@@ -63,6 +64,10 @@ def main(args) -> int:
     apply_threads(args.threads)
 
     methods = bench.parse_methods(args.methods, args.external)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    unscored: list[dict] = []
+    if args.suite and args.max_frames:
+        raise VderainError("--max-frames applies to --pairs and --real; a suite's length is --frames")
     if args.suite:
         cases = [c.strip() for c in args.cases.split(",")] if args.cases else None
         names = cases or bench.suite_names(args.suite)
@@ -71,8 +76,12 @@ def main(args) -> int:
     else:
         if args.cases or args.frames or args.height or args.width:
             raise VderainError("--cases/--frames/--height/--width only apply to --suite")
-        specs = bench.discover_pairs(args.pairs) if args.pairs else bench.discover_real(args.real)
-        sequences = bench.pair_sequences(specs, args.max_frames)
+        unpaired: list[str] = []
+        specs = bench.discover_pairs(args.pairs, unpaired) if args.pairs else bench.discover_real(args.real)
+        for path in unpaired:
+            unscored.append({"name": path, "error": "no partner on the other side (rainy/clean)"})
+            log(f"vderain: warning: not scored, no rainy/clean partner: {path}")
+        sequences = bench.pair_sequences(specs, args.max_frames, unscored, log)
         total = len(specs)
 
     out = args.out or os.path.join("runs", time.strftime("bench-%Y%m%d-%H%M%S"))
@@ -82,8 +91,7 @@ def main(args) -> int:
                                  flow_preset=args.flow_preset, progress=not args.no_progress,
                                  save_outputs=os.path.join(out, "outputs") if args.save_outputs else None)
     t0 = time.perf_counter()
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    result = bench.run_bench(sequences, methods, options, log=log, total=total)
+    result = bench.run_bench(sequences, methods, options, log=log, total=total, unscored=unscored)
     paths = write_report(result, out)
     print(terminal_table(result))
     overall = bench.summarize(result)               # every sequence, rain-free ones included
@@ -96,6 +104,14 @@ def main(args) -> int:
     if loud:  # the reasons were logged as they happened and are in the report
         print("vderain: warning: not scored on every sequence: " + ", ".join(label for label, _ in loud),
               file=sys.stderr)
+    if not result["sequences"]:
+        raise VderainError("no sequence could be scored (reasons above)")
+    if unscored:
+        print(f"vderain: warning: {len(unscored)} sequence(s) found but not scored: "
+              + ", ".join(u["name"] for u in unscored[:5]) + (" ..." if len(unscored) > 5 else "")
+              + " (reasons above and in the report)", file=sys.stderr)
     if args.strict and loud:
         raise VderainError(f"{len(loud)} method(s) asked for did not score every sequence (see the report)")
+    if args.strict and unscored:
+        raise VderainError(f"{len(unscored)} sequence(s) found but not scored (see the report)")
     return 0

@@ -371,10 +371,15 @@ def _natural_key(name: str):
 class FrameFolderReader(VideoReader):
     """A folder of numbered images (png/jpg/...), in natural order (2.png before 10.png)."""
 
-    def __init__(self, folder: str, start=None, duration=None, fps: float | None = None):
+    def __init__(self, folder: str, start=None, duration=None, fps: float | None = None,
+                 orientation: bool = True):
         super().__init__()
         import cv2
         self._cv2 = cv2
+        # orientation: turn JPEGs upright by their EXIF tag, as a viewer shows them (what `vderain
+        # run` encodes); False gives the stored pixels, as other tools (PIL, torchvision) decode
+        # them: what a benchmark compares
+        self._flags = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | (0 if orientation else cv2.IMREAD_IGNORE_ORIENTATION)
         self.source = folder
         names = sorted((n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTS)),
                        key=_natural_key)
@@ -402,9 +407,14 @@ class FrameFolderReader(VideoReader):
 
     def _read(self, path):
         cv2 = self._cv2
-        img = cv2.imread(path, cv2.IMREAD_COLOR)  # 16-bit/grey/alpha -> 8-bit BGR
+        img = cv2.imread(path, self._flags)  # grey/alpha -> BGR; 16 bits kept, to round below
         if img is None:
             return None
+        if img.dtype == np.uint16:
+            # 65535 is white: /257 rounded (OpenCV's own conversion drops the low byte: v // 256)
+            img = ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        elif img.dtype != np.uint8:
+            return None   # float TIFF/EXR: not a frame format this reader takes
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
     def _frames(self) -> Iterator[Frame]:
