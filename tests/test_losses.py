@@ -1,4 +1,5 @@
 """Training losses on hand-made cases: each must be ~0 for the right answer and grow for a wrong one."""
+import pytest
 import torch
 
 from vderain.metrics.flow import DISFlow
@@ -70,3 +71,20 @@ def test_untouched_l1_weighs_the_output_error_away_from_the_streaks_of_rainy_cli
     loss.backward()
     assert out.grad[:, :, :4].abs().sum() == 0 and out.grad[1].abs().sum() == 0   # nor the rain-free clip
     assert out.grad[0, :, 4:].abs().sum() > 0
+
+
+def test_log_mse_is_minus_the_psnr_of_the_rainy_clips_and_weighs_them_by_relative_error():
+    from vderain.train.losses import log_mse
+    clean = torch.full((3, 3, 16, 16), 0.5)
+    out = clean.clone()
+    out[0] += 0.1                       # heavy error: MSE 1e-2, 20 dB
+    out[1] += 0.01                      # drizzle-sized error: MSE 1e-4, 40 dB
+    out[2] += 0.3                       # a rain-free clip: not counted here (norain's job)
+    out.requires_grad_(True)
+    loss = log_mse(out, clean, torch.tensor([0.0, 0.0, 1.0]), floor=0.0)
+    assert loss.item() == pytest.approx(-(20 + 40) / 2, abs=1e-3)
+    loss.backward()
+    g = out.grad.abs().flatten(1).mean(1)
+    assert g[2] == 0
+    # the same gradient per unit of *relative* error: the small error pulls 10x harder per pixel
+    assert (g[1] / g[0]).item() == pytest.approx(10.0, rel=1e-3)

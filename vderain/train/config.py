@@ -38,6 +38,7 @@ class LossConfig:
     tv: float = 0.0                 # total variation of the output (smoothness prior)
     norain: float = 0.0             # extra L1 on R for rain-free clips: there the output must equal the input
     untouched: float = 0.0          # extra L1 on the output where no streak touches (rainy clips): leave the rain's surroundings alone
+    psnr: float = 0.0               # 10 log10(MSE) per rainy clip (minus its PSNR): drizzle weighs as much as a storm
 
 
 @dataclass

@@ -24,7 +24,7 @@ from vderain.train.checkpoint import atomic_save, export_weights, read_weights, 
 from vderain.train.config import TrainConfig
 from vderain.train.data import edge_order, make_source
 
-LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_lowpass", "temporal", "temporal_warp", "tv", "norain", "untouched",
+LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_lowpass", "temporal", "temporal_warp", "tv", "norain", "untouched", "psnr",
               "val_psnr_in", "val_psnr_out", "val_norain_psnr"]
 
 
@@ -319,7 +319,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                      "tv": L.total_variation(o_both) if w.tv else None,
                      "norain": L.masked_l1(r_both, rain_free.repeat(2)) if w.norain else None,
                      "untouched": L.untouched_l1(o_both, c_both, torch.cat([streak[:, tgt], streak[:, tgt + 1]]),
-                                                 rain_free.repeat(2)) if w.untouched else None}
+                                                 rain_free.repeat(2)) if w.untouched else None,
+                     "psnr": L.log_mse(o_both, c_both, rain_free.repeat(2)) if w.psnr else None}
             loss = sum(getattr(w, k) * v for k, v in parts.items() if v is not None)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
