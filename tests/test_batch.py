@@ -303,32 +303,35 @@ def _claim_file(out, rel):
 def _hold(path, host, pid, age_s=0.0):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        f.write(f"{host} {pid}\n")
+        f.write(f"{host} {pid}\n" if host else "")
     if age_s:
         t = time.time() - age_s
         os.utime(path, (t, t))
 
 
 def test_claim_skips_files_live_jobs_hold_and_takes_over_dead_ones(capsys, tmp_path, tree):
-    import socket
+    from vderain.io.writer import HOST_ID
     out = tmp_path / "out"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         _hold(_claim_file(out, "a.mp4"), "other-node", 4242)                  # another host, touched now
         _hold(_claim_file(out, "b.mkv"), "other-node", 4242, age_s=3600)      # another host, gone quiet
-        _hold(_claim_file(out, "c.MOV"), socket.gethostname(), sleeper.pid)   # this host, alive
-        _hold(_claim_file(out, "d.mp4"), socket.gethostname(), 999999999)     # this host, dead
-        rc, stdout, _ = _run(capsys, tree, "-o", out, "--claim")
+        _hold(_claim_file(out, "c.MOV"), HOST_ID, sleeper.pid)                # this host, alive
+        _hold(_claim_file(out, "d.mp4"), HOST_ID, 999999999)                  # this host, dead
+        _hold(_claim_file(out, "2024/e.mp4"), HOST_ID, sleeper.pid, age_s=3600)   # a dead job's PID, reused
+        _hold(_claim_file(out, "2024/f.mp4"), "", "", age_s=3600)                 # left empty by a full disk
+        rc, stdout, _ = _run(capsys, tree, "-o", out, "--claim", "--recursive")
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert rc == 0 and "2 done, 0 skipped (exist), 2 taken by other jobs, 0 failed" in _summary(stdout)
+    assert rc == 0 and "4 done, 0 skipped (exist), 2 taken by other jobs, 0 failed" in _summary(stdout)
     logs = [n for n in os.listdir(out) if n.startswith("vderain-batch.")]
-    assert len(logs) == 1 and logs[0].endswith(f"-{os.getpid()}.json")   # one log per job
+    assert len(logs) == 1 and f"-{os.getpid()}-" in logs[0]   # one log per job
     log = json.loads((out / logs[0]).read_text())
     assert log["claim"] is True and log["counts"]["elsewhere"] == 2
     assert {os.path.basename(f["output"]): f["status"] for f in log["files"]} == \
-        {"a.mp4": "elsewhere", "b.mkv": "done", "c.MOV": "elsewhere", "d.mp4": "done"}
+        {"a.mp4": "elsewhere", "b.mkv": "done", "c.MOV": "elsewhere", "d.mp4": "done", "e.mp4": "done",
+         "f.mp4": "done"}
     # the live jobs' claims are theirs to remove; the two taken over were released when done
     assert sorted(n for n in os.listdir(out) if n.endswith(".vderain-claim")) == \
         [".a.mp4.vderain-claim", ".c.MOV.vderain-claim"]
@@ -427,3 +430,15 @@ def test_keepalive_touches_the_claim_while_the_job_works(tmp_path):
     _hold(str(claim), "h", 1, age_s=3600)
     time.sleep(0.2)                                     # stopped with the block: no more touches
     assert time.time() - os.path.getmtime(claim) > 3000
+
+
+def test_a_file_that_cannot_be_claimed_fails_alone(capsys, tmp_path, tree):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.mp4", "L" * 240 + ".mp4", "z.mp4"):   # the claim's name (.NAME.vderain-claim) is too long
+        shutil.copy(tree / "d.mp4", src / name)
+    out = tmp_path / "out"
+    rc, stdout, err = _run(capsys, src, "-o", out, "--claim")
+    assert rc == 1 and "2 done, 0 skipped (exist), 1 failed" in _summary(stdout)
+    assert "LLLL" in err and "Traceback" not in err
+    assert (out / "a.mp4").exists() and (out / "z.mp4").exists()

@@ -209,11 +209,12 @@ def test_a_join_lock_whose_joiner_is_gone_is_taken_over(source, tmp_path, capsys
     assert main(args + ["1/2"]) == 0
     assert "-> " + str(out) in capsys.readouterr().out and out.exists()
     # a joiner on this host killed with SIGKILL: its PID is dead
+    from vderain.io.writer import HOST_ID
     out2 = tmp_path / "out2.mkv"
     args2 = [a if a != str(out) else str(out2) for a in args]
     assert main(args2 + ["1/2"]) == 0
     with open(os.path.join(segments.parts_dir(str(out2)), segments.JOIN_LOCK), "w") as f:
-        f.write(f"{socket.gethostname()} 999999999\n")
+        f.write(f"{HOST_ID} 999999999\n")
     assert main(args2 + ["0/2"]) == 0
     assert np.array_equal(read_all(out2)[0], read_all(out)[0])
 

@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import re
+import secrets
 import socket
 import sys
 import tempfile
@@ -36,6 +37,7 @@ EXIT_FAILED = 1
 EXIT_DAMAGED_INPUT = 3
 CLAIM_STALE_S = 600   # another host's claim untouched this long: its job is gone, take the file over
 CLAIM_TOUCH_S = 60    # a job touches its claim this often while it works
+_LOG_TOKEN = secrets.token_hex(2)
 
 
 @dataclass
@@ -234,8 +236,10 @@ def check_out_dir(out_dir: str) -> None:
 def _log_path(out_dir: str, shard, claim: bool = False) -> str:
     # Shards of one batch run at once into one folder: each keeps its own log.
     if claim:
+        # hostname and PID say which job wrote it; the token keeps containers that share a
+        # hostname (each with its own PID 1) from writing one file
         host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())
-        name = f"vderain-batch.{host}-{os.getpid()}.json"
+        name = f"vderain-batch.{host}-{os.getpid()}-{_LOG_TOKEN}.json"
     else:
         name = LOG_NAME if shard is None else f"vderain-batch.shard-{shard[0]}-of-{shard[1]}.json"
     return os.path.join(out_dir, name)
@@ -319,16 +323,21 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
         if os.path.exists(j.output) and not overwrite:
             j.status = "skipped"
     m = None  # loaded at the first file that needs it: a re-run with nothing to do loads nothing
-    damaged = done_here = 0
+    damaged = tried = 0
     todo_count = sum(j.status == "pending" for j in jobs)
     _write_log(log, header, jobs)
 
+    def fail(j: Job, e: BaseException) -> None:
+        j.status, j.record = "failed", {"error": _one_line(e)}
+        print(f"vderain: failed: {j.input}: {_one_line(e)}", file=sys.stderr, flush=True)
+
     def process(j: Job) -> None:
-        nonlocal m, damaged, done_here
+        nonlocal m, damaged, tried
         if m is None:
             m = pipeline.resolve_method(method, device, window, stabilise)  # once for the batch
             header["method"] = getattr(m, "name", type(m).__name__)
             header["device"] = str(getattr(m, "device", device))
+        tried += 1
         before = _input_state(j.input)
         try:
             os.makedirs(os.path.dirname(j.output) or ".", exist_ok=True)
@@ -344,11 +353,9 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
             j.status = "interrupted"
             raise
         except Exception as e:  # noqa: BLE001 - unattended: one file's failure is not the batch's
-            j.status, j.record = "failed", {"error": _one_line(e)}
-            print(f"vderain: failed: {j.input}: {_one_line(e)}", file=sys.stderr, flush=True)
+            fail(j, e)
         else:
             j.status = "done"
-            done_here += 1
             j.record = {"frames": s["frames"], "fps": round(s["fps"], 3),
                         "seconds": round(s["seconds"], 3), "notes": s["notes"],
                         "decode_problems": s["decode_problems"]}
@@ -358,7 +365,7 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
                 damaged += 1
                 print(f"vderain: warning: {j.rel}: damaged input, output has only the frames "
                       f"that decoded: {s['decode_problems']}", file=sys.stderr)
-            count = f"{done_here}" if claim else f"{done_here}/{todo_count}"
+            count = f"{tried}" if claim else f"{tried}/{todo_count}"
             print(f"vderain: [{count}] {pipeline.summary_line(s)}", flush=True)
 
     try:
@@ -367,7 +374,7 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
                 process(j)
                 _write_log(log, header, jobs)
         else:
-            _run_claimed(jobs, lambda: plan(inputs, out_dir, recursive, ext, codec), process,
+            _run_claimed(jobs, lambda: plan(inputs, out_dir, recursive, ext, codec), process, fail,
                          lambda: _write_log(log, header, jobs))
     finally:
         header["finished"] = _now()
@@ -379,7 +386,7 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
             "damaged": damaged, "jobs": jobs, "log": log}
 
 
-def _run_claimed(jobs: list[Job], replan, process, write_log) -> None:
+def _run_claimed(jobs: list[Job], replan, process, fail, write_log) -> None:
     """--claim: pass over the files, each taken only if no live job holds its claim, until a pass
     finds nothing to do; every pass after the first lists the inputs again (files that arrived)
     and looks again at files other jobs held (a claim whose job died is taken over)."""
@@ -395,9 +402,12 @@ def _run_claimed(jobs: list[Job], replan, process, write_log) -> None:
             claim_file = claim_path(j.output)
             try:
                 os.makedirs(os.path.dirname(j.output) or ".", exist_ok=True)
-            except OSError:
-                pass   # derain_video reports it as this file's failure
-            if not create_owner_file(claim_file, CLAIM_STALE_S):
+                claimed = create_owner_file(claim_file, CLAIM_STALE_S)
+            except OSError as e:   # a name too long, no permission, no space: this file's failure
+                fail(j, e)
+                write_log()
+                continue
+            if not claimed:
                 j.status = "elsewhere"
                 write_log()
                 continue
@@ -418,7 +428,8 @@ def _run_claimed(jobs: list[Job], replan, process, write_log) -> None:
         except VderainError:
             return   # the inputs went away or now clash: what was found is done
         known = {j.rel for j in jobs}
-        arrived = [j for j in fresh if j.rel not in known]
+        # files only: a folder whose videos were moved away would now read as one frame-folder input
+        arrived = [j for j in fresh if j.rel not in known and os.path.isfile(j.input)]
         for j in arrived:
             if os.path.exists(j.output):
                 j.status = "skipped"

@@ -123,11 +123,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-# Temp files are named .NAME.HOST-PID-TOKEN.vderain-tmp.EXT. HOST (a hash of the hostname) tells
+def _pid_namespace() -> str:
+    """Linux's id of our PID namespace ('' elsewhere): containers that share the hostname
+    (`docker --network host`, apptainer) each count PIDs from 1, so a PID names a process only
+    within its namespace."""
+    try:
+        return os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]")
+    except OSError:
+        return ""
+
+
+# Where a PID can be checked: this hostname and PID namespace. Lock and claim files hold it.
+HOST_ID = socket.gethostname() + (f"/{_pid_namespace()}" if _pid_namespace() else "")
+# Temp files are named .NAME.HOST-PID-TOKEN.vderain-tmp.EXT. HOST (a hash of HOST_ID) tells
 # whether a PID can be checked here: folders shared by cluster nodes hold other hosts' temps.
 # TOKEN differs on every call: a container restarts with the same PID, so a temp left by a
 # killed earlier start carries our own PID and must not block (or be taken for) ours.
-_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+_HOST = hashlib.sha1(HOST_ID.encode()).hexdigest()[:8]
 _OTHER_HOST_STALE_S = 3600   # a temp being written is touched every few seconds
 
 
@@ -144,25 +156,39 @@ def owner_gone(same_host: bool, pid: int, path: str, idle_s: float) -> bool:
         return False
 
 
+def _idle_s(path: str) -> float:
+    try:
+        return time.time() - os.path.getmtime(path)
+    except OSError:
+        return 0.0
+
+
 def owner_file_stale(path: str, idle_s: float) -> bool:
-    """Whether the lock or claim file at `path` ("HOSTNAME PID") belongs to a process that is gone
-    (owner_gone; from another host: untouched for `idle_s`)."""
+    """Whether the lock or claim file at `path` ("HOST_ID PID") belongs to a process that is gone:
+    owner_gone, or, on any host, untouched for `idle_s` (its owner touches it while it works:
+    on this host a dead job's PID may have been given to another process since). A file that
+    does not say whose it is (being written this instant, or left empty by a full disk) is
+    stale once untouched for `idle_s`."""
     try:
         with open(path) as f:
             host, pid = f.read().split()
+        pid = int(pid)
+    except FileNotFoundError:
+        return False   # gone: not ours to take
     except (OSError, ValueError):
-        return False   # being written this instant, or gone: not ours to take
-    return pid.isdigit() and owner_gone(host == socket.gethostname(), int(pid), path, idle_s)
+        return _idle_s(path) > idle_s
+    return owner_gone(host == HOST_ID, pid, path, idle_s) or _idle_s(path) > idle_s
 
 
 def create_owner_file(path: str, idle_s: float) -> bool:
     """Create `path` naming this process ("HOSTNAME PID") unless a live owner holds it; a file
     whose owner is gone (owner_file_stale) is taken over. Two processes that find the same stale
     file at once may both take it: the cost is work done twice, never a broken output (every
-    output is renamed into place whole). False also when the folder is gone."""
+    output is renamed into place whole). False also when the folder is gone; other OSErrors
+    (a name too long, no permission, no space) are raised."""
     for _ in range(2):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             if not owner_file_stale(path, idle_s):
                 return False
@@ -170,8 +196,12 @@ def create_owner_file(path: str, idle_s: float) -> bool:
             continue
         except FileNotFoundError:
             return False
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{socket.gethostname()} {os.getpid()}\n")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{HOST_ID} {os.getpid()}\n")
+        except BaseException:
+            _remove(path)   # an empty file (disk full) would say nothing about whose it is
+            raise
         return True
     return False
 
