@@ -263,6 +263,10 @@ def test_sides_that_do_not_pair_up_are_named_not_cut(tmp_path, capsys):
     assert "no rainy/clean partner" in err and "orphan_Rain" in err
     assert sorted(u["name"].split(os.sep)[-1] for u in res["unscored"]) == ["long", "orphan_Rain"]
     assert run(["--pairs", root, "--methods", "identity", "--out", out, "--strict"]) == 1
+    # a greyscale output of a colour input is scored, with a note
+    write_frames(ext / "street_night", np.repeat(clean.mean(-1, keepdims=True).astype(np.uint8), 3, -1))
+    assert run(["--pairs", root, "--methods", "identity", "--external", f"oracle={ext}", "--out", out]) == 0
+    assert "oracle on street_night: the output is greyscale" in capsys.readouterr().err
     # --max-frames caps external outputs like the pair
     assert run(["--pairs", root, "--methods", "identity", "--external", f"oracle={ext}", "--out", out,
                 "--max-frames", 5]) == 0

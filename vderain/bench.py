@@ -366,6 +366,10 @@ def find_external(root: str, seq_name: str, single: bool) -> str | None:
     return None
 
 
+def _is_grey(frames: np.ndarray) -> bool:
+    return bool(np.array_equal(frames[..., 0], frames[..., 1]) and np.array_equal(frames[..., 1], frames[..., 2]))
+
+
 def derain_frames(frames: np.ndarray, method, device) -> np.ndarray:
     """Run a Method over a whole sequence, (N,H,W,3) uint8 -> same: the code path of `vderain run`."""
     from vderain.pipeline import derain_frames as pipeline_derain
@@ -493,6 +497,9 @@ def _run_one(spec: MethodSpec, method, seq: Sequence, scorer: SequenceScorer, de
             if len(out) not in (len(seq.rainy), seq.meta.get("rainy_frames", len(seq.rainy))):
                 raise VderainError(f"{path} has {len(out)} frames, the sequence has {len(seq.rainy)}")
             out = out[:len(seq.rainy)]
+            if _is_grey(out) and not _is_grey(seq.rainy):
+                log(f"vderain: note: {spec.label} on {seq.name}: the output is greyscale, the input is "
+                    f"in colour: its RGB scores count the lost colour, its Y scores do not")
             if out.shape[1:3] != seq.rainy.shape[1:3]:
                 raise VderainError(f"{path} frames are {out.shape[2]}x{out.shape[1]}, "
                                    f"the sequence's are {seq.rainy.shape[2]}x{seq.rainy.shape[1]}")
