@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 import torch
@@ -65,11 +66,17 @@ def test_cli_train_and_bad_config(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 1
 
 
-def _ddp_worker(rank, world, port, out, result_dir):
+def _ddp_worker(rank, world, port, out, result_dir, over=None, late_s=0.0):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    summary = train(tiny(**{"optim.max_steps": 3}), out, device="cpu", progress=False)
+    if late_s:   # ranks whose clocks start apart, as after unequal clip decoding
+        import vderain.train.loop as loop
+        real = loop.make_source
+        loop.make_source = lambda *a, **k: (time.sleep(rank * late_s), real(*a, **k))[1]
+    summary = train(tiny(**(over or {"optim.max_steps": 3})), out, device="cpu", progress=False)
+    with open(os.path.join(result_dir, f"steps{rank}.txt"), "w") as f:
+        f.write(str(summary["steps"]))
     flat = torch.cat([p.detach().flatten() for p in summary["model"].parameters()])
     torch.save(flat, os.path.join(result_dir, f"rank{rank}.pt"))
     torch.distributed.destroy_process_group()
@@ -82,6 +89,22 @@ def test_ddp_two_processes_gloo(tmp_path):
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert torch.equal(a, b)
     assert (tmp_path / "run" / "tiny.pt").is_file()
+
+
+def test_ddp_ranks_stop_together_on_a_time_limit(tmp_path):
+    """Each rank judging the time limit by its own clock let one rank start a step the other
+    never joined: a hang (found in review, 3 runs of 7)."""
+    over = {"optim.max_steps": 100000, "optim.time_limit_s": 2, "log.every": 1}
+    ctx = mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path / "run"), str(tmp_path), over, 0.7),
+                   nprocs=2, join=False)
+    deadline = time.time() + 120
+    while not ctx.join(timeout=5):
+        if time.time() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("a rank hung at the time limit")
+    steps = [(tmp_path / f"steps{r}.txt").read_text() for r in range(2)]
+    assert steps[0] == steps[1] and int(steps[0]) > 0
 
 
 def test_config_values_take_their_field_types():
@@ -276,3 +299,73 @@ def test_edge_windows_in_training_change_what_it_learns(tmp_path, monkeypatch):
     control = train(tiny(**{"data.edge_prob": 1.0}), tmp_path / "control", device="cpu", progress=False)
     assert any(not torch.allclose(a, control["model"].state_dict()[n])
                for n, a in edged["model"].state_dict().items())
+
+
+# ------------------------------------------------------------------ found in review (stage 20)
+
+def test_an_interrupt_inside_a_step_resumes_exactly(tmp_path, monkeypatch):
+    """SIGTERM lands anywhere: mid-step, the checkpoint must hold the generator as the step found
+    it, or the resumed run skips that step's data."""
+    import vderain.models.strnet as S
+    real = S.STRNet.forward
+    calls = {"n": 0}
+
+    def interrupted(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:               # during step 4's forward pass, after its data was drawn
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(S.STRNet, "forward", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(), tmp_path, device="cpu", progress=False)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 3
+    monkeypatch.setattr(S.STRNet, "forward", real)
+    resumed = train(tiny(), tmp_path, device="cpu", progress=False)
+    straight = train(tiny(), tmp_path / "straight", device="cpu", progress=False)
+    for (n, a), (_, b) in zip(resumed["model"].state_dict().items(), straight["model"].state_dict().items()):
+        assert torch.equal(a, b), n
+    steps = [int(r.split(",")[0]) for r in (tmp_path / "log.csv").read_text().splitlines()[1:]]
+    assert steps == [2, 4, 6]
+
+
+def test_resume_refuses_other_settings_and_drops_log_rows_past_the_checkpoint(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    base = ["train", "--config", os.path.join(ROOT, TINY), "--out", out, "--no-progress"]
+    assert main(base + ["--set", "optim.max_steps=4"]) == 0
+    capsys.readouterr()
+    for change, named in (("loss.norain=2.0", "loss.norain"), ("model.channels=12", "model.channels"),
+                          ("seed=5", "seed"), ("name=other", "name")):
+        assert main(base + ["--set", "optim.max_steps=6", "--set", change]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "other settings" in err[0] and named in err[0], err
+    # a run killed outright had logged past its checkpoint: those rows go, the resumed run logs them again
+    with open(os.path.join(out, "log.csv"), "a") as f:
+        f.write("6,9.9,0.001,0.5" + "," * 12 + "\n")
+    assert main(base + ["--set", "optim.max_steps=6", "--set", "log.every=1"]) == 0   # may change
+    steps = [int(r.split(",")[0]) for r in open(os.path.join(out, "log.csv")).read().splitlines()[1:]]
+    assert steps == [2, 4, 5, 6]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.max_steps=[1", "not a valid YAML value"),
+    ("seed.x=1", "'seed' is a value, not a section"),
+    ("log.every=0", "log.every"),
+    ("data.batch=0", "data.batch"),
+    ("optim.lr=.nan", "optim.lr"),
+    ("name=a/b", "plain file name"),
+    ("optim.amp=bogus", "optim.amp"),
+])
+def test_bad_overrides_are_one_line_errors(tmp_path, capsys, override, message):
+    assert main(["train", "--config", os.path.join(ROOT, TINY), "--out", str(tmp_path), "--no-progress",
+                 "--set", override]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0], err
+
+
+def test_a_torch_file_that_is_not_a_dict_is_a_one_line_error(tmp_path, capsys):
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    assert main(["train", "--config", os.path.join(ROOT, TINY), "--out", str(tmp_path / "o"), "--no-progress",
+                 "--set", f"init={tmp_path / 'tensor.pt'}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a vderain weights file" in err[0], err

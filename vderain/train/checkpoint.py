@@ -28,9 +28,12 @@ def safe_load(path: str | Path) -> dict:
     if not path.is_file():
         raise VderainError(f"weights not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle refusing a non-tensor object lands here too
         raise VderainError(f"cannot load weights {path}: {str(e).splitlines()[0]}")
+    if not isinstance(blob, dict):
+        raise VderainError(f"{path} is not a vderain weights file or checkpoint (a {type(blob).__name__})")
+    return blob
 
 
 def deployable_state(module: torch.nn.Module, half: bool = True) -> dict:
@@ -56,7 +59,10 @@ def read_weights(path: str | Path) -> tuple[STRNetConfig, dict, dict]:
     if blob.get("format") != WEIGHTS_FORMAT and "model" not in blob:
         raise VderainError(f"{path} is not a vderain weights file")
     state = blob.get("state_dict") or blob.get("ema") or blob["model"]
-    cfg = STRNetConfig(**blob["config"]["model"] if "model" in blob["config"] else blob["config"])
+    try:
+        cfg = STRNetConfig(**blob["config"]["model"] if "model" in blob["config"] else blob["config"])
+    except (KeyError, TypeError) as e:
+        raise VderainError(f"{path}: its network config is not one this version knows ({e})") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return cfg, state, blob.get("meta", {})
 
@@ -64,6 +70,10 @@ def read_weights(path: str | Path) -> tuple[STRNetConfig, dict, dict]:
 def load_weights(path: str | Path) -> tuple[STRNet, dict]:
     """Build the network a weights file (or a training checkpoint) describes."""
     cfg, state, meta = read_weights(path)
-    model = STRNet(cfg)
-    model.load_state_dict(state)
+    try:
+        model = STRNet(cfg)
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError) as e:
+        raise VderainError(f"{path}: its weights do not fit the network it describes "
+                           f"({str(e).splitlines()[0]})") from None
     return model.eval(), meta

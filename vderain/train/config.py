@@ -126,6 +126,13 @@ def _coerce(value, default, where: str):
                 raise VderainError(f"config: '{where}' must be a whole number (got {value!r})")
             return int(number)
         return number
+    if isinstance(default, str):
+        if value is None:
+            return ""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)   # a number-like name
+        if not isinstance(value, str):
+            raise VderainError(f"config: '{where}' must be a string (got {value!r})")
     return value
 
 
@@ -142,6 +149,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise VderainError(f"config {path} is not valid YAML: {str(e).splitlines()[0]}")
+    except UnicodeDecodeError:
+        raise VderainError(f"config {path} is not a text (UTF-8) file") from None
+    if not isinstance(values, dict):
+        raise VderainError(f"config {path} must be a mapping of sections (model:, data:, ...)")
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -150,5 +161,30 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw)
-    return config_from_dict(values)
+            if not isinstance(node, dict):
+                raise VderainError(f"override '{item}': '{p}' is a value, not a section")
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise VderainError(f"override '{item}': not a valid YAML value ({str(e).splitlines()[0]}); "
+                               f"quote it, e.g. {key}='\"{raw}\"'") from None
+    return validate(config_from_dict(values))
+
+
+def validate(cfg: "TrainConfig") -> "TrainConfig":
+    """Ranges the types alone do not catch: each would fail only later, with a traceback."""
+    import math
+    checks = [("data.batch", cfg.data.batch >= 1), ("data.crop", cfg.data.crop >= 8),
+              ("model.frames", cfg.model.frames >= 1), ("model.channels", cfg.model.channels >= 1),
+              ("model.scale", cfg.model.scale >= 1), ("data.fps", cfg.data.fps > 0),
+              ("optim.lr", math.isfinite(cfg.optim.lr) and cfg.optim.lr > 0),
+              ("log.every", cfg.log.every >= 1), ("seed", cfg.seed >= 0)]
+    bad = [k for k, ok in checks if not ok]
+    if bad:
+        raise VderainError(f"config: out of range: {', '.join(bad)} (batch, frames, channels, scale, log.every >= 1; "
+                           f"crop >= 8; fps, lr > 0; seed >= 0)")
+    if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name.startswith("."):
+        raise VderainError(f"config: name '{cfg.name}' must be a plain file name (it names <name>.pt)")
+    if cfg.optim.amp not in ("bf16", "fp16", "none"):
+        raise VderainError(f"config: optim.amp must be bf16, fp16 or none (got {cfg.optim.amp!r})")
+    return cfg

@@ -33,16 +33,62 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
-def _upgrade_log(path: Path) -> None:
-    """Rewrite a log from an older version with today's columns, so resumed rows line up."""
+def _upgrade_log(path: Path, step: int | None = None) -> None:
+    """Rewrite a log from an older version with today's columns, so resumed rows line up, and
+    without the rows after the checkpoint's `step` (a run killed outright logged steps its
+    checkpoint does not have: the resumed run logs them again)."""
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if rows and list(rows[0].keys()) == LOG_FIELDS:
+        reader = csv.DictReader(f)
+        header, rows = reader.fieldnames, list(reader)
+
+    def after(r):
+        try:
+            return step is not None and int(r["step"]) > step
+        except (KeyError, TypeError, ValueError):
+            return False
+    kept = [r for r in rows if not after(r)]
+    if header == LOG_FIELDS and len(kept) == len(rows):
         return
-    with open(path, "w", newline="") as f:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(kept)
+    os.replace(tmp, path)
+
+
+# what a resumed run may change: how long it runs, what it logs, and where the clips are mounted
+RESUMABLE_CHANGES = ("optim.time_limit_s", "optim.max_steps", "log.", "data.clean")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _check_resumable(ck: dict, cfg: TrainConfig, path) -> None:
+    """A run resumed with other settings would export weights whose provenance is false (the
+    checkpoint's steps under the new config's name), or fail inside load_state_dict."""
+    from vderain.train.config import config_from_dict
+    if "config" not in ck:
+        return
+    try:
+        old = _flat(config_from_dict(ck["config"]).to_dict())   # older files: today's defaults filled in
+    except VderainError:
+        raise VderainError(f"{path} was written by another version of vderain: use another --out "
+                           f"or --no-resume") from None
+    new = _flat(cfg.to_dict())
+    diff = [k for k in new if old.get(k) != new[k] and not k.startswith(RESUMABLE_CHANGES)]
+    if diff:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in diff[:4]) + (" ..." if len(diff) > 4 else "")
+        raise VderainError(f"{path} was trained with other settings ({shown}); resume with the same "
+                           f"config (only time_limit_s, max_steps, log.* and data.clean may change), "
+                           f"or use another --out or --no-resume")
 
 
 @torch.no_grad()
@@ -219,8 +265,15 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
         ck = safe_load(ckpt_path)
         if ck.get("task", "derain") != "derain":
             raise VderainError(f"{ckpt_path} is a '{ck['task']}' run: use another --out or --no-resume")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optim"])
+        if "model" not in ck or "optim" not in ck:
+            raise VderainError(f"{ckpt_path} is not a training checkpoint: use another --out or --no-resume")
+        _check_resumable(ck, cfg, ckpt_path)
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optim"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise VderainError(f"{ckpt_path} does not fit this run ({str(e).splitlines()[0]}): use another "
+                               f"--out or --no-resume") from None
         step, elapsed = int(ck["step"]), float(ck["seconds"])
         if world == 1 and device.type == "cpu" and ck.get("generator", torch.empty(0)).numel() > 0:
             gen.set_state(ck["generator"])
@@ -254,7 +307,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     if main_proc:
         new = not log_path.is_file() or step == 0
         if not new:
-            _upgrade_log(log_path)
+            _upgrade_log(log_path, step)
         log_file = open(log_path, "w" if new else "a", newline="")
         writer = csv.DictWriter(log_file, fieldnames=LOG_FIELDS)
         if new:
@@ -274,19 +327,36 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     t_start = time.perf_counter() - elapsed
     val = {}
 
+    logged, in_step, gen_at_step = 0, False, None
+
+    def run_time() -> float:
+        """Seconds trained; under DDP rank 0's, so every rank stops at the same step (each rank's
+        own clock would let one rank start a step the others never join: a hang)."""
+        elapsed = time.perf_counter() - t_start
+        if world > 1:
+            t = torch.tensor([elapsed], dtype=torch.float64, device=device)
+            dist.broadcast(t, 0)
+            elapsed = float(t)
+        return elapsed
+
     def save():
         if main_proc:
+            generator = (gen_at_step if in_step else gen.get_state()) if device.type == "cpu" else torch.empty(0)
             atomic_save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
                          **({"ema": ema.state_dict()} if ema is not None else {}),
                          "seconds": time.perf_counter() - t_start, "config": cfg.to_dict(),
-                         "generator": gen.get_state() if device.type == "cpu" else torch.empty(0)}, ckpt_path)
+                         "generator": generator}, ckpt_path)
 
     model.train()
     stop_signals_as_interrupt()  # cluster schedulers stop jobs with SIGTERM: checkpoint like Ctrl-C
     try:
-        while (lr := scheduled_lr(cfg.optim, step, time.perf_counter() - t_start)) is not None:
+        while (lr := scheduled_lr(cfg.optim, step, run_time())) is not None:
             for g in opt.param_groups:
                 g["lr"] = lr
+            # an interrupt inside the step saves the generator as the step found it, so the
+            # resumed run draws this step's data again (exact resume)
+            gen_at_step = gen.get_state() if device.type == "cpu" else None
+            in_step = True
 
             with torch.no_grad():
                 clean = source.sample(cfg.data.batch, gen)                 # (B,T+1,3,S,S)
@@ -329,9 +399,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
             scaler.step(opt)
             scaler.update()
-            step += 1
             if ema is not None:
-                _ema_update(ema, model, min(cfg.optim.ema, (1 + step) / (10 + step)))
+                _ema_update(ema, model, min(cfg.optim.ema, (2 + step) / (11 + step)))
+            step += 1
+            in_step = False
+            logged += 1
 
             for k, v in [("loss", loss)] + [(k, v) for k, v in parts.items() if v is not None]:
                 running[k] = running.get(k, 0.0) + v.detach()  # stays on device: no per-step sync
@@ -341,7 +413,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
             if do_val:
                 val = validate(ema or model, cfg.log.val_cases, cfg.log.val_frames, device)
             if main_proc and (step % cfg.log.every == 0 or do_val):
-                n = max(1, (step - 1) % cfg.log.every + 1)
+                n = max(1, logged)   # the steps summed since the last row (fewer after a resume)
                 row = {"step": step, "seconds": round(time.perf_counter() - t_start, 1), "lr": f"{lr:.3g}"}
                 row.update({k: f"{float(v) / n:.5f}" for k, v in running.items()})
                 row.update({k: f"{v:.2f}" for k, v in val.items()})
@@ -350,6 +422,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                 if bar is not None:
                     bar.set_postfix(loss=row.get("loss"), **({"val": f"{val['val_psnr_out']:.2f}"} if val else {}))
                 running.clear()
+                logged = 0
                 val = {}
             if time.perf_counter() - last_ckpt > cfg.log.ckpt_every_s:
                 save()
