@@ -20,7 +20,7 @@ DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-1920x1080}
 TRAIN_S=${TRAIN_S:-240}
 COMPILE=${COMPILE:-1}   # 1b: torch.compile (reduce-overhead: CUDA graphs) at batch 4 and 1
-RUNS=${RUNS:-"quality_t15 quality --set loss.temporal=1.5 --set loss.norain=3.0
+RUNS=${RUNS:-"quality_t15 quality --set loss.temporal=1.5 --set loss.norain=3.0 --set loss.psnr=0.001
 quality_c quality
 fast_t15 fast --set loss.temporal=1.5 --set loss.norain=3.0"}
 FRAMES=${FRAMES:-240}
