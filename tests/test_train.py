@@ -369,3 +369,25 @@ def test_a_torch_file_that_is_not_a_dict_is_a_one_line_error(tmp_path, capsys):
                  "--set", f"init={tmp_path / 'tensor.pt'}"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a vderain weights file" in err[0], err
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from vderain.io.writer import HOST_ID
+    out = tmp_path / "run"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:   # a live run on this host holds the folder
+        (out / ".vderain-train.lock").write_text(f"{HOST_ID} {sleeper.pid}\n")
+        assert main(["train", "--config", os.path.join(ROOT, TINY), "--out", str(out), "--no-progress"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "another run is training into" in err[0]
+        assert not (out / "last.pt").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # its owner gone, the next run takes the folder and leaves no lock behind
+    assert main(["train", "--config", os.path.join(ROOT, TINY), "--out", str(out), "--no-progress"]) == 0
+    assert (out / "tiny.pt").exists() and not (out / ".vderain-train.lock").exists()

@@ -12,13 +12,41 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true")
 
 
+LOCK_NAME = ".vderain-train.lock"
+LOCK_STALE_S = 600   # a training run touches its lock every minute
+
+
 def main(args) -> int:
+    import contextlib
+    import os
+
+    from vderain import VderainError
+    from vderain.io.writer import Keepalive, _remove, create_owner_file
     from vderain.train.config import load_config
     from vderain.train.loop import train
 
     cfg = load_config(args.config, args.overrides)
     out = args.out or f"runs/{cfg.name}"
-    summary = train(cfg, out, device=args.device, resume=not args.no_resume, progress=not args.no_progress)
+    lock = os.path.join(out, LOCK_NAME)
+    held = contextlib.nullcontext()
+    if int(os.environ.get("RANK", "0")) == 0:
+        # two runs into one folder would interleave their logs and replace each other's checkpoint
+        try:
+            os.makedirs(out, exist_ok=True)
+            taken = create_owner_file(lock, LOCK_STALE_S)
+        except OSError as e:
+            raise VderainError(f"cannot use output folder {out}: {e.strerror or e}") from None
+        if not taken:
+            raise VderainError(f"another run is training into {out} (its lock: {lock}); "
+                               f"give another --out")
+        held = Keepalive(lock, 60)
+    try:
+        with held:
+            summary = train(cfg, out, device=args.device, resume=not args.no_resume,
+                            progress=not args.no_progress)
+    finally:
+        if isinstance(held, Keepalive):
+            _remove(lock)
     if summary.get("steps") is not None:
         extras = " ".join(f"{k}={v:.2f}" for k, v in summary.items() if k.startswith("val_"))
         print(f"trained {cfg.name}: {summary['steps']} steps in {summary['seconds']:.0f} s {extras} -> {out}/{cfg.name}.pt")
