@@ -442,3 +442,23 @@ def test_a_file_that_cannot_be_claimed_fails_alone(capsys, tmp_path, tree):
     assert rc == 1 and "2 done, 0 skipped (exist), 1 failed" in _summary(stdout)
     assert "LLLL" in err and "Traceback" not in err
     assert (out / "a.mp4").exists() and (out / "z.mp4").exists()
+
+
+def test_a_file_one_job_failed_is_not_retried_by_the_others_of_that_run(capsys, tmp_path, tree):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        shutil.copy(tree / "d.mp4", src / name)
+    out = tmp_path / "out"
+    out.mkdir()
+    later = time.time() + 3600
+    (out / ".a.mp4.vderain-failed").write_text("failed by a job running beside us\n")
+    os.utime(out / ".a.mp4.vderain-failed", (later, later))        # ... after we started
+    (out / ".b.mp4.vderain-failed").write_text("failed by an earlier run\n")
+    os.utime(out / ".b.mp4.vderain-failed", (1e9, 1e9))            # ... before we started: retried
+    (src / "c.mp4").write_bytes(b"not a video")                     # fails here, and says so
+    rc, stdout, err = _run(capsys, src, "-o", out, "--claim")
+    assert rc == 1 and "1 done, 0 skipped (exist), 1 taken by other jobs, 1 failed" in _summary(stdout)
+    assert (out / "b.mp4").exists() and not (out / ".b.mp4.vderain-failed").exists()
+    assert not (out / "a.mp4").exists()                              # left to the job that failed it
+    assert (out / ".c.mp4.vderain-failed").read_text().strip()       # its reason, for the other jobs

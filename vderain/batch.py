@@ -245,10 +245,11 @@ def _log_path(out_dir: str, shard, claim: bool = False) -> str:
     return os.path.join(out_dir, name)
 
 
-def claim_path(output: str) -> str:
-    """The hidden file beside `output` that says which job is making it (--claim)."""
+def claim_path(output: str, kind: str = "claim") -> str:
+    """The hidden file beside `output` that says which job is making it (--claim), or, with
+    kind="failed", that a job failed it (other jobs of the same run then leave it alone)."""
     parent, name = os.path.split(output)
-    return os.path.join(parent, f".{name}.vderain-claim")
+    return os.path.join(parent, f".{name}.vderain-{kind}")
 
 
 def _input_state(path: str) -> tuple | None:
@@ -391,6 +392,7 @@ def _run_claimed(jobs: list[Job], replan, process, fail, write_log) -> None:
     finds nothing to do; every pass after the first lists the inputs again (files that arrived)
     and looks again at files other jobs held (a claim whose job died is taken over)."""
     from vderain.io.writer import Keepalive, _remove, create_owner_file
+    started = time.time()
     while True:
         worked = False
         for j in jobs:
@@ -398,6 +400,14 @@ def _run_claimed(jobs: list[Job], replan, process, fail, write_log) -> None:
                 continue
             if os.path.exists(j.output):
                 j.status = "skipped" if j.status == "pending" else j.status
+                continue
+            failed_file = claim_path(j.output, "failed")
+            try:
+                failed_elsewhere = os.path.getmtime(failed_file) >= started
+            except OSError:
+                failed_elsewhere = False
+            if failed_elsewhere:   # another job of this run failed it: one try per run, not one per job
+                j.status = "elsewhere"
                 continue
             claim_file = claim_path(j.output)
             try:
@@ -418,6 +428,15 @@ def _run_claimed(jobs: list[Job], replan, process, fail, write_log) -> None:
                 worked = True
                 with Keepalive(claim_file, CLAIM_TOUCH_S):
                     process(j)
+                try:
+                    if j.status == "failed":
+                        with open(failed_file, "w") as f:   # a later run (started after this) tries again
+                            f.write(j.record.get("error", "") + "\n")
+                    else:
+                        _remove(failed_file)
+                except OSError:
+                    pass   # only saves other jobs a retry
+
             finally:
                 _remove(claim_file)
                 write_log()
