@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import math
 import os
 import re
 import secrets
@@ -387,11 +388,32 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
             "damaged": damaged, "jobs": jobs, "log": log}
 
 
+def _mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return -math.inf
+
+
+def _record_failure(path: str, j: Job) -> None:
+    """Leave the failure's reason beside the output for the other jobs of this run (jobs started
+    later try again), or clear an earlier run's once the file is done."""
+    from vderain.io.writer import _remove
+    try:
+        if j.status != "failed":
+            _remove(path)
+            return
+        with open(path, "w") as f:
+            f.write(j.record.get("error", "") + "\n")
+    except OSError:
+        pass   # it only saves other jobs a retry
+
+
 def _run_claimed(jobs: list[Job], replan, process, fail, write_log) -> None:
     """--claim: pass over the files, each taken only if no live job holds its claim, until a pass
     finds nothing to do; every pass after the first lists the inputs again (files that arrived)
     and looks again at files other jobs held (a claim whose job died is taken over)."""
-    from vderain.io.writer import Keepalive, _remove, create_owner_file
+    from vderain.io.writer import Keepalive, create_owner_file
     started = time.time()
     while True:
         worked = False
@@ -402,11 +424,7 @@ def _run_claimed(jobs: list[Job], replan, process, fail, write_log) -> None:
                 j.status = "skipped" if j.status == "pending" else j.status
                 continue
             failed_file = claim_path(j.output, "failed")
-            try:
-                failed_elsewhere = os.path.getmtime(failed_file) >= started
-            except OSError:
-                failed_elsewhere = False
-            if failed_elsewhere:   # another job of this run failed it: one try per run, not one per job
+            if _mtime(failed_file) >= started:   # another job of this run failed it: one try per run
                 j.status = "elsewhere"
                 continue
             claim_file = claim_path(j.output)
@@ -415,31 +433,18 @@ def _run_claimed(jobs: list[Job], replan, process, fail, write_log) -> None:
                 claimed = create_owner_file(claim_file, CLAIM_STALE_S)
             except OSError as e:   # a name too long, no permission, no space: this file's failure
                 fail(j, e)
-                write_log()
-                continue
-            if not claimed:
-                j.status = "elsewhere"
-                write_log()
-                continue
-            try:
-                if os.path.exists(j.output):   # finished by another job between our look and our claim
+            else:
+                if not claimed:
                     j.status = "elsewhere"
-                    continue
-                worked = True
-                with Keepalive(claim_file, CLAIM_TOUCH_S):
-                    process(j)
-                try:
-                    if j.status == "failed":
-                        with open(failed_file, "w") as f:   # a later run (started after this) tries again
-                            f.write(j.record.get("error", "") + "\n")
-                    else:
-                        _remove(failed_file)
-                except OSError:
-                    pass   # only saves other jobs a retry
-
-            finally:
-                _remove(claim_file)
-                write_log()
+                else:
+                    with Keepalive(claim_file, CLAIM_TOUCH_S, release=True):
+                        if os.path.exists(j.output):   # finished by another job between our look and our claim
+                            j.status = "elsewhere"
+                        else:
+                            worked = True
+                            process(j)
+                            _record_failure(failed_file, j)
+            write_log()
         if not worked:
             return
         try:

@@ -123,6 +123,16 @@ def _word_dirs(root: str, words: Iterable[str]) -> list[str]:
             if os.path.isdir(os.path.join(root, n)) and n.lower() in words]
 
 
+def _pair_up(order: list[str], rain: dict[str, str], gt: dict[str, str],
+             unpaired: list[str] | None) -> list[PairSpec]:
+    """Sequences found on both sides, in `order`; if any, those found on one side only go to
+    `unpaired` (a layout that matched nothing says nothing)."""
+    specs = [PairSpec(name, rain[name], gt[name]) for name in order if name in gt]
+    if specs and unpaired is not None:
+        unpaired.extend([rain[n] for n in rain if n not in gt] + [gt[n] for n in gt if n not in rain])
+    return specs
+
+
 def _layout_split_trees(root: str, unpaired: list[str] | None = None) -> list[PairSpec]:
     """root/rain/<seq>{/|.mp4} + root/gt/<seq>{/|.mp4}, or root/rain/*.png + root/gt/*.png.
     unpaired: gets the paths of sequences found on one side only."""
@@ -133,10 +143,7 @@ def _layout_split_trees(root: str, unpaired: list[str] | None = None) -> list[Pa
     if _has_images(rain) and _has_images(gt):
         return [PairSpec(os.path.basename(os.path.abspath(root)), rain, gt)]
     r, g = _entries(rain), _entries(gt)
-    specs = [PairSpec(name, r[name], g[name]) for name in r if name in g]
-    if specs and unpaired is not None:
-        unpaired.extend([r[n] for n in r if n not in g] + [g[n] for n in g if n not in r])
-    return specs
+    return _pair_up(list(r), r, g, unpaired)
 
 
 # a known word after the last separator that leaves one (the name may hold separators and
@@ -157,10 +164,7 @@ def _layout_suffixed(root: str, unpaired: list[str] | None = None) -> list[PairS
             rain[m.group("name")] = path
         elif word in GT_WORDS:
             gt[m.group("name")] = path
-    specs = [PairSpec(name, rain[name], gt[name]) for name in sorted(rain, key=_natural_key) if name in gt]
-    if specs and unpaired is not None:
-        unpaired.extend([rain[n] for n in rain if n not in gt] + [gt[n] for n in gt if n not in rain])
-    return specs
+    return _pair_up(sorted(rain, key=_natural_key), rain, gt, unpaired)
 
 
 def _layout_per_sequence(root: str, unpaired: list[str] | None = None) -> list[PairSpec]:

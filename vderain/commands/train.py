@@ -21,7 +21,7 @@ def main(args) -> int:
     import os
 
     from vderain import VderainError
-    from vderain.io.writer import Keepalive, _remove, create_owner_file
+    from vderain.io.writer import Keepalive, create_owner_file
     from vderain.train.config import load_config
     from vderain.train.loop import train
 
@@ -39,14 +39,10 @@ def main(args) -> int:
         if not taken:
             raise VderainError(f"another run is training into {out} (its lock: {lock}); "
                                f"give another --out")
-        held = Keepalive(lock, 60)
-    try:
-        with held:
-            summary = train(cfg, out, device=args.device, resume=not args.no_resume,
-                            progress=not args.no_progress)
-    finally:
-        if isinstance(held, Keepalive):
-            _remove(lock)
+        held = Keepalive(lock, 60, release=True)
+    with held:
+        summary = train(cfg, out, device=args.device, resume=not args.no_resume,
+                        progress=not args.no_progress)
     if summary.get("steps") is not None:
         extras = " ".join(f"{k}={v:.2f}" for k, v in summary.items() if k.startswith("val_"))
         print(f"trained {cfg.name}: {summary['steps']} steps in {summary['seconds']:.0f} s {extras} -> {out}/{cfg.name}.pt")

@@ -14,6 +14,7 @@ complete video.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import shutil
 from fractions import Fraction
 
 from vderain import VderainError
-from vderain.io.writer import _remove, _temp_path, create_owner_file, sync_file
+from vderain.io.writer import Keepalive, _remove, _temp_path, create_owner_file, sync_file
 
 MANIFEST = "manifest.json"
 JOIN_LOCK = "join.lock"
@@ -127,7 +128,7 @@ class PartStore:
         """Only one shard joins: the first to create the lock file (a later unsharded run joins
         anyway). A lock whose joiner is gone is taken over: its PID is dead on this host (or is
         ours: a container restarts with the same PID), or, from another host, it went untouched
-        for LOCK_STALE_S (a join touches it as it copies). False too when the folder is gone:
+        for LOCK_STALE_S (a join touches it every minute). False too when the folder is gone:
         another shard has joined the parts."""
         return create_owner_file(self.lock, LOCK_STALE_S)
 
@@ -139,8 +140,9 @@ class PartStore:
             records = [r for r in records if r["frames"] > 0]
             if not records:
                 raise VderainError(f"no video frames could be decoded from {self.input}")
-            join_parts([os.path.join(self.dir, r["file"]) for r in records], records, self.output,
-                       audio_from, notes, keepalive=(lambda: _touch(self.lock)) if locked else None)
+            with Keepalive(self.lock, 60) if locked else contextlib.nullcontext():
+                join_parts([os.path.join(self.dir, r["file"]) for r in records], records, self.output,
+                           audio_from, notes)
         except BaseException:
             if locked:
                 _remove(self.lock)   # let the next run of any shard join
@@ -148,18 +150,11 @@ class PartStore:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-LOCK_STALE_S = 600
-
-
-def _touch(path: str) -> None:
-    try:
-        os.utime(path)
-    except OSError:
-        pass
+LOCK_STALE_S = 600   # a join touches its lock every minute
 
 
 def join_parts(files: list[str], records: list[dict], output: str, audio_from: str | None,
-               notes: list[str], keepalive=None) -> None:
+               notes: list[str]) -> None:
     """Stream-copy the parts' video, in order, with `audio_from`'s side streams, into `output`."""
     import av
 
@@ -174,7 +169,6 @@ def join_parts(files: list[str], records: list[dict], output: str, audio_from: s
         in_tb = Fraction(records[0]["time_base"])
         pts0 = records[0]["first_pts"]
         last_dts = None
-        copied = 0
         for path, rec in zip(files, records):
             with av.open(path) as part:
                 stream = part.streams.video[0]
@@ -202,9 +196,6 @@ def join_parts(files: list[str], records: list[dict], output: str, audio_from: s
                         last_dts = packet.dts
                     packet.stream = vs
                     out.mux(packet)
-                    copied += 1
-                    if keepalive is not None and copied % 2000 == 0:
-                        keepalive()
         if aux is not None:
             aux.finish(math.inf)
         out.close()

@@ -150,13 +150,11 @@ def owner_gone(same_host: bool, pid: int, path: str, idle_s: float) -> bool:
     for `idle_s` seconds."""
     if same_host:
         return pid == os.getpid() or not _pid_alive(pid)
-    try:
-        return time.time() - os.path.getmtime(path) > idle_s
-    except OSError:
-        return False
+    return _idle_s(path) > idle_s
 
 
 def _idle_s(path: str) -> float:
+    """Seconds since `path` was last written or touched (0 when it is gone)."""
     try:
         return time.time() - os.path.getmtime(path)
     except OSError:
@@ -177,7 +175,7 @@ def owner_file_stale(path: str, idle_s: float) -> bool:
         return False   # gone: not ours to take
     except (OSError, ValueError):
         return _idle_s(path) > idle_s
-    return owner_gone(host == HOST_ID, pid, path, idle_s) or _idle_s(path) > idle_s
+    return (host == HOST_ID and owner_gone(True, pid, path, idle_s)) or _idle_s(path) > idle_s
 
 
 def create_owner_file(path: str, idle_s: float) -> bool:
@@ -208,10 +206,11 @@ def create_owner_file(path: str, idle_s: float) -> bool:
 
 class Keepalive:
     """Touches `path` every `every_s` seconds while the `with` block runs, so that other hosts,
-    which cannot check our PID, see its owner is alive (owner_gone's idle test)."""
+    which cannot check our PID, see its owner is alive (owner_gone's idle test); `release`:
+    and removes it when the block ends, however it ends."""
 
-    def __init__(self, path: str, every_s: float):
-        self.path, self.every_s = path, every_s
+    def __init__(self, path: str, every_s: float, release: bool = False):
+        self.path, self.every_s, self.release = path, every_s, release
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vderain-keepalive", daemon=True)
 
@@ -229,6 +228,8 @@ class Keepalive:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        if self.release:
+            _remove(self.path)
 
 
 def _temp_is_stale(path: str, tag: str) -> bool:

@@ -399,9 +399,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
             scaler.step(opt)
             scaler.update()
-            if ema is not None:
-                _ema_update(ema, model, min(cfg.optim.ema, (2 + step) / (11 + step)))
             step += 1
+            if ema is not None:
+                _ema_update(ema, model, min(cfg.optim.ema, (1 + step) / (10 + step)))
             in_step = False
             logged += 1
 

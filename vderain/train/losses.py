@@ -71,7 +71,12 @@ def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def masked_l1(r: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean |r| over the samples where mask (B,) is 1; 0 when none are."""
-    per_sample = r.abs().flatten(1).mean(1)
+    return _masked_mean(r.abs().flatten(1).mean(1), mask)
+
+
+def _masked_mean(per_sample: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of per-sample values (B,) over the samples where mask (B,) is 1; 0 when none are."""
+    mask = mask.to(per_sample.dtype)
     return (per_sample * mask).sum() / mask.sum().clamp(min=1)
 
 
@@ -83,8 +88,7 @@ def log_mse(out: torch.Tensor, clean: torch.Tensor, rain_free: torch.Tensor,
     benchmark's mean PSNR counts it. The floor (an MSE of one grey level) bounds the weight of
     a clip that is nearly right already."""
     mse = ((out - clean) ** 2).flatten(1).mean(1)
-    rainy = 1 - rain_free.to(mse.dtype)
-    return (10 * torch.log10(mse + floor) * rainy).sum() / rainy.sum().clamp(min=1)
+    return _masked_mean(10 * torch.log10(mse + floor), 1 - rain_free)
 
 
 def untouched_l1(out: torch.Tensor, clean: torch.Tensor, streak: torch.Tensor, rain_free: torch.Tensor,
