@@ -121,6 +121,16 @@ def test_config_values_take_their_field_types():
         tiny(**{"data.faint_scale": "[0.2]"})
     with pytest.raises(VderainError, match="must be a number"):
         tiny(**{"data.faint_scale": "[0.2, high]"})
+    # the preset is a name or a mix of weights (the form tools/finetune_cpu.sh and the weights README use)
+    cfg = tiny(**{"data.preset": "{light: 0.5, norain: 1e-1}"})
+    assert cfg.data.preset == {"light": 0.5, "norain": 0.1}
+    assert tiny(**{"data.preset": "heavy"}).data.preset == "heavy"
+    with pytest.raises(VderainError, match="unknown preset"):
+        tiny(**{"data.preset": "{drizzle: 1}"})
+    with pytest.raises(VderainError, match="sum to more than 0"):
+        tiny(**{"data.preset": "{light: 0}"})
+    with pytest.raises(VderainError, match="must be a number"):
+        tiny(**{"data.preset": "{light: lots}"})
 
 
 def test_masked_l1_counts_only_masked_samples():
@@ -391,3 +401,16 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path, capsys):
     # its owner gone, the next run takes the folder and leaves no lock behind
     assert main(["train", "--config", os.path.join(ROOT, TINY), "--out", str(out), "--no-progress"]) == 0
     assert (out / "tiny.pt").exists() and not (out / ".vderain-train.lock").exists()
+
+
+def test_the_shipped_training_commands_parse():
+    # tools/gpu_session.sh, tools/finetune_cpu.sh and the weights README pass their mixes and body
+    # filters as --set overrides; a config check that refuses one only shows on the GPU machine
+    import re
+    texts = [open(os.path.join(ROOT, p)).read() for p in
+             ("tools/gpu_session.sh", "tools/finetune_cpu.sh", "vderain/weights/README.md")]
+    overrides = sorted({m for t in texts for m in re.findall(r"'((?:data\.preset|optim\.train_only)=[^']+)'", t)})
+    assert any(o.startswith("data.preset={") for o in overrides) and any("train_only" in o for o in overrides)
+    for o in overrides:
+        for name in ("quality", "fast"):
+            load_config(os.path.join(ROOT, "configs", f"{name}.yaml"), [o])

@@ -17,7 +17,7 @@ class DataConfig:
     crop: int = 192
     batch: int = 16
     max_short_side: int = 360       # clean footage is decoded once, downscaled to this
-    preset: str = "train"           # RainSynth preset mix
+    preset: str | dict = "train"    # RainSynth preset mix: a name, or {preset: weight, ...}
     codec_prob: float = 0.0         # share of samples round-tripped through a real encoder (CPU only)
     fps: float = 30.0
     procedural: float = 0.0         # share of each batch from procedural scenes beside the clean footage
@@ -126,6 +126,8 @@ def _coerce(value, default, where: str):
                 raise VderainError(f"config: '{where}' must be a whole number (got {value!r})")
             return int(number)
         return number
+    if where == "data.preset" and isinstance(value, dict):
+        return _preset_weights(value, where)
     if isinstance(default, str):
         if value is None:
             return ""
@@ -134,6 +136,19 @@ def _coerce(value, default, where: str):
         if not isinstance(value, str):
             raise VderainError(f"config: '{where}' must be a string (got {value!r})")
     return value
+
+
+def _preset_weights(value: dict, where: str) -> dict:
+    """A preset mix given as weights ({light: 0.2, norain: 0.3, ...}): known names, numbers >= 0, sum > 0."""
+    from vderain.synth.presets import PRESETS
+    unknown = [k for k in value if k not in PRESETS]
+    if unknown:
+        raise VderainError(f"config: '{where}': unknown preset(s) {', '.join(map(str, unknown))} "
+                           f"(choose from {', '.join(PRESETS)})")
+    weights = {k: _coerce(v, 0.0, f"{where}.{k}") for k, v in value.items()}
+    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise VderainError(f"config: '{where}' weights must be >= 0 and sum to more than 0 (got {value!r})")
+    return weights
 
 
 def config_from_dict(values: dict) -> TrainConfig:
