@@ -131,6 +131,26 @@ def test_external_problems_are_reported_not_fatal(tmp_path, suffixed, capsys):
                 "--strict"]) == 1
 
 
+def test_a_method_scored_on_some_sequences_is_also_compared_like_for_like(tmp_path, suffixed):
+    ext = tmp_path / "ext"
+    write_frames(ext / "a1", pair(1, n=11)[1])                # the ground truth for a1 only
+    out = tmp_path / "r"
+    assert run(["--pairs", suffixed, "--methods", "identity", "--external", f"oracle={ext}", "--out", out]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["summary"]["oracle"]["status"].startswith("partial") and res["scopes"]["summary_common"] == ["a1"]
+    a1 = next(s for s in res["sequences"] if s["name"] == "a1")["results"]["identity"]["mean"]["psnr_y"]
+    both = res["summary"]["identity"]["mean"]["psnr_y"]
+    common = res["summary_common"]
+    assert common["identity"]["mean"]["psnr_y"] == pytest.approx(a1) and both != pytest.approx(a1)
+    assert common["identity"]["sequences"] == common["oracle"]["sequences"] == 1
+    assert "Like for like" in (out / "table.md").read_text()
+    rows = (out / "results.csv").read_text().splitlines()
+    assert sorted(r.split(",")[1] for r in rows if r.startswith("MEAN-common,")) == ["(ground truth)", "identity", "oracle"]
+    # every method scored everywhere: no second table
+    assert run(["--pairs", suffixed, "--methods", "identity,median", "--out", tmp_path / "r2"]) == 0
+    assert "summary_common" not in json.loads((tmp_path / "r2" / "results.json").read_text())
+
+
 def test_method_without_weights_is_skipped(tmp_path, monkeypatch, capsys):
     import vderain.methods as methods
     real = methods.get_method

@@ -484,7 +484,24 @@ def run_bench(sequences: Iterable[Sequence], methods: list[MethodSpec], options:
     if rainy and free:
         result["summary_rain_free"] = summarize(result, free)
         result["scopes"]["summary_rain_free"] = [s["name"] for s in free]
+    for key in [k for k in ("summary", "summary_rain_free") if k in result]:
+        _add_common_summary(result, key)
     return result
+
+
+def _add_common_summary(result: dict, key: str) -> None:
+    """When a method was scored on only some sequences its mean covers other sequences than
+    the rest's, so the means do not compare. Then `<key>_common` holds every method's mean
+    over the sequences all of them scored (when there are any)."""
+    if not any(r["status"].startswith("partial") for r in result[key].values()):
+        return
+    scored = [m["label"] for m in result["methods"] if result[key][m["label"]]["sequences"] > 0]
+    names = set(result["scopes"][key])
+    common = [s for s in result["sequences"] if s["name"] in names
+              and all(s["results"].get(label, {}).get("status") == "ok" for label in scored)]
+    if common and len(scored) > 1:
+        result[key + "_common"] = summarize(result, common)
+        result["scopes"][key + "_common"] = [s["name"] for s in common]
 
 
 def _run_one(spec: MethodSpec, method, seq: Sequence, scorer: SequenceScorer, device, single: bool,

@@ -103,10 +103,19 @@ def summary_tables(result: dict) -> list[tuple[str, str]]:
     """(title, summary key) of the mean tables this result has."""
     n = lambda pred: sum(1 for s in result["sequences"] if pred(s))  # noqa: E731
     if "summary_rain_free" in result:
-        return [(f"Mean over {n(lambda s: not s.get('rain_free'))} rainy sequences", "summary"),
-                (f"Rain-free sequences ({n(lambda s: s.get('rain_free'))}): damage check, the ideal output is the "
-                 "input (identity scores the 100 dB cap)", "summary_rain_free")]
-    return [(f"Mean over {len(result['sequences'])} {result.get('summary_scope', 'sequences')}", "summary")]
+        tables = [(f"Mean over {n(lambda s: not s.get('rain_free'))} rainy sequences", "summary"),
+                  (f"Rain-free sequences ({n(lambda s: s.get('rain_free'))}): damage check, the ideal output is the "
+                   "input (identity scores the 100 dB cap)", "summary_rain_free")]
+    else:
+        tables = [(f"Mean over {len(result['sequences'])} {result.get('summary_scope', 'sequences')}", "summary")]
+    out = []
+    for title, key in tables:
+        out.append((title, key))
+        if key + "_common" in result:   # some method was not scored everywhere: compare like for like too
+            k = len(result["scopes"][key + "_common"])
+            out.append((f"Like for like: mean over the {k} of those sequences every method scored",
+                        key + "_common"))
+    return out
 
 
 def _text_table(header, body) -> str:
@@ -170,6 +179,10 @@ def markdown(result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+MEAN_ROW = {"summary": "MEAN", "summary_rain_free": "MEAN-rain-free",
+            "summary_common": "MEAN-common", "summary_rain_free_common": "MEAN-rain-free-common"}
+
+
 def csv_rows(result: dict) -> list[dict]:
     """One row per (sequence, method) plus one 'MEAN' row per method; raw (unscaled) values."""
     keys = [c[0] for c in COLUMNS]
@@ -182,7 +195,7 @@ def csv_rows(result: dict) -> list[dict]:
             rows.append(row)
     for _, key in summary_tables(result):
         for label, r in summary_rows(result, key):
-            row = dict(sequence="MEAN" if key == "summary" else "MEAN-rain-free", method=label,
+            row = dict(sequence=MEAN_ROW[key], method=label,
                        status=r.get("status", ""), frames=None, width=None, height=None)
             row.update({k: _get(r, k) for k in keys})
             rows.append(row)
