@@ -403,3 +403,146 @@ def test_live_network_erodes_the_haze_gate_and_matches_vderain_run_on_full_windo
     runner.reset()                                    # a new stream: no history from the last one
     again = [o for i in range(n) if (o := runner.push(rgb[i], float(i))) is not None] + runner.flush()
     assert (np.stack([o for o, _, _ in again]) == live).all()
+
+
+# ------------------------------------------------------------------ found in review (stage 21)
+
+def test_cli_stats_json_never_overwrites_the_input_or_the_output(clip, tmp_path, capsys):
+    """--stats-json FILE was opened with "w" after the run: naming the input video (or -o)
+    replaced it with JSON."""
+    import shutil
+    src = tmp_path / "in.mp4"
+    shutil.copy(clip, src)
+    before = src.read_bytes()
+    out = tmp_path / "out.mp4"
+    for target, what in ((src, "input"), (out, "output")):
+        assert cli(["live", str(src), "-o", str(out), "--method", "identity",
+                    "--stats-json", str(target)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("vderain: error: --stats-json") and what in err[-1], err
+    assert src.read_bytes() == before and not out.exists()
+
+
+def test_cli_bad_numbers_are_one_line_errors(clip, tmp_path, capsys):
+    """--bitrate 1e400 was an OverflowError traceback; --bitrate -2M / 1e30 failed only at the
+    first frame with FFmpeg's message; NaN durations and rates were accepted and ignored."""
+    out = tmp_path / "o.mp4"
+    cases = [(["--stream", "udp://127.0.0.1:5000", "--bitrate", "1e400"], "--bitrate"),
+             (["--stream", "udp://127.0.0.1:5000", "--bitrate=-2M"], "--bitrate"),
+             (["--stream", "udp://127.0.0.1:5000", "--bitrate", "1e30"], "--bitrate"),
+             (["-o", str(out), "--duration", "nan"], "--duration"),
+             (["-o", str(out), "--fps", "0"], "--fps"),
+             (["-o", str(out), "--width", "-4"], "--width"),
+             (["-o", str(out), "--log-every", "nan"], "--log-every"),
+             (["-o", str(out), "--retry-delay", "inf"], "--retry-delay")]
+    for extra, message in cases:
+        assert cli(["live", clip, "--method", "identity", *extra]) == 1, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("vderain: error: ") and message in err[0], (extra, err)
+    assert not out.exists()
+
+
+def test_cli_bad_file_settings_fail_before_the_source_opens(tmp_path, capsys):
+    """An unknown preset, a negative crf, a container that cannot hold the codec or a format
+    FFmpeg does not know were found at the first frame, after the camera had opened and the
+    model had loaded; now before anything starts (the source here would hang for 10 s)."""
+    import socket
+    server = socket.create_server(("127.0.0.1", 0))   # accepts, never sends: a stalled camera
+    port = server.getsockname()[1]
+    try:
+        for extra, message in (([".mp4", "--preset", "bogus"], "preset"), ([".mp4", "--crf", "-5"], "encoder"),
+                               ([".webm", "--codec", "h264"], "cannot hold"), ([".xyz"], "does not know")):
+            t0 = time.perf_counter()
+            assert cli(["live", f"tcp://127.0.0.1:{port}", "-o", str(tmp_path / "o") + extra[0],
+                        "--method", "identity", "--retries", "0", *extra[1:]]) == 1
+            err = capsys.readouterr().err.strip().splitlines()
+            assert err[-1].startswith("vderain: error: ") and message in err[-1], err
+            assert time.perf_counter() - t0 < 5
+    finally:
+        server.close()
+    assert list(tmp_path.iterdir()) == []   # no file, no temp file left
+
+
+class Waits(LiveSource):
+    """A source that delivers nothing until stopped (a camera still opening)."""
+    name = "slow camera"
+
+    def _frames(self):
+        while not self._stop.wait(0.05):
+            pass
+        return
+        yield
+
+
+def test_cli_interrupted_before_the_first_frame_does_not_claim_a_file(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the camera was still opening printed 'wrote OUT' and exited 0, with no file."""
+    out = tmp_path / "o.mp4"
+    monkeypatch.setattr("vderain.io.live.open_source", lambda *a, **k: Waits())
+    import _thread
+    ctrl_c = threading.Timer(0.5, _thread.interrupt_main)
+    ctrl_c.start()
+    try:
+        rc = cli(["live", "0", "-o", str(out), "--method", "identity"])
+    finally:
+        ctrl_c.cancel()   # never into pytest itself, should cli return early
+    assert rc == 130
+    err = capsys.readouterr().err
+    assert "wrote" not in err and "interrupted" in err
+    assert not out.exists()
+
+
+def test_ctrl_c_still_writes_the_frame_waiting_for_its_look_ahead(clip, tmp_path):
+    """With one frame of look-ahead, Ctrl-C dropped the last processed frame (processed N,
+    file N - 1); it is finished as at the end of a stream (padded with itself)."""
+    class InterruptingSink(Record):
+        def write(self, rgb, capture_time):
+            super().write(rgb, capture_time)
+            if self.written == 5:
+                raise KeyboardInterrupt
+
+    sink = InterruptingSink()
+    stats = run_live(FileSource(clip, realtime=False), Pick(window=3, target=1), [sink])
+    assert stats.stopped_by == "interrupt"
+    assert stats.processed == 6 and sink.written == 6
+    assert [round(index_of(f)) for f in sink.frames] == list(range(6))
+
+
+def test_first_frame_keeps_its_place_in_time_after_a_slow_warm_up(long_clip):
+    """The first frame was restamped after the warm-up, later than the frame captured during it:
+    the file's first two frames were 1 ms apart (pts clamped). It now stays before it."""
+    class SlowStart(Pick):
+        def __call__(self, clips):
+            if self.calls < 2:
+                time.sleep(0.25)   # warm-up calls: the source moves on ~7 frames
+            return super().__call__(clips)
+
+    sink = Record()
+    run_live(FileSource(long_clip), SlowStart(), [sink], max_frames=5)
+    gaps = np.diff(sink.times)
+    assert (gaps > 0.5 / FPS).all(), gaps
+
+
+def test_out_of_memory_is_one_line_and_the_file_is_finished(clip, tmp_path):
+    """A GPU out of memory (a 4K camera on a small card) was a traceback; it is now an error
+    that suggests --max-height, and what was recorded before it is kept."""
+    class Oom(Pick):
+        def __call__(self, clips):
+            if self.calls == 6:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super().__call__(clips)
+
+    out = tmp_path / "oom.mp4"
+    with pytest.raises(VderainError, match="out of memory.*--max-height") as err:
+        run_live(FileSource(clip, realtime=False), Oom(), [FileSink(out, FPS, crf=10)])
+    assert "\n" not in str(err.value)
+    assert frames_of(out) == list(range(4))   # 2 warm-up calls, 4 frames, then the error
+
+
+def test_cli_output_codec_follows_the_target_as_in_vderain_run(clip, tmp_path):
+    """--codec defaulted to h264 here (None in `vderain run`, where the writer picks it from the
+    target): `-o frames/` was refused ('--codec h264 needs a file name'), where `vderain run`
+    writes PNG frames."""
+    from vderain.cli import build_parser
+    assert build_parser().parse_args(["live", "0"]).codec is None
+    assert cli(["live", clip, "-o", str(tmp_path / "frames") + "/", "--method", "identity", "--max-frames", "3"]) == 0
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["000000.png", "000001.png", "000002.png"]

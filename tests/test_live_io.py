@@ -167,13 +167,19 @@ def check_sequence(frames, at_least):
     assert all(b > a for a, b in zip(idx, idx[1:]))
 
 
-def test_stream_sink_tcp_server_read_back_by_a_second_reader():
+def _tcp_sink_with_reader():
+    """A TCP-server stream sink with a reader connected: (sink, the frames read, the reader thread)."""
     sink = StreamSink("tcp://127.0.0.1:0?listen=1", FPS, gop=0.2)
     port = sink.address[1]
     got = []
     reader = threading.Thread(target=lambda: got.extend(read_all(f"tcp://127.0.0.1:{port}")))
     reader.start()
     assert wait_for(lambda: sink.out.clients, timeout=5)
+    return sink, got, reader
+
+
+def test_stream_sink_tcp_server_read_back_by_a_second_reader():
+    sink, got, reader = _tcp_sink_with_reader()
     send(sink, 30)
     reader.join(10)
     assert not reader.is_alive()
@@ -280,3 +286,158 @@ def test_udp_datagrams_carry_whole_ts_packets():
     finally:
         out.close()
         rx.close()
+
+
+# ------------------------------------------------------------------ found in review (stage 21)
+
+def make_rotated_clip(path, rotation: int, n: int = 3) -> str:
+    """A phone-style clip: frames coded landscape, a display rotation tag to show them upright."""
+    import av
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        s.set_display_rotation(rotation)
+        for i in range(n):
+            img = np.full((64, 96, 3), 50 + i, np.uint8)
+            img[:8, :8] = 255   # a white mark in the coded top-left corner
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return str(path)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotated_file_source_is_shown_upright(tmp_path, rotation):
+    """A phone clip with a display rotation came out sideways in every live output (the window,
+    MPEG-TS and the file), which players show upright: the pixels are turned as the tag says
+    (counter-clockwise quarter turns, as the writer turns PNG frames)."""
+    path = make_rotated_clip(tmp_path / "rot.mp4", rotation)
+    got = drain(FileSource(path, realtime=False))
+    assert len(got) == 3
+    coded = np.zeros((64, 96), bool)
+    coded[:8, :8] = True
+    expect = np.rot90(coded, (rotation // 90) % 4)
+    assert got[0].rgb.shape[:2] == expect.shape
+    assert got[0].rgb.flags.c_contiguous
+    bright = got[0].rgb[..., 0] > 150
+    assert bright[expect].mean() > 0.9 and bright[~expect].mean() < 0.02
+
+
+def test_zero_frame_file_with_loop_fails_at_once(tmp_path):
+    """A file that opens but decodes to no frame, with --loop, reopened it in a busy loop for
+    the 30 s first-frame timeout; it now ends at once ('ended before delivering a frame')."""
+    full = make_clip(tmp_path / "full.mkv", n=5)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(open(full, "rb").read()[:700])   # the header and no whole frame
+    src = FileSource(str(cut), loop=True)
+    t0 = time.perf_counter()
+    got = drain(src, limit_s=5)
+    assert got == [] and src.ended and time.perf_counter() - t0 < 3
+
+
+def test_a_folder_as_source_says_so(tmp_path):
+    with pytest.raises(VderainError, match="is a folder"):
+        open_source(str(tmp_path))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (95, 63)])
+def test_stream_sink_takes_odd_and_tiny_frames(size):
+    """even_crop made a 1x1 frame 0x0 and the encoder failed ('stream sink failed'); odd sizes
+    are now padded by repeating the last row/column, as `vderain run`'s writer does."""
+    w, h = size
+    sink, got, reader = _tcp_sink_with_reader()
+    t = time.perf_counter()
+    for i in range(5):
+        sink.write(np.full((h, w, 3), 100, np.uint8), t + i / FPS)
+        wait_for(lambda: sink.written == i + 1, timeout=2)
+    sink.close()
+    reader.join(10)
+    assert sink.written == 5
+    assert got and got[0].shape == (h + h % 2, w + w % 2, 3)
+
+
+def test_stream_sink_keyframes_follow_time_not_frame_count():
+    """The keyframe interval was counted in frames at the nominal rate (30 = 1 s at 30 fps); with
+    a model at 3 fps that was a keyframe every 10 s, so a player joining waited up to 10 s for
+    a picture. Keyframes now come every `gop` seconds of stream time, whatever the frame rate."""
+    import av
+    sink = StreamSink("tcp://127.0.0.1:0?listen=1", FPS, gop=1.0)
+    port = sink.address[1]
+    keys = []
+
+    def reader():
+        with av.open(f"tcp://127.0.0.1:{port}", timeout=(5, 3)) as c:
+            for p in c.demux(video=0):
+                if p.size:
+                    keys.append((float(p.pts * p.time_base), p.is_keyframe))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    assert wait_for(lambda: sink.out.clients, timeout=5)
+    t0 = time.perf_counter()
+    for i in range(12):   # 12 frames 0.3 s apart in capture time: a slow model, 3.3 fps
+        sink.write(frame(i), t0 + 0.3 * i)
+        wait_for(lambda: sink.written == i + 1, timeout=2)
+    sink.close()
+    t.join(10)
+    assert len(keys) == 12
+    times = [round(k - keys[0][0], 2) for k, key in keys if key]
+    assert times[0] == 0 and len(times) >= 3
+    assert all(b - a <= 1.2 for a, b in zip(times, times[1:] + [round(keys[-1][0] - keys[0][0], 2)]))
+
+
+def test_window_sink_refuses_a_display_it_cannot_reach(monkeypatch):
+    """With DISPLAY set to a display that does not answer (a stale ssh forward, a service that
+    inherited it), OpenCV's Qt aborted the whole process (SIGABRT, no message, no file finished)
+    at the first frame. The window is tried first in a child process: one line instead."""
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.setenv("DISPLAY", "127.0.0.1:87")   # nothing listens on port 6087
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    with pytest.raises(VderainError, match="cannot open a window") as e:
+        WindowSink()
+    assert "\n" not in str(e.value) and "--output" in str(e.value)
+
+
+def test_camera_frames_in_other_formats_become_rgb():
+    """OpenCV hands some cameras' frames over as grey (H, W), 16-bit or BGRA (IR, thermal,
+    depth cameras): cvtColor(BGR2RGB) raised cv2.error in the loop, a traceback."""
+    cam = CameraSource(0)
+    bgr = np.zeros((4, 6, 3), np.uint8)
+    bgr[..., 0] = 200   # blue
+    assert cam._to_rgb(bgr)[0, 0].tolist() == [0, 0, 200]
+    assert cam._to_rgb(np.full((4, 6), 77, np.uint8)).shape == (4, 6, 3)
+    assert cam._to_rgb(np.full((4, 6, 1), 77, np.uint8))[0, 0].tolist() == [77, 77, 77]
+    assert cam._to_rgb(np.full((4, 6), 256 * 77, np.uint16))[0, 0].tolist() == [77, 77, 77]
+    assert cam._to_rgb(np.dstack([bgr, np.full((4, 6), 9, np.uint8)]))[0, 0].tolist() == [0, 0, 200]
+    with pytest.raises(VderainError, match="unsupported frame"):
+        cam._to_rgb(np.zeros((1, 4096), np.uint8))   # an undecoded buffer (MJPEG, YUYV)
+
+
+def test_a_stream_that_sends_nothing_says_it_timed_out():
+    """A server that accepts and never sends ended with FFmpeg's 'Immediate exit requested'."""
+    import socket
+    server = socket.create_server(("127.0.0.1", 0))
+    src = StreamSource(f"tcp://127.0.0.1:{server.getsockname()[1]}", retries=0, open_timeout=0.5).start()
+    try:
+        assert wait_for(lambda: src.ended, timeout=5)
+        with pytest.raises(VderainError, match=r"sent nothing for 0.5 s \(timed out\)"):
+            src.read(0.1)
+    finally:
+        src.stop()
+        server.close()
+
+
+def test_stream_errors_do_not_print_the_camera_password():
+    """`vderain: error: stream rtsp://admin:secret@...` put the camera's password in logs and
+    journals; it is hidden in every message."""
+    port = free_port()
+    src = StreamSource(f"tcp://admin:s3cret@127.0.0.1:{port}", retries=0).start()
+    try:
+        assert wait_for(lambda: src.ended, timeout=5)
+        with pytest.raises(VderainError) as e:
+            src.read(0.1)
+    finally:
+        src.stop()
+    assert "s3cret" not in str(e.value) and f"admin:***@127.0.0.1:{port}" in str(e.value)

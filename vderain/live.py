@@ -289,8 +289,14 @@ def run_live(source: LiveSource, method, sinks: list[Sink], *, max_frames: int |
         base_captured, base_dropped = source.captured - source.pending - 1, source.dropped
         # The first frame is processed too (every frame with --no-realtime). It waited through
         # the warm-up; restamp it so that start-up cost stays out of the latency figures, as the
-        # frames dropped during warm-up stay out of the drop counts.
-        pending = [replace(first, time=time.perf_counter())]
+        # frames dropped during warm-up stay out of the drop counts, but keep it a frame before
+        # one captured meanwhile (else the file's first two frames were 1 ms apart).
+        restamp = time.perf_counter()
+        waiting = source.read(timeout=0) if source.pending else None
+        if waiting is not None:
+            restamp = min(restamp, waiting.time - 1 / (source.fps or 30.0))
+        pending = [waiting] if waiting is not None else []
+        pending.append(replace(first, time=max(first.time, restamp)))
         opened = first.opened
         started = last_log = time.perf_counter()
         interval = _Interval(source, sinks)
@@ -340,9 +346,19 @@ def run_live(source: LiveSource, method, sinks: list[Sink], *, max_frames: int |
             _emit(sinks, done, stats, rate.tick(time.perf_counter()))
     except KeyboardInterrupt:
         stats.stopped_by = "interrupt"
+        if started is not None:   # the frame waiting for its look-ahead is finished too
+            for done in runner.flush():
+                _emit(sinks, done, stats, rate.tick(time.perf_counter()))
     except VderainError as e:
         stats.stopped_by = "error"
         error = e
+    except (torch.cuda.OutOfMemoryError, MemoryError):
+        # (a 4K camera on a small GPU): one line, and what was recorded is kept
+        stats.stopped_by = "error"
+        w, h = stats.size or (0, 0)
+        where = "GPU " if isinstance(method.device, torch.device) and method.device.type == "cuda" else ""
+        error = VderainError(f"out of {where}memory running {method.name} on {w}x{h} frames; "
+                             f"try --max-height {max(16, h // 2 - h // 2 % 2)} or a smaller camera mode")
     finally:
         end = time.perf_counter()
         source.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -47,7 +48,8 @@ def add_arguments(p):
     s.add_argument("--retries", type=int, default=3, help="reconnect attempts after a camera/stream is lost")
     s.add_argument("--retry-delay", type=float, default=1.0, help="seconds between reconnect attempts")
     e = p.add_argument_group("encoding")
-    e.add_argument("--codec", default="h264", help="--output codec (as in `vderain run`)")
+    e.add_argument("--codec", default=None,
+                   help="--output codec (as in `vderain run`: default h264; vp9 for .webm, png for folders)")
     e.add_argument("--crf", type=int, help="--output quality, lower is better (default: the codec's, 18 for h264)")
     e.add_argument("--preset", default="ultrafast",
                    help="--output x264 preset (default ultrafast: leaves the CPU to the model; "
@@ -65,13 +67,42 @@ def _bitrate(text: str | None) -> int | None:
         return None
     mult = {"k": 1e3, "m": 1e6}.get(text[-1].lower(), 1)
     try:
-        return int(float(text[:-1] if mult != 1 else text) * mult)
+        value = float(text[:-1] if mult != 1 else text) * mult
     except ValueError:
-        raise VderainError(f"bad --bitrate '{text}' (e.g. 2M or 800k)") from None
+        value = math.nan
+    # inf was an OverflowError traceback; <= 0 or past a C int, FFmpeg's message at the first frame
+    if not 1e3 <= value <= 2e9:
+        raise VderainError(f"bad --bitrate '{text}': bits per second between 1k and 2000M (e.g. 2M or 800k)")
+    return int(value)
 
 
-def _check_stats_path(path: str) -> None:
+def _check_numbers(args) -> None:
+    """One line for numbers that would be refused late, ignored, or loop forever (NaN, inf, <= 0)."""
+    for name, value, low in (("--max-frames", args.max_frames, 0), ("--duration", args.duration, 0),
+                             ("--fps", args.fps, 0), ("--width", args.width, 0), ("--height", args.height, 0),
+                             ("--log-every", args.log_every, 0)):
+        if value is not None and not (value > low and math.isfinite(value)):
+            raise VderainError(f"{name} must be > {low} (got {value})")
+    if args.max_height is not None and args.max_height < 16:
+        raise VderainError(f"--max-height must be >= 16 (got {args.max_height})")
+    if args.retries < 0 or not 0 <= args.retry_delay < 1e6:
+        raise VderainError("--retries and --retry-delay must be >= 0 (and the delay finite)")
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_stats_path(path: str, protect: dict) -> None:
     folder = os.path.dirname(os.path.abspath(path))
+    for what, other in protect.items():   # it is opened with "w" after the run
+        if other and _same_file(path, other):
+            raise VderainError(f"--stats-json {path} is the {what}; choose another name")
     if os.path.isdir(path):
         raise VderainError(f"--stats-json {path} is a folder; give a file name")
     if not os.path.isdir(folder):
@@ -86,20 +117,15 @@ def main(args) -> int:
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for name, value in (("--max-frames", args.max_frames), ("--duration", args.duration)):
-        if value is not None and value <= 0:
-            raise VderainError(f"{name} must be > 0 (got {value})")
-    if args.max_height is not None and args.max_height < 16:
-        raise VderainError(f"--max-height must be >= 16 (got {args.max_height})")
-    if args.retries < 0 or args.retry_delay < 0:
-        raise VderainError("--retries and --retry-delay must be >= 0")
+    _check_numbers(args)
+    bitrate = _bitrate(args.bitrate)
     apply_threads(args.threads)
-    if args.stats_json:
-        _check_stats_path(args.stats_json)   # now, not after a whole run
 
     source = open_source(args.source, width=args.width, height=args.height, fps=args.fps,
                          realtime=args.realtime, loop=args.loop, retries=args.retries,
                          retry_delay=args.retry_delay)
+    if args.stats_json:   # now, not after a whole run
+        _check_stats_path(args.stats_json, {"input": getattr(source, "path", None), "output": args.output})
     fps = source.fps or args.fps or 30.0
     window = args.show if args.show is not None else not (args.output or args.stream)
     method = build_live_method(args.method, args.device)   # missing weights: one-line error
@@ -113,7 +139,7 @@ def main(args) -> int:
             sinks.append(FileSink(args.output, fps, codec=args.codec, crf=args.crf, preset=args.preset,
                                   split=args.split, overlay=args.overlay == "all", inputs=inputs))
         if args.stream:
-            sinks.append(StreamSink(args.stream, fps, bitrate=_bitrate(args.bitrate),
+            sinks.append(StreamSink(args.stream, fps, bitrate=bitrate,
                                     split=args.split, overlay=args.overlay == "all"))
             host, port = sinks[-1].address
             logging.getLogger("vderain.live").info("live: streaming MPEG-TS on %s (%s:%d)", args.stream, host, port)
@@ -140,7 +166,9 @@ def main(args) -> int:
             signal.signal(signal.SIGTERM, previous)
     if args.stats_json:
         stats.write_json(args.stats_json)
-    if args.output:
+    if stats.stopped_by == "interrupt" and not stats.processed:
+        raise KeyboardInterrupt   # before the first frame: nothing was written ("vderain: interrupted")
+    if any(isinstance(sink, FileSink) and sink.written for sink in sinks):
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -55,10 +55,21 @@ class LiveFrame:
 
 # ---------------------------------------------------------------- helpers
 
-def even_crop(rgb: np.ndarray) -> np.ndarray:
-    """yuv420p needs even sizes; drop a last odd row/column rather than fail."""
+def even_pad(rgb: np.ndarray) -> np.ndarray:
+    """yuv420p needs even sizes: repeat a last odd row/column, as `vderain run`'s writer does
+    (cropping it made a 1x1 frame 0x0, which no encoder takes)."""
     h, w = rgb.shape[:2]
-    return rgb[: h - h % 2, : w - w % 2]
+    if not (h % 2 or w % 2):
+        return rgb
+    return np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def upright(rgb: np.ndarray, rotation) -> np.ndarray:
+    """Turn a frame as its display rotation tag says (a phone clip): live outputs show pixels
+    as they are (a window and MPEG-TS cannot carry the tag). Counter-clockwise quarter turns,
+    as `vderain.io.writer` turns PNG frames."""
+    turns = (int(rotation or 0) // 90) % 4 if not (rotation or 0) % 90 else 0
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def display_available() -> bool:
@@ -66,6 +77,32 @@ def display_available() -> bool:
     if sys.platform.startswith("linux"):
         return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     return True
+
+
+_WINDOW_PROBE = ("import cv2; cv2.namedWindow('vderain live'); cv2.waitKey(1); "
+                 "cv2.destroyAllWindows(); cv2.waitKey(1)")
+
+
+def window_problem(timeout: float = 20.0) -> str | None:
+    """Why a window cannot open, or None: tried in a child process first, because OpenCV's Qt
+    aborts the whole process (SIGABRT, no exception) when DISPLAY names a display it cannot
+    reach, e.g. a stale ssh forward or a service that inherited DISPLAY."""
+    import subprocess
+    try:
+        r = subprocess.run([sys.executable, "-c", _WINDOW_PROBE], capture_output=True, text=True,
+                           timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"no window within {timeout:.0f} s"
+    except OSError as e:
+        return str(e)
+    if r.returncode == 0:
+        return None
+    lines = [line.strip() for line in r.stderr.splitlines() if line.strip()]
+    # Qt's first line names the display ("could not connect to display :1"); OpenCV's own
+    # errors (a build without GUI support) put the reason last.
+    display = [line for line in lines if "display" in line.lower()]
+    reason = (display or lines[-1:] or [f"exit status {r.returncode}"])[0]
+    return reason.split("qpa.xcb: ")[-1]
 
 
 # ---------------------------------------------------------------- sources
@@ -195,6 +232,10 @@ class LiveSource:
     def _describe(self) -> str:
         return self.name
 
+    def _scrub(self, text: str) -> str:
+        """A message as it may be shown (a stream hides its URL's password)."""
+        return text
+
     # -- capture thread
     def _run(self) -> None:
         failures = 0
@@ -214,7 +255,7 @@ class LiveSource:
                 except VderainError:
                     raise
                 except Exception as e:  # noqa: BLE001 - any capture failure is a disconnect to retry
-                    reason = f"failed: {e}"
+                    reason = self._scrub(f"failed: {e}")
                 if self._stop.is_set():
                     return
                 if not self.live:   # a file: its end is the end, its failure is final
@@ -230,7 +271,8 @@ class LiveSource:
                             self.retry_delay, failures, self.retries)
                 self._stop.wait(self.retry_delay)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer thread
-            self._slot.finish(e if isinstance(e, VderainError) else VderainError(f"{self._describe()}: {e}"))
+            self._slot.finish(e if isinstance(e, VderainError) else
+                              VderainError(self._scrub(f"{self._describe()}: {e}")))
             return
         finally:
             if not self._slot.finished:
@@ -266,6 +308,9 @@ class FileSource(LiveSource):
         self.name = os.path.basename(self.path)
         self.realtime = realtime
         self.loop = loop
+        if os.path.isdir(self.path):
+            raise VderainError(f"{self.path} is a folder; live plays a video file, a camera index "
+                               "(0) or a stream URL")
         if not os.path.isfile(self.path):
             raise VderainError(f"no such video file: {self.path}")
         try:
@@ -294,7 +339,8 @@ class FileSource(LiveSource):
                     ts = float(f.pts * f.time_base) if f.pts is not None and f.time_base else n / self.fps
                     start = ts if start is None else start
                     yield f, ts - start, pass_no
-            if not self.loop or self._stop.is_set():
+            # a pass without a frame: looping would reopen the file in a busy loop forever
+            if not self.loop or self._stop.is_set() or start is None:
                 return
 
     def _frames(self):
@@ -314,7 +360,8 @@ class FileSource(LiveSource):
             yield f, offset + ts
 
     def _to_rgb(self, payload) -> np.ndarray:
-        return frame_to_rgb(payload)   # the frame's own matrix and range, as `vderain run` reads
+        # the frame's own matrix and range, as `vderain run` reads; turned upright (phone clips)
+        return upright(frame_to_rgb(payload), payload.rotation)
 
 
 class CameraSource(LiveSource):
@@ -360,7 +407,18 @@ class CameraSource(LiveSource):
 
     def _to_rgb(self, payload) -> np.ndarray:
         import cv2
-        return cv2.cvtColor(payload, cv2.COLOR_BGR2RGB)
+        # OpenCV gives some cameras' frames (IR, thermal, depth) as grey, 16-bit or BGRA
+        if payload.dtype == np.uint16:
+            payload = (payload >> 8).astype(np.uint8)
+        if payload.ndim == 3 and payload.shape[2] == 1:
+            payload = payload[..., 0]
+        if payload.dtype == np.uint8 and payload.ndim == 2 and min(payload.shape) > 1:
+            return cv2.cvtColor(payload, cv2.COLOR_GRAY2RGB)
+        if payload.dtype == np.uint8 and payload.ndim == 3 and payload.shape[2] in (3, 4):
+            return cv2.cvtColor(payload, cv2.COLOR_BGR2RGB if payload.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
+        raise VderainError(f"camera {self.index} delivered an unsupported frame format "
+                           f"({payload.dtype} {'x'.join(map(str, payload.shape))}); "
+                           "try another --width/--height/--fps mode")
 
 
 class StreamSource(LiveSource):
@@ -393,24 +451,41 @@ class StreamSource(LiveSource):
         self.options.update(options or {})
 
     def _describe(self) -> str:
-        return f"stream {self.url}"
+        return f"stream {_redact(self.url)}"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self.url, _redact(self.url))
 
     def _frames(self):
         import av
-        with av.open(self.url, options=self.options, timeout=self.timeouts) as c:
-            if not c.streams.video:
-                raise VderainError(f"{self.url} carries no video stream")
-            s = c.streams.video[0]
-            s.thread_type = "SLICE"  # frame threading would add a frame of delay per thread
-            rate = s.average_rate or s.guessed_rate
-            self.fps = float(rate) if rate else 30.0
-            for f in c.decode(s):
-                if self._stop.is_set():
-                    return
-                yield f
+        opened = False
+        try:
+            with av.open(self.url, options=self.options, timeout=self.timeouts) as c:
+                opened = True
+                if not c.streams.video:
+                    raise VderainError(f"{_redact(self.url)} carries no video stream")
+                s = c.streams.video[0]
+                s.thread_type = "SLICE"  # frame threading would add a frame of delay per thread
+                rate = s.average_rate or s.guessed_rate
+                self.fps = float(rate) if rate else 30.0
+                for f in c.decode(s):
+                    if self._stop.is_set():
+                        return
+                    yield f
+        except av.error.ExitError:   # FFmpeg's words for it: "Immediate exit requested"
+            raise OSError(f"sent nothing for {self.timeouts[1 if opened else 0]:g} s (timed out)") from None
 
     def _to_rgb(self, payload) -> np.ndarray:
-        return frame_to_rgb(payload)   # the frame's own matrix and range, as `vderain run` reads
+        # the frame's own matrix and range, as `vderain run` reads; turned upright (phone clips)
+        return upright(frame_to_rgb(payload), payload.rotation)
+
+
+def _redact(url: str) -> str:
+    """The URL for messages and logs, its password hidden (rtsp://user:password@camera/...)."""
+    u = urlsplit(url)
+    if u.password is None:
+        return url
+    return u._replace(netloc=f"{u.username}:***@{u.netloc.rpartition('@')[2]}").geturl()
 
 
 def open_source(spec: str, *, width: int | None = None, height: int | None = None,
@@ -502,6 +577,10 @@ class WindowSink(Sink):
         if not display_available():
             raise VderainError("no display to open a window on (DISPLAY / WAYLAND_DISPLAY unset); "
                                "use --output FILE or --stream URL instead")
+        problem = window_problem()
+        if problem:
+            raise VderainError(f"cannot open a window ({problem}); "
+                               "use --output FILE or --stream URL instead, or --no-show")
         self.title = title
         self.split = split
         self.overlay = overlay
@@ -593,10 +672,11 @@ class _ThreadedSink(Sink):
                 if item is None:
                     break
                 rgb, t = item
+                rgb = self._fit(rgb)
                 if first is None:
                     first = t
-                    self._open(even_crop(rgb).shape[1::-1])
-                self._write(even_crop(rgb), t - first)
+                    self._open(rgb.shape[1::-1])
+                self._write(rgb, t - first)
                 self._done(t)
         except BaseException as e:  # noqa: BLE001 - reported on the loop's next write/close
             self._error = e
@@ -608,6 +688,9 @@ class _ThreadedSink(Sink):
                 self._close(ok=self._error is None)
             except BaseException as e:  # noqa: BLE001
                 self._error = self._error or e
+
+    def _fit(self, rgb):
+        return even_pad(rgb)   # yuv420p
 
     def _open(self, size):
         raise NotImplementedError
@@ -629,26 +712,32 @@ class FileSink(_ThreadedSink):
 
     def __init__(self, path: str, fps: float, *, codec: str = "h264", crf: int | None = None,
                  preset: str = "ultrafast", split: bool = False, overlay: bool = False, inputs=()):
-        from vderain.io.writer import check_output, resolve_codec
-        # Fail now, not at the first frame: bad folder, unknown codec, output == input.
-        check_output(path, inputs, codec)
-        resolve_codec(codec, str(path))
         self.path = str(path)
         self.inputs = tuple(inputs)
         self.fps = fps or 30.0
         self.codec, self.crf, self.preset = codec, crf, preset
+        # Fail now, not at the first frame (after the camera opened and the model loaded): bad
+        # folder, output == input, unknown codec or preset, a container that cannot hold the
+        # codec, a bad crf. A 2x2 encoder is opened and dropped (its temp file removed).
+        self._new_writer((2, 2)).abort()
         self.split, self.overlay = split, overlay
         self._writer = None
         self._last_pts = -1
         super().__init__(drop_when_full=False)
 
-    def _open(self, size):
+    def _fit(self, rgb):
+        return rgb   # the writer pads odd sizes itself, as in `vderain run`
+
+    def _new_writer(self, size):
         from vderain.io.writer import VideoWriter
         from vderain.io.types import VideoInfo
         info = VideoInfo(width=size[0], height=size[1], fps=self.fps, time_base=Fraction(1, 1000),
                          source="live")
-        self._writer = VideoWriter(self.path, info, codec=self.codec, crf=self.crf, preset=self.preset,
-                                   inputs=self.inputs)
+        return VideoWriter(self.path, info, codec=self.codec, crf=self.crf, preset=self.preset,
+                           inputs=self.inputs)
+
+    def _open(self, size):
+        self._writer = self._new_writer(size)
         self._writer.__enter__()
 
     def _write(self, rgb, seconds):
@@ -683,6 +772,8 @@ class StreamSink(_ThreadedSink):
         self.fps = fps or 30.0
         self.bitrate = bitrate
         self.gop = max(1, round(gop * self.fps))   # a keyframe every `gop` s: players can join mid-stream
+        self.gop_s = gop       # ... by time too: a model slower than the source sends fewer frames
+        self._last_key = None
         self.split, self.overlay = split, overlay
         self.out = _open_ts_output(url)           # fails here, in the caller, on a bad URL/port
         self._container = None
@@ -715,6 +806,10 @@ class StreamSink(_ThreadedSink):
         self._last_pts = pts
         f = color.rgb_to_yuv420(rgb, *self.COLOR)
         f.pts, f.time_base = pts, Fraction(1, 1000)
+        if self._last_key is None or seconds - self._last_key >= self.gop_s:
+            from av.video.frame import PictureType
+            f.pict_type = PictureType.I   # forced: an IDR frame (closed GOP)
+            self._last_key = seconds
         for p in self._stream.encode(f):
             self._container.mux(p)
 
