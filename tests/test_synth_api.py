@@ -140,3 +140,31 @@ def test_bad_inputs():
         CleanClipSource(["/nonexistent/clip.mp4"])
     with pytest.raises(VderainError):
         RainSynth("light")(torch.rand(2, 3, 8, 8))
+
+
+def test_clean_clip_source_frame_folder_in_natural_order(tmp_path):
+    # frame_10.png sorted before frame_2.png: every window jumped about in time
+    import cv2
+    for i in range(12):
+        cv2.imwrite(str(tmp_path / f"frame_{i}.png"), np.full((20, 24, 3), 10 * i, np.uint8))
+    src = CleanClipSource([str(tmp_path)], frames=4, size=16)
+    means = [int(f.float().mean()) for f in src.clips[0]]
+    assert means == [10 * i for i in range(12)]
+
+
+def test_clean_clip_source_turns_a_rotated_clip_upright(tmp_path):
+    import sys, os
+    sys.path.insert(0, os.path.dirname(__file__))
+    from videogen import make_video
+    path = make_video(tmp_path / "phone.mp4", n=3, width=48, height=32, rotation=90)
+    src = CleanClipSource([path], frames=2, size=16)
+    assert tuple(src.clips[0].shape) == (3, 3, 48, 32)            # shown portrait, as the phone filmed
+
+
+@pytest.mark.parametrize("kw", [dict(frames=0), dict(size=0), dict(max_short_side=0)])
+def test_clean_clip_source_bad_sizes(tmp_path, kw):
+    from vderain import VderainError
+    import cv2
+    cv2.imwrite(str(tmp_path / "still.png"), np.zeros((20, 24, 3), np.uint8))
+    with pytest.raises(VderainError):
+        CleanClipSource([str(tmp_path / "still.png")], **kw).sample(2, torch.Generator().manual_seed(0))

@@ -49,3 +49,9 @@ def test_rain_overrides_isolate_haze_and_streaks_with_the_same_draws():
     assert no_veil["meta"]["params"]["veil"] == 0.0 and full["meta"]["params"]["veil"] > 0.1
     assert not np.array_equal(full["rainy"], no_veil["rainy"])
     assert np.abs(nothing["rainy"].astype(int) - nothing["clean"]).max() <= 1   # no rain left at all
+
+
+@pytest.mark.parametrize("kw", [dict(frames=0), dict(height=0), dict(width=0)])
+def test_zero_sizes_are_refused_not_replaced_by_defaults(kw):
+    with pytest.raises(VderainError):
+        render_case("light_pan", **kw)

@@ -128,14 +128,17 @@ class RainSynth:
     @torch.no_grad()
     def __call__(self, clean: torch.Tensor, generator: torch.Generator | None = None,
                  fps: float | torch.Tensor = 30.0, *, t0: int = 0,
-                 frame_generator: torch.Generator | None = None) -> dict:
+                 frame_generator: torch.Generator | None = None,
+                 scene_mean: torch.Tensor | None = None) -> dict:
         """Rain for a batch (B, T, 3, H, W) in [0, 1]; see the module docstring for the steps.
 
         fps: frame rate (float or (B,)): sets how far drops fall between frames.
         Streaming a long clip in chunks: pass a generator seeded identically for every
         chunk (it draws everything that is fixed per clip: parameters, drops, lamps, haze),
         t0 = index of the chunk's first frame (drops keep falling across chunks), and a
-        different frame_generator per chunk (noise and splashes, which are new every frame).
+        different frame_generator per chunk (noise and splashes, which are new every frame),
+        and the first chunk's ["params"]["scene_mean"] as scene_mean (B, 3): the haze colour follows
+        the clip's first frame, and each chunk's own first frame made it step at chunk borders.
         """
         if clean.dim() != 5 or clean.shape[2] != 3:
             raise VderainError(f"RainSynth wants clips (B, T, 3, H, W), got {tuple(clean.shape)}")
@@ -149,6 +152,8 @@ class RainSynth:
         dev = self.device
         x = clean.float()
         fps_b = torch.as_tensor(fps, dtype=torch.float32, device=dev).expand(B).clone()
+        if not bool(torch.isfinite(fps_b).all() and (fps_b > 0).all()):
+            raise VderainError(f"RainSynth: fps must be finite and > 0 (got {fps})")
 
         pid, p = self.sample_params(B, g)
         extra = torch.rand(B, 40, generator=g, device=dev)                      # misc randoms
@@ -193,7 +198,8 @@ class RainSynth:
         depth = effects.depth_proxy(h8, w8, horizon, torch.rand(B, 4, 4, generator=g, device=dev))
         veil = p["veil"] * rain
         trans_lr = torch.exp(-veil[:, None, None] * depth)                      # (B,h,w)
-        air = (env[:, :1] * p["veil_k"][:, None, None, None, None]).clamp(0, 1)  # (B,1,3,1,1)
+        first = env[:, :1] if scene_mean is None else scene_mean.to(dev, torch.float32).reshape(B, 1, 3, 1, 1)
+        air = (first * p["veil_k"][:, None, None, None, None]).clamp(0, 1)      # (B,1,3,1,1)
         air = 0.5 * air + 0.5 * air.mean(2, keepdim=True)                       # haze is greyish
         trans = effects.upsample(trans_lr[:, None, None], H, W)                 # (B,1,1,H,W)
         y = torch.addcmul(air * (1 - trans), x, trans)                          # x t + A (1 - t)
@@ -297,6 +303,7 @@ class RainSynth:
 
         rec.update({k: v for k, v in p.items()})
         rec.update({"negative_kind": neg_kind, "dark_streaks": dark & rain, "airlight": air[:, 0, :, 0, 0],
+                    "scene_mean": first[:, 0, :, 0, 0],
                     "dct_quality": dct_q, "codec_crf": crf, "horizon": horizon, "faint_k": k_faint})
         return {
             "rainy": rainy,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,17 @@ def _read_image(path: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def _natural_key(name: str):
+    """frame_2.png before frame_10.png (as the frame-folder reader orders them)."""
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
+
+
+def _upright(rgb: np.ndarray, rotation) -> np.ndarray:
+    """A frame turned as its display rotation says (a phone clip is coded sideways)."""
+    turns = (int(rotation or 0) // 90) % 4 if not (rotation or 0) % 90 else 0
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
 def _read_video(path: str, max_short_side: int, max_frames: int | None) -> tuple[list[np.ndarray], float]:
     import av
     try:
@@ -57,7 +69,7 @@ def _read_video(path: str, max_short_side: int, max_frames: int | None) -> tuple
             fps = float(st.average_rate) if st.average_rate else 30.0
             out = []
             for fr in c.decode(st):
-                out.append(_fit(fr.to_ndarray(format="rgb24"), max_short_side))
+                out.append(_fit(_upright(fr.to_ndarray(format="rgb24"), fr.rotation), max_short_side))
                 if max_frames and len(out) >= max_frames:
                     break
     except av.error.FFmpegError as e:
@@ -88,6 +100,9 @@ class CleanClipSource:
             paths = [paths]
         if not paths:
             raise VderainError("CleanClipSource needs at least one video, frame folder or image")
+        if int(frames) < 1 or int(size) < 1 or int(max_short_side) < 1:
+            raise VderainError(f"CleanClipSource needs frames, size and max_short_side >= 1 "
+                               f"(got {frames}, {size}, {max_short_side})")
         self.frames, self.size = int(frames), int(size)
         self.device = torch.device(device)
         self.still_prob, self.max_stride = float(still_prob), int(max_stride)
@@ -99,7 +114,8 @@ class CleanClipSource:
         self.names: list[str] = []
         for p in map(str, paths):
             if os.path.isdir(p):
-                files = sorted(f for f in Path(p).iterdir() if f.suffix.lower() in IMAGE_EXT)
+                files = sorted((f for f in Path(p).iterdir() if f.suffix.lower() in IMAGE_EXT),
+                               key=lambda f: _natural_key(f.name))
                 if not files:
                     raise VderainError(f"folder '{p}' holds no images")
                 frames_np = [_fit(_read_image(str(f)), max_short_side) for f in files[:max_frames]]

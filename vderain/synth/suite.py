@@ -70,9 +70,9 @@ def render_case(name: str, frames: int | None = None, height: int | None = None,
     from vderain.synth.scenes import procedural_clip, to_uint8_frames
 
     r = case_recipe(name)
-    T = int(frames or DEFAULT_FRAMES)
-    H = int(height or DEFAULT_HEIGHT)
-    W = int(width or DEFAULT_WIDTH)
+    T = int(DEFAULT_FRAMES if frames is None else frames)      # 0 is an error, not "the default"
+    H = int(DEFAULT_HEIGHT if height is None else height)
+    W = int(DEFAULT_WIDTH if width is None else width)
     if T < 1 or H < 8 or W < 8:
         raise VderainError(f"suite case size too small: {T} frames of {W}x{H}")
     seed, motion, stripes = r["scene"]
