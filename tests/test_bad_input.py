@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from vderain.cli import main
-from videogen import make_audio_only, make_size_change_ts, make_video, make_zero_frame_video, read_all
+from videogen import (break_adts, make_audio_only, make_size_change_ts, make_video, make_zero_frame_video,
+                      read_all, stream_summary)
 
 
 def _run(capsys, *argv):
@@ -82,6 +83,25 @@ def test_corrupt_mp4_processes_what_decodes(capsys, tmp_path, clips):
     assert len(read_all(tmp_path / "o.mp4")[0]) > 10
 
 
+def test_damaged_audio_packet_costs_that_packet_not_the_run(capsys, tmp_path):
+    # an AAC packet without its ADTS header: the .mp4 muxer refused it and the whole run failed
+    # with "Invalid data found when processing input: .../.o.mp4.<temp name>"
+    bad = break_adts(make_video(tmp_path / "in.ts", n=48, audio=True), tmp_path / "bad.ts")
+    rc, out, err = _run(capsys, bad, "-o", tmp_path / "o.mp4", "--method", "identity")
+    assert rc == 0 and "1 audio/subtitle/data packet(s)" in err and "48 frames" in out
+    summary = stream_summary(tmp_path / "o.mp4")
+    assert [s[:2] for s in summary] == [("video", "h264"), ("audio", "aac")]
+    assert summary[1][2] == stream_summary(bad)[1][2] - 1
+
+
+def test_cut_short_mkv_is_reported(capsys, tmp_path):
+    data = open(make_video(tmp_path / "in.mkv", n=96, audio=True), "rb").read()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])  # Matroska has no frame count: it decoded as a clean file
+    rc, out, err = _run(capsys, cut, "-o", tmp_path / "o.mp4", "--method", "identity")
+    assert rc == 3 and "damaged input" in err and "the video stops at" in err
+
+
 def test_zero_video_frames(capsys, tmp_path):
     src = make_zero_frame_video(tmp_path / "empty.mkv")
     _fails_cleanly(capsys, tmp_path, [src, "-o", tmp_path / "o.mp4"], "no video frames")
@@ -142,6 +162,21 @@ def test_output_equal_to_input(capsys, tmp_path, clips):
     # also through another spelling of the same path
     _fails_cleanly(capsys, tmp_path, [src, "-o", f"{tmp_path}/./in.mp4"], "is the input")
     assert _digest(src) == before
+
+
+def test_output_is_a_link_to_the_input_or_a_device(capsys, tmp_path, clips):
+    src = shutil.copy(clips["basic"], tmp_path / "in.mp4")
+    before = _digest(src)
+    os.link(src, tmp_path / "hard.mp4")
+    os.symlink(src, tmp_path / "soft.mp4")
+    for name in ("hard.mp4", "soft.mp4"):
+        _fails_cleanly(capsys, tmp_path, [src, "-o", tmp_path / name], "is the input")
+    _fails_cleanly(capsys, tmp_path, [tmp_path / "soft.mp4", "-o", src], "is the input")
+    assert _digest(src) == before
+    # `-o /dev/null` (a benchmark habit): a name without extension is a PNG folder, and the
+    # run ended in "Not a directory: /dev/.null.<temp name>" after decoding everything
+    _fails_cleanly(capsys, tmp_path, [src, "-o", os.devnull, "--method", "identity"],
+                   "not a regular file or folder")
 
 
 def test_output_folder_missing(capsys, tmp_path, clips):

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 import http.server
 import shutil
 import threading
 
+import av
 import numpy as np
 import pytest
 
@@ -245,3 +247,70 @@ def test_frame_folder_exif_orientation_and_16_bit_pngs(tmp_path):
     with open_video(tmp_path / "png16") as r:
         got = next(iter(r)).rgb[..., 0]
     np.testing.assert_array_equal(got, np.round(values / 257.0).astype(np.uint8))
+
+
+def test_cut_short_matroska_is_reported(tmp_path):
+    # Matroska has no frame count: a cut (or, past a damaged cluster, silently ended) file
+    # decoded as a short clean one. Its per-track DURATION tag says where the video should end.
+    src = make_video(tmp_path / "in.mkv", n=96, audio=True)
+    late = make_video(tmp_path / "late.mkv", n=24, pts=list(range(24, 48)))  # starts at 1 s
+    for whole in (src, late):
+        with open_video(whole) as r:
+            list(r)
+        assert r.problems() is None
+    data = open(src, "rb").read()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+    with open_video(tmp_path / "cut.mkv") as r:
+        n = len(list(r))
+    assert 10 < n < 80 and "the video stops at" in r.problems() and "4.00 s" in r.problems()
+    with open_video(tmp_path / "cut.mkv", duration=0.5) as r:  # stopped before the cut: fine
+        list(r)
+    assert r.problems() is None
+
+
+def test_avi_b_frames_keep_display_times(tmp_path):
+    # AVI has no timestamps: FFmpeg's guesses are a frame late and, with B-frames, come out of
+    # the decoder permuted (1, 4, 3, 5, 2, ...): the writer's "strictly increasing" fix-up made
+    # the output judder
+    src = make_video(tmp_path / "b.avi", n=24, options={"bf": "3"})
+    with av.open(src) as c:
+        raw = [f.pts for f in c.decode(video=0)]
+    assert raw != sorted(raw)  # the case at hand
+    got, times, _ = read_all(src)
+    assert times == pytest.approx([i / 24 for i in range(24)], abs=1e-3)
+    np.testing.assert_allclose(got.mean(axis=(1, 2, 3)), pattern_frames(24).mean(axis=(1, 2, 3)), atol=2)
+    # MPEG-4 ASP (Xvid), open GOPs: a seek mid-GOP drops the B-frames that follow the keyframe
+    # it lands on, which must not shift the times of the frames after them
+    src = make_video(tmp_path / "x.avi", n=48, codec="mpeg4", options={"bf": "2", "g": "12"})
+    truth = pattern_frames(48).astype(np.float32)
+    for start in (0, 1.3):
+        got, times, _ = read_all(src, start=start)
+        shown = [int(np.abs(truth - g).mean(axis=(1, 2, 3)).argmin()) for g in got]
+        assert [round(t * 24) for t in times] == shown == list(range(round(start * 24), 48))
+
+
+def test_avi_dropped_frame_entries_are_not_missing_frames(tmp_path):
+    # a variable-rate AVI marks gaps with empty index entries: its frame count counts them
+    # (no B-frames: AVI stores decode times, so with them a VFR AVI's display times are lost)
+    pts = [0, 25, 50, 100, 125, 200, 225, 250]
+    src = make_video(tmp_path / "gaps.avi", n=8, time_base=Fraction(1, 600), pts=pts, options={"bf": "0"})
+    with av.open(src) as c:
+        assert c.streams.video[0].frames > 8
+    with open_video(src) as r:
+        times = [f.time for f in r]
+    assert [round(t * 600) for t in times] == pts and r.problems() is None
+    data = open(make_video(tmp_path / "long.avi", n=96), "rb").read()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])
+    with open_video(tmp_path / "cut.avi") as r:
+        list(r)
+    assert "the video stops at" in r.problems()
+
+
+def test_alpha_input_says_its_transparency_is_dropped(tmp_path):
+    src = make_video(tmp_path / "a.mov", n=3, codec="png", pix_fmt="rgba")
+    got, _, _ = read_all(src)
+    with open_video(src) as r:
+        assert any("alpha channel (rgba) is dropped" in n for n in r.notes)
+    np.testing.assert_array_equal(got, pattern_frames(3))
+    with open_video(make_video(tmp_path / "b.mov", n=3, codec="png", pix_fmt="rgb24")) as r:
+        assert r.notes == []

@@ -306,3 +306,135 @@ def test_nvenc_on_a_gpu_encodes_or_says_why(clips, tmp_path):
     a, _, _ = read_all(clips["basic"])
     b, _, _ = read_all(out)
     assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() < 4
+
+
+def test_rgb_source_gets_a_yuv_matrix_tag_not_rgb(tmp_path):
+    # an RGB source (PNG/QuickTime RLE/x264rgb, tagged "colorspace RGB, full range"): those
+    # tags copied onto the 4:2:0 output would tell players to show Y/U/V as G/B/R
+    flat = np.full((4, 64, 96, 3), (200, 60, 40), np.uint8)
+    src = make_video(tmp_path / "rgb.mp4", frames=flat, codec="libx264rgb", pix_fmt="bgr24",
+                     options={"qp": "0"})
+    assert open_video(src).info.color_space == 0
+    _copy(src, tmp_path / "o.mp4")
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        f = next(c.decode(video=0))
+        assert (f.format.name, f.colorspace, f.color_range) == ("yuv420p", 6, 1)  # SD: BT.601, limited
+        swscale = f.to_ndarray(format="rgb24").reshape(-1, 3).mean(0)  # another decoder's view
+    ours = read_all(tmp_path / "o.mp4")[0].reshape(-1, 3).mean(0)
+    assert np.abs(ours - (200, 60, 40)).max() < 1.5 and np.abs(swscale - (200, 60, 40)).max() < 2
+    # HD frames from PNGs (pix_fmt rgb24, no tags): BT.601 untagged was shown as BT.709 by players
+    info = VideoInfo(width=1280, height=720, fps=24.0, time_base=Fraction(1, 24), pix_fmt="rgb24")
+    with VideoWriter(tmp_path / "hd.mp4", info, preset="ultrafast") as w:
+        w.write(np.full((720, 1280, 3), (200, 60, 40), np.uint8))
+    with av.open(str(tmp_path / "hd.mp4")) as c:
+        f = next(c.decode(video=0))
+        assert (f.colorspace, f.color_range) == (1, 1)
+    assert np.abs(read_all(tmp_path / "hd.mp4")[0].reshape(-1, 3).mean(0) - (200, 60, 40)).max() < 1.5
+
+
+def test_webm_output_chooses_vp9(clips, tmp_path):
+    _copy(clips["basic"], tmp_path / "o.webm", preset="ultrafast")  # no --codec: h264 cannot go in WebM
+    assert stream_summary(tmp_path / "o.webm") == [("video", "vp9", 24)]
+
+
+def test_mpegts_output_holds_h264(clips, tmp_path):
+    _copy(clips["basic"], tmp_path / "o.ts", preset="ultrafast")
+    assert stream_summary(tmp_path / "o.ts")[0][:2] == ("video", "h264")
+    assert read_all(tmp_path / "o.ts")[0].shape[0] == 24
+
+
+def test_avi_output_has_one_entry_per_frame(clips, tmp_path):
+    # in the source's fine time base the AVI muxer wrote 600 "frames" a second, mostly empty,
+    # and reading it back reported 576 frames missing
+    _copy(clips["basic"], tmp_path / "o.avi", preset="ultrafast")
+    with av.open(str(tmp_path / "o.avi")) as c:
+        v = c.streams.video[0]
+        assert (v.frames, v.average_rate) == (24, 24)
+    with open_video(tmp_path / "o.avi") as r:
+        times = [f.time for f in r]
+    assert times == pytest.approx([i / 24 for i in range(24)], abs=1e-3) and r.problems() is None
+
+
+@pytest.mark.parametrize("name", ["o.avi", "o.flv", "frames/"])
+def test_rotation_applied_where_the_container_cannot_hold_it(clips, tmp_path, name):
+    w = _copy(clips["rotated"], tmp_path / name, preset="ultrafast")  # rotation 90: counter-clockwise
+    assert any("rotation 90 degrees applied" in n for n in w.notes)
+    src, _, _ = read_all(clips["rotated"])
+    out, _, info = read_all(tmp_path / name)
+    assert info.rotation == 0 and out.shape == (12, 96, 64, 3)
+    upright = np.rot90(src, 1, axes=(1, 2))
+    assert np.abs(out.astype(int) - upright).mean() < 4
+    # and where the container holds it, the metadata alone (pixels as coded)
+    w = _copy(clips["rotated"], tmp_path / "o.mkv", preset="ultrafast")
+    assert read_all(tmp_path / "o.mkv")[2].rotation == 90 and not w.notes
+
+
+def test_pcm_audio_in_mp4_is_aac_and_an_unordered_layout_encodes(tmp_path):
+    # Matroska PCM reads back with layout "1 channels", which the AAC/Opus encoders refused:
+    # the run failed with "cannot start the libx264 encoder"; PCM in .mp4 plays silent in
+    # browsers and QuickTime
+    src = make_video(tmp_path / "pcm.mkv", n=24, audio=True, audio_codec="pcm_s16le", tone_from=0.5)
+    for name, codec in (("o.mp4", "aac"), ("o.webm", "opus")):
+        w = _copy(src, tmp_path / name, preset="ultrafast", audio_from=src)
+        assert [s[1] for s in stream_summary(tmp_path / name)][1:] == [codec]
+        assert any("re-encoded" in n for n in w.notes)
+        assert tone_onset(tmp_path / name) == pytest.approx(0.5, abs=0.03)
+    w = _copy(src, tmp_path / "o.mov", preset="ultrafast", audio_from=src)  # .mov keeps PCM
+    assert [s[1] for s in stream_summary(tmp_path / "o.mov")][1:] == ["pcm_s16le"] and not w.notes
+
+
+def test_audio_from_before_the_video_in_avi_and_mpegts(tmp_path):
+    # the video starts 0.5 s after the audio, the tone 0.5 s after the video. AVI cannot place
+    # audio before its video: the muxer padded the video with 14 empty frames at the start
+    # instead. MPEG-TS holds AAC, but was taken not to and re-encoded it
+    src = make_video(tmp_path / "in.mp4", n=48, pts=[12 + i for i in range(48)],
+                     time_base=Fraction(1, 24), audio=True, tone_from=1.0)
+    assert tone_onset(src) == pytest.approx(0.5, abs=0.01)
+    w = _copy(src, tmp_path / "o.ts", preset="ultrafast", audio_from=src)
+    assert not w.notes and tone_onset(tmp_path / "o.ts") == pytest.approx(0.5, abs=0.01)
+    _copy(src, tmp_path / "o.avi", preset="ultrafast", audio_from=src)
+    with av.open(str(tmp_path / "o.avi")) as c:
+        assert c.streams.video[0].frames == 48
+    # AVI cannot start audio mid-frame, nor skip AAC's priming: within one AAC frame (64 ms here)
+    assert tone_onset(tmp_path / "o.avi") == pytest.approx(0.5, abs=0.07)
+
+
+def test_a_second_video_stream_is_not_dropped_silently(tmp_path):
+    src = str(tmp_path / "two.mkv")
+    with av.open(src, "w") as out:
+        vs = [out.add_stream("libx264", rate=24) for _ in range(2)]
+        for v in vs:
+            v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        for i, img in enumerate(pattern_frames(6, 64, 48)):
+            for v in vs:
+                f = av.VideoFrame.from_ndarray(img, format="rgb24")
+                f.pts = i
+                out.mux(v.encode(f))
+        for v in vs:
+            out.mux(v.encode(None))
+    w = _copy(src, tmp_path / "o.mp4", preset="ultrafast", audio_from=src)
+    assert [s[0] for s in stream_summary(tmp_path / "o.mp4")] == ["video"]
+    assert any("video stream #1 (h264) dropped" in n for n in w.notes)
+
+
+def test_mpegts_recordings_joined_end_to_end_stay_in_sync(tmp_path):
+    # `cat a.ts b.ts` (dashcams, broadcast captures): the clock starts again at the join. The
+    # writer's strictly-increasing fix-up packed the second half's frames 1/90000 s apart and the
+    # muxer refused its audio. Each part: 2 s, silent for its first second, then a tone.
+    a = make_video(tmp_path / "a.ts", n=48, audio=True, tone_from=1.0)
+    (tmp_path / "ab.ts").write_bytes(open(a, "rb").read() * 2)
+    src = str(tmp_path / "ab.ts")
+    with open_video(src) as r, VideoWriter(tmp_path / "o.mp4", r.info, preset="ultrafast", audio_from=src) as w:
+        for f in r:
+            w.write(f.rgb, f.pts)
+    assert any("jump back" in n for n in r.notes)
+    _, times, _ = read_all(tmp_path / "o.mp4")
+    steps = np.diff(times)
+    assert len(times) == 96 and steps.min() > 0.04 and steps.max() < 0.25
+    assert stream_summary(tmp_path / "o.mp4")[1][2] == stream_summary(src)[1][2]  # every audio packet
+    from videogen import _audio_vs_video
+    x, t = _audio_vs_video(tmp_path / "o.mp4")
+    loud = np.abs(x) > 0.1
+    onsets = [t[i] for i in np.nonzero(loud[1:] & ~loud[:-1])[0] + 1 if not loud[max(0, i - 800):i].any()]
+    assert len(onsets) == 2 and onsets[0] == pytest.approx(1.0, abs=0.01)
+    assert onsets[1] == pytest.approx(times[48] + 1.0, abs=0.01)  # a second into part two's video

@@ -35,8 +35,9 @@ def pattern_frames(n: int, width: int = 96, height: int = 64) -> np.ndarray:
     return np.stack([pattern_frame(i, width, height) for i in range(n)])
 
 
-def _add_tone(out, container_ext: str, seconds: float, freq: float = 440.0, tone_from: float = 0.0):
-    codec = "libopus" if container_ext == "webm" else "aac"
+def _add_tone(out, container_ext: str, seconds: float, freq: float = 440.0, tone_from: float = 0.0,
+              codec: str | None = None):
+    codec = codec or ("libopus" if container_ext == "webm" else "aac")
     rate = 48000 if codec == "libopus" else 16000
     stream = out.add_stream(codec, rate=rate)
     stream.layout = "mono"
@@ -47,7 +48,9 @@ def _add_tone(out, container_ext: str, seconds: float, freq: float = 440.0, tone
 
 def _mux_tone(out, stream, samples):
     step = 960 if stream.codec_context.name == "libopus" else 1024
-    fmt = "flt"
+    fmt = stream.codec_context.format.name  # flt (aac, opus) or s16 (pcm_s16le)
+    if fmt == "s16":
+        samples = (samples * 32767).astype(np.int16)
     for k in range(0, samples.shape[1], step):
         chunk = np.ascontiguousarray(samples[:, k:k + step])
         frame = av.AudioFrame.from_ndarray(chunk, format=fmt, layout="mono")
@@ -64,13 +67,15 @@ def make_video(path, n: int = 16, width: int = 96, height: int = 64, fps: float 
                rotation: int = 0, pts: list[int] | None = None, time_base: Fraction | None = None,
                color: dict | None = None, subtitles: bool = False, data: bool = False,
                options: dict | None = None, container_options: dict | None = None,
-               frames: np.ndarray | None = None, tone_from: float = 0.0) -> str:
+               frames: np.ndarray | None = None, tone_from: float = 0.0,
+               audio_codec: str | None = None) -> str:
     """Write a clip of the moving pattern and return its path.
 
     pts/time_base: explicit (VFR) timestamps. color: codec-context colour tags, e.g.
     {"color_range": 1, "colorspace": 1, "color_primaries": 1, "color_trc": 1}.
     subtitles/data: add a mov_text track / a binary data track (mp4 only), like dashcam files.
     tone_from: the audio is silent before this many seconds, a 440 Hz tone (RMS 0.21) after.
+    audio_codec: instead of AAC (Opus in WebM), e.g. "pcm_s16le" as cameras record.
     """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lstrip(".")
@@ -94,7 +99,7 @@ def make_video(path, n: int = 16, width: int = 96, height: int = 64, fps: float 
         setattr(v.codec_context, k, val)
     a = samples = None
     if audio:
-        a, samples = _add_tone(out, ext, n / fps, tone_from=tone_from)
+        a, samples = _add_tone(out, ext, n / fps, tone_from=tone_from, codec=audio_codec)
     sub = dat = None
     if subtitles:
         sub = out.add_mux_stream("mov_text")
@@ -235,3 +240,25 @@ def make_size_change_ts(path, sizes=((96, 64), (128, 96)), n: int = 6, fps: int 
             out.close()
             f.write(buf.getvalue())
     return path
+
+
+def break_adts(src, dst, which: int = 10) -> str:
+    """Copy an MPEG-TS with the ADTS header of its `which`-th audio PES overwritten by garbage
+    (as a damaged broadcast recording has): the demuxer passes the packet on, and an .mp4
+    muxer's ADTS-to-ASC filter refuses it."""
+    with av.open(os.fspath(src)) as c:
+        pid = c.streams.audio[0].id
+    data = bytearray(open(src, "rb").read())
+    seen = 0
+    for off in range(0, len(data), 188):
+        b = data[off:off + 188]
+        if ((b[1] & 0x1F) << 8 | b[2]) != pid or not b[1] & 0x40:  # this PID, a PES starts
+            continue
+        start = 4 + (1 + b[4] if (b[3] >> 4) & 2 else 0)  # after the adaptation field
+        seen += 1
+        if seen == which:
+            es = off + start + 9 + b[start + 8]  # after the PES header
+            data[es:es + 7] = b"\xe7\x9e" * 3 + b"\xe7"
+            break
+    open(dst, "wb").write(bytes(data))
+    return os.fspath(dst)

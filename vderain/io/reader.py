@@ -6,8 +6,11 @@ to decode are skipped and listed in `reader.errors` instead of stopping the run.
 """
 from __future__ import annotations
 
+import bisect
+import heapq
 import os
 import re
+from collections import deque
 from fractions import Fraction
 from typing import Iterator
 
@@ -23,6 +26,60 @@ NETWORK_TIMEOUT_S = 15.0
 # Frames a decoder may hold back before the first comes out: up to 16 frame threads plus up
 # to 16 reordered (B-)frames in H.264/HEVC. Bounds how far a seek probe reads past `start`.
 DECODER_DELAY_PACKETS = 40
+# A video that ends this much before the end its file declares was cut short (seconds; at
+# least 3 frames): Matroska and AVI, whose frame count is missing or counts empty entries.
+CUT_SHORT_S = 0.5
+
+
+class ClockMender:
+    """Timestamps that jump back in MPEG-TS/PS (recordings joined end to end, an encoder or
+    camera restarted): one offset for the whole file, raised when any stream's time goes back,
+    so every stream goes on from where it was and the streams stay in sync, as FFmpeg's
+    command line does. The reader and the writer's audio copier each run one over the same
+    packets (every stream's, from the start), so they arrive at the same offsets."""
+    FORMATS = ("mpegts", "mpeg")
+    SLACK_S = 0.1  # a stream's clock going back more than this is a jump
+    JOIN_S = 2.0   # jumps of other streams this close to one are the same join
+
+    def __init__(self):
+        self.epoch = [0.0]  # the offset (s) of the packets since the last join: raised while
+        #                     the other streams reach that join (their parts end a little apart)
+        self.jumps: list[float] = []  # where the joins are, in mended seconds
+        self._next: dict[int, float] = {}  # stream index -> where its next packet should start
+
+    @property
+    def offset(self) -> float:
+        return self.epoch[0]
+
+    def feed(self, packet) -> list:
+        """Take a packet (any stream, file order) into account; its epoch: [offset in seconds],
+        final once the streams have all passed the join."""
+        ts = packet.dts if packet.dts is not None else packet.pts
+        tb = packet.time_base
+        if ts is None or not tb or packet.stream.type not in ("video", "audio"):
+            return self.epoch  # (subtitle and data times are sparse, SCTE-35 cues point ahead)
+        t = float(ts * tb) + self.epoch[0]
+        expected = self._next.get(packet.stream.index)
+        near_join = expected is not None and self.jumps and abs(expected - self.jumps[-1]) < self.JOIN_S
+        # at a join any step back counts (a muxer refuses it), elsewhere beyond the slack
+        if expected is not None and t < expected - (1e-3 if near_join else self.SLACK_S):
+            if near_join:
+                self.epoch[0] += expected - t  # a stream whose part ran longer: all of this join move
+            else:
+                self.epoch = [self.epoch[0] + expected - t]
+                self.jumps.append(expected)
+            t = expected
+        self._next[packet.stream.index] = t + (float(packet.duration * tb) if packet.duration else 0.0)
+        return self.epoch
+
+
+def _hms(text) -> float | None:
+    """Seconds from Matroska's DURATION tag ('00:01:02.500000000'); None if absent or unreadable."""
+    try:
+        h, m, sec = str(text).split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (TypeError, ValueError):
+        return None
 
 
 
@@ -203,6 +260,27 @@ class PyAVReader(VideoReader):
             bit_depth=max((c.bits for c in fmt.components), default=8) if fmt else 8,
         )
         self._t0 = stream.start_time if stream.start_time is not None else None
+        if fmt and any(c.is_alpha for c in fmt.components):
+            self.notes.append(f"the input's alpha channel ({fmt.name}) is dropped: frames are "
+                              f"derained and written opaque")
+        # Where the video should end (seconds, the stream's clock), to tell a file cut short from
+        # a short file where no frame count can: Matroska's per-track DURATION tag; AVI's length
+        # (its frame count also counts the empty entries that stand for dropped frames).
+        self._declared_end, self._count_is_frames, self._reorder = None, True, False
+        self._delayed = None  # AVI: whether FFmpeg's pts guesses are the next packet's slot
+        self._seen_end, self._at_eof = None, False
+        kind = self.container.format.name
+        self._mender = ClockMender() if kind in ClockMender.FORMATS else None
+        if not url and "matroska" in kind:
+            self._declared_end = _hms(stream.metadata.get("DURATION"))
+        elif not url and kind == "avi":
+            # one index entry per tick of the time base, empty ones included (the header's
+            # count: a cut file keeps it, while FFmpeg's duration is of what it found)
+            self._declared_end = float(stream.frames * tb) if stream.frames else duration
+            self._count_is_frames = False
+            # AVI has no timestamps, only each packet's slot: FFmpeg's pts guesses are a slot
+            # late, and with B-frames they come out of the decoder permuted (1, 4, 3, 5, 2 ...)
+            self._reorder = True
         # Decode the first frame now: it carries rotation/colour tags and proves the file has
         # pictures before the output is created.
         if self._lo > 0:
@@ -237,9 +315,13 @@ class PyAVReader(VideoReader):
                 self.info.n_frames = None
 
     def _restart_decoding(self):
-        self._packets = self.container.demux(self.stream)
+        if self._mender is not None:  # every stream's packets: any may show a jump first
+            self._mender = ClockMender()
+            self._offsets: dict[int, deque] = {}  # video packet pts -> its epochs, in order
+        self._packets = self.container.demux() if self._mender is not None else self.container.demux(self.stream)
         self._pending = []
         self._eof = False
+        self._slots = []  # AVI (self._reorder): the dts (slots) of the packets so far, ascending
 
     def _seek_to_start(self):
         """Seek so that every frame from `start` on decodes; returns the first decoded frame
@@ -308,10 +390,25 @@ class PyAVReader(VideoReader):
                 self.errors.append(f"demux: {e.strerror or e}")
                 self._eof = True
                 return None
+            if self._mender is not None:
+                jumps = len(self._mender.jumps)
+                epoch = self._mender.feed(packet)
+                if len(self._mender.jumps) > jumps and not any("jump back" in n for n in self.notes):
+                    at = self._mender.jumps[-1] - float((self._t0 or 0) * self.info.time_base)
+                    self.notes.append(f"timestamps jump back at about {at:.1f} s (recordings "
+                                      f"joined end to end?): what follows is placed after what came before")
+                if packet.stream.index != self.stream.index:
+                    continue
+                if packet.pts is not None:
+                    if len(self._offsets) > 1024:  # frames the decoder dropped leave theirs
+                        del self._offsets[next(iter(self._offsets))]
+                    self._offsets.setdefault(packet.pts, deque()).append(epoch)
             if give_up_after_pts is not None and packet.pts is not None and packet.pts > give_up_after_pts:
                 late += 1
                 if late > DECODER_DELAY_PACKETS:
                     return None
+            if self._reorder and packet.size and packet.dts is not None:
+                bisect.insort(self._slots, packet.dts)
             try:
                 self._pending.extend(packet.decode())
             except av.error.FFmpegError as e:
@@ -320,22 +417,82 @@ class PyAVReader(VideoReader):
                 self.errors.append(f"{e.strerror or type(e).__name__}{where}")
         return self._pending.pop(0)
 
+    @property
+    def missing_frames(self) -> int:
+        return super().missing_frames if self._count_is_frames else 0
+
+    def problems(self) -> str | None:
+        parts = [super().problems()]
+        end, seen = self._declared_end, self._seen_end
+        if self._at_eof and end is not None and seen is not None and not self.missing_frames \
+                and seen < end - max(CUT_SHORT_S, 3 / max(self.info.fps, 1e-3)):
+            parts.append(f"the video stops at {seen:.2f} s of the {end:.2f} s the file declares "
+                         f"(truncated or damaged file?)")
+        return "; ".join(p for p in parts if p) or None
+
+    def _decoded(self):
+        """Decoded frames (display order) and their pts.
+
+        AVI stores no timestamps, only one slot (tick) per packet; FFmpeg guesses each frame's
+        pts from them: the next packet's slot for decoders with a delay (so one frame late, and
+        with B-frames permuted: 1, 4, 3, 5, 2 ...), else its own. Here the guesses of the
+        frames around each one are sorted (display order is right) and taken back to the slot
+        before, for decoders with a delay. Guesses, not slots counted out per frame: a decoder
+        drops the B-frames that follow the keyframe a seek lands on, which would shift those.
+        """
+        if not self._reorder:
+            while (f := self._next_decoded()) is not None:
+                yield f, self._mended(f.pts)
+            self._at_eof = True
+            return
+        held, guesses = deque(), []
+        while True:
+            f = self._next_decoded()
+            if f is not None:
+                held.append(f)
+                if f.pts is not None:
+                    heapq.heappush(guesses, f.pts)
+            elif not held:
+                self._at_eof = True
+                return
+            if f is None or len(held) > 16:  # beyond any B-pyramid's reach
+                g = held.popleft()
+                yield g, (self._avi_slot(heapq.heappop(guesses)) if g.pts is not None else None)
+
+    def _mended(self, pts):
+        """pts with the ClockMender's offset of its packet (MPEG-TS/PS; else as it is)."""
+        if self._mender is None or pts is None:
+            return pts
+        queue = self._offsets.get(pts)
+        offset = queue.popleft()[0] if queue else self._mender.offset
+        if queue is not None and not queue:
+            del self._offsets[pts]
+        return pts + round(offset / self.info.time_base) if offset else pts
+
+    def _avi_slot(self, guess: int) -> int:
+        if self._delayed is None:  # the first frame out: guessed from its own packet, or the next
+            self._delayed = bool(self._slots) and guess > self._slots[0]
+        i = bisect.bisect_left(self._slots, guess)
+        slot = self._slots[i - 1] if self._delayed and i else guess
+        if i > 4096:  # a long file: forget the slots far behind
+            del self._slots[:i - 256]
+        return slot
+
     def _frames(self) -> Iterator[Frame]:
         tb = self.info.time_base
         half = 0.5 / max(self.info.fps, 1e-3)
         index = 0
         last_pts = None
-        while True:
-            f = self._next_decoded()
-            if f is None:
-                return
-            pts = f.pts
+        for f, pts in self._decoded():
             if pts is None:  # raw streams without timestamps: synthesise from the frame rate
                 pts = (last_pts + max(1, round(1 / (self.info.fps * tb)))) if last_pts is not None else 0
             if self._t0 is None:
                 self._t0 = pts
             t = float((pts - self._t0) * tb)
             last_pts = pts
+            # the end of this frame, for problems(): its own duration where the file gives one
+            step = float(f.duration * tb) if f.duration else 1 / max(self.info.fps, 1e-3)
+            self._seen_end = max(self._seen_end or 0.0, float(pts * tb) + step)
             if t < self._lo - half:
                 continue
             if self._hi is not None and t >= self._hi - half:

@@ -19,7 +19,7 @@ import numpy as np
 
 from vderain import VderainError
 from vderain.io import color
-from vderain.io.reader import ffmpeg_path
+from vderain.io.reader import ClockMender, ffmpeg_path
 from vderain.io.types import VideoInfo
 
 # name -> (FFmpeg encoder, pixel format, default crf). RGB formats keep frames bit-exact.
@@ -50,6 +50,15 @@ _VP9_CPU_USED = dict(zip(X264_PRESETS, (8, 7, 6, 5, 4, 2, 1, 1, 0, 0)))
 _NVENC_PRESET = dict(zip(X264_PRESETS, ("p1", "p2", "p3", "p3", "p4", "p5", "p6", "p7", "p7", "p7")))
 _SWS_COLORSPACES = {1, 4, 5, 6, 7, 9, 10}
 _REENCODE_AUDIO = {"webm": "libopus", "ogg": "libopus"}  # everything else gets AAC
+# Muxers whose tag table (`supported_codecs`) is empty or partial but that hold these codecs.
+_ALSO_HOLDS = {"mpegts": {"h264", "hevc", "av1", "aac", "aac_latm", "mp3", "mp2", "ac3", "eac3", "opus",
+                          "dvb_subtitle", "dvb_teletext"}}
+# Muxers that store a display rotation (the matrix of mov/mp4, Matroska's projection); in the
+# others (avi, flv, mpegts, nut, PNG frames) a rotated video is turned upright in the pixels.
+_ROTATION_FORMATS = {"mov", "mp4", "ipod", "3gp", "3g2", "psp", "ismv", "f4v", "matroska", "webm"}
+# Pixel formats without a YUV matrix: their colour tags (colorspace RGB, full range) say
+# nothing about the YUV the encoder gets, so the writer picks and tags the matrix itself.
+_RGB_PREFIXES = ("rgb", "bgr", "gbr", "argb", "abgr", "0rgb", "0bgr", "gray", "ya", "pal", "mono")
 
 
 def is_folder_target(path: str, codec: str | None = None) -> bool:
@@ -98,6 +107,11 @@ def check_output(path, inputs=(), codec: str | None = None) -> str:
                                f"(the input is never overwritten)")
         if src and os.path.realpath(src) == os.path.realpath(target):
             raise VderainError(f"output {path} is the input; choose another output name")
+    if os.path.exists(target) and not (os.path.isfile(target) or os.path.isdir(target)):
+        # /dev/null, a FIFO: the output is written beside it and renamed onto it, which cannot
+        # work (and must not replace a device node)
+        raise VderainError(f"output {path} is not a regular file or folder (a device or pipe); "
+                           f"give a file name")
     parent = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(parent):
         raise VderainError(f"output folder does not exist: {parent}")
@@ -302,6 +316,8 @@ class VideoWriter:
                  inputs=(), options: dict | None = None):
         self.path = check_output(path, tuple(inputs) + ((audio_from,) if audio_from else ()), codec)
         self.codec = resolve_codec(codec, os.fspath(path))
+        if codec in (None, "", "auto") and os.path.splitext(self.path)[1].lower() == ".webm":
+            self.codec = "vp9"  # the extension chooses: WebM holds VP9/AV1, never H.264
         self.info = info
         self.notes: list[str] = []  # one-line remarks for the user (audio re-encoded, stream dropped...)
         self.frames_written = 0
@@ -322,7 +338,7 @@ class VideoWriter:
                 raise VderainError(f"cannot write to output folder {os.path.dirname(self._tmp)}: "
                                    f"{e.strerror}") from None
             if self.codec == "png":
-                self._sink = _PngSink(self._tmp)
+                self._sink = _PngSink(self._tmp, _quarter_turns(info.rotation, "PNG frames", self.notes))
             else:
                 self._sink = _ContainerSink(self._tmp, info, self.codec, crf, preset, audio_from,
                                             trim_aux, options or {}, self.notes)
@@ -399,15 +415,27 @@ class VideoWriter:
             self.abort()
 
 
+def _quarter_turns(rotation, where: str, notes: list) -> int:
+    """Counter-clockwise quarter turns that show a frame upright, for outputs that cannot carry
+    the display rotation (noted); 0 when there is none."""
+    if not rotation or rotation % 90:
+        return 0
+    notes.append(f"rotation {rotation:g} degrees applied to the pixels: {where} cannot hold rotation metadata")
+    return (int(rotation) // 90) % 4   # FFmpeg's angle is counter-clockwise, as np.rot90 turns
+
+
 class _PngSink:
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, turns: int = 0):
         import cv2
         self._cv2 = cv2
         self.folder = folder
+        self.turns = turns
         self.n = 0
 
     def write(self, rgb, pts, src_time):
         cv2 = self._cv2
+        if self.turns:
+            rgb = np.ascontiguousarray(np.rot90(rgb, self.turns))
         path = os.path.join(self.folder, f"{self.n:06d}.png")
         if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
             raise VderainError(f"cannot write {path}")
@@ -449,27 +477,35 @@ class _ContainerSink:
     def _setup_video(self, info, codec, encoder, pix_fmt, crf, preset, options):
         av = self._av
         fmt_name = self.container.format.name.split(",")[0]
-        if CODEC_IDS[codec] not in self.container.supported_codecs:
+        codec_id = CODEC_IDS[codec]
+        if codec_id not in self.container.supported_codecs and codec_id not in _ALSO_HOLDS.get(fmt_name, ()):
             ext = os.path.splitext(self.container.name)[1]
             raise VderainError(f"a {ext} file cannot hold {codec} video; use .mkv or .mp4 "
                                f"(or another --codec)")
         if preset not in X264_PRESETS and not str(preset).isdigit():
             raise VderainError(f"unknown preset '{preset}' (choose from {', '.join(X264_PRESETS)})")
         subsampled = pix_fmt.startswith("yuv4")
+        self.turns = 0 if fmt_name in _ROTATION_FORMATS else \
+            _quarter_turns(info.rotation, f"a {os.path.splitext(self.container.name)[1]} file", self.notes)
+        width, height = (info.height, info.width) if self.turns % 2 else (info.width, info.height)
         # 4:2:0 needs even sizes: pad the last row/column by repeating it (nothing is cropped).
-        self.pad_h = info.height % 2 if subsampled else 0
-        self.pad_w = info.width % 2 if subsampled else 0
+        self.pad_h = height % 2 if subsampled else 0
+        self.pad_w = width % 2 if subsampled else 0
         if self.pad_w or self.pad_h:
-            self.notes.append(f"odd size {info.width}x{info.height} padded to "
-                              f"{info.width + self.pad_w}x{info.height + self.pad_h} (4:2:0 needs even sizes)")
+            self.notes.append(f"odd size {width}x{height} padded to "
+                              f"{width + self.pad_w}x{height + self.pad_h} (4:2:0 needs even sizes)")
         self.fps = _fps_fraction(info.fps)
         stream = self.stream = self.container.add_stream(encoder, rate=self.fps)
-        stream.width = info.width + self.pad_w
-        stream.height = info.height + self.pad_h
+        stream.width = width + self.pad_w
+        stream.height = height + self.pad_h
         stream.pix_fmt = pix_fmt
-        # VFR survives only if the encoder works in the input's time base (NOTES.md).
-        stream.codec_context.time_base = self.tb
-        stream.time_base = self.tb
+        # VFR survives only if the encoder works in the input's time base (NOTES.md). AVI has
+        # no timestamps, only a frame rate: in a finer time base its muxer writes an empty
+        # index entry per tick (600 "frames" a second) and the first frame lands one frame late.
+        self.out_tb = 1 / self.fps if fmt_name == "avi" else self.tb
+        self._last_out = None
+        stream.codec_context.time_base = self.out_tb
+        stream.time_base = self.out_tb
         opts = {}
         if encoder in ("libx264", "libx265"):
             opts.update(crf=str(crf), preset=preset if preset in X264_PRESETS else "medium")
@@ -494,13 +530,20 @@ class _ContainerSink:
         opts.update(options)
         stream.options = opts
         self.rotation = info.rotation
-        if info.rotation:
+        if info.rotation and not self.turns:
             stream.set_display_rotation(info.rotation)  # metadata only: pixels stay as coded
         cc = stream.codec_context
         self.colorspace = info.color_space if info.color_space in _SWS_COLORSPACES else None
         self.color_range = info.color_range if info.color_range in (1, 2) else None
+        if info.color_space == 0 or info.pix_fmt.startswith(_RGB_PREFIXES):
+            # An RGB (or grey) source: its tags (matrix "RGB", full range) copied onto YUV would
+            # tell players to show Y/U/V as G/B/R. Encode with the matrix players assume for an
+            # untagged video of this size, limited range, and say so in the tags.
+            self.colorspace = 1 if height > 576 else 6
+            self.color_range = 1
         if subsampled:
-            for attr, value in (("color_range", self.color_range), ("colorspace", info.color_space),
+            # tags of the matrix actually used (an unsupported one, e.g. YCgCo, is not claimed)
+            for attr, value in (("color_range", self.color_range), ("colorspace", self.colorspace),
                                 ("color_primaries", info.color_primaries), ("color_trc", info.color_trc)):
                 if value is not None:
                     setattr(cc, attr, value)
@@ -510,14 +553,21 @@ class _ContainerSink:
     def write(self, rgb, pts, src_time):
         """pts: output time base units from 0; src_time: the same frame in source seconds."""
         av = self._av
+        if self.turns:
+            rgb = np.ascontiguousarray(np.rot90(rgb, self.turns))
         if self.pad_h or self.pad_w:
             rgb = np.pad(rgb, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
         if self.pix_fmt == "yuv420p":  # OpenCV: exact rounding, releases the GIL (io/color.py)
             frame = color.rgb_to_yuv420(rgb, self.colorspace, self.color_range)
         else:  # RGB formats for the lossless codecs: a plain repacking
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=self.pix_fmt)
+        if self.out_tb != self.tb:  # AVI: the frame slot nearest its time
+            pts = round(pts * self.tb / self.out_tb)
+            if self._last_out is not None and pts <= self._last_out:
+                pts = self._last_out + 1
+            self._last_out = pts
         frame.pts = pts
-        frame.time_base = self.tb
+        frame.time_base = self.out_tb
         if self.aux is not None:
             self.aux.copy_until(src_time)  # the copier works in source time (it shifts to 0 itself)
         for packet in self.stream.encode(frame):
@@ -556,31 +606,48 @@ class _AuxCopier:
         self.trim = trim
         self.notes = notes
         self.shift = None  # seconds subtracted from every side-stream timestamp
+        # AVI has no timestamps: audio from before the first frame would not be placed before
+        # the video (the muxer pads the video with empty frames instead, out of sync), so it goes
+        self.from_video_start = trim or out.format.name == "avi"
         try:
             self.src = av.open(ffmpeg_path(source))
         except (av.error.FFmpegError, OSError) as e:
             raise VderainError(f"cannot open {source} to copy its audio: {e}") from None
         fmt = out.format.name.split(",")[0]
         self.map = {}  # source stream index -> (output stream, encoder state or None)
+        pictures = [s for s in self.src.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
         for s in self.src.streams:
+            if s.type in ("video", "attachment") and not (pictures and s is pictures[0]):
+                # not silently: a second camera angle, cover art, Matroska's fonts
+                name = s.codec_context.name if s.codec_context else s.type
+                notes.append(f"{s.type} stream #{s.index} ({name}) dropped: only the first video "
+                             f"stream is derained, and other pictures are not copied")
             if s.type not in ("audio", "subtitle", "data"):
                 continue
-            if self._can_copy(fmt, s):
+            pcm_in_mp4 = fmt == "mp4" and s.type == "audio" and s.codec_context.name.startswith("pcm_")
+            if not pcm_in_mp4 and self._can_copy(fmt, s):
                 self.map[s.index] = (out.add_stream_from_template(s), None)
             elif s.type == "audio":
-                self.map[s.index] = self._reencoder(s, fmt)
+                # FFmpeg writes PCM into .mp4 ('ipcm'), but browsers, QuickTime and most players
+                # then play the video silent: AAC, as for audio the container refuses
+                why = ("few .mp4 players play PCM audio (.mov or .mkv keep it as is)" if pcm_in_mp4
+                       else f"a .{fmt} file cannot hold it")
+                self.map[s.index] = self._reencoder(s, fmt, why)
             else:
                 name = s.codec_context.name if s.codec_context else "data"
                 notes.append(f"{s.type} stream #{s.index} ({name}) dropped: a .{fmt} file cannot hold it")
         self.streams = [self.src.streams[i] for i in self.map]
-        self.packets = self.src.demux(*self.streams) if self.streams else iter(())
+        # MPEG-TS/PS whose clock jumps back: mended as the reader mends the video's (all streams)
+        self.mender = ClockMender() if self.streams and self.src.format.name in ClockMender.FORMATS else None
+        self.packets = (self.src.demux() if self.mender else self.src.demux(*self.streams)) if self.streams else iter(())
         self.held = None  # next packet not yet due
         self.done = not self.streams
+        self.refused = 0  # damaged side packets the muxer would not take (skipped)
 
     def _can_copy(self, fmt, s) -> bool:
         av = self._av
         name = s.codec_context.name if s.codec_context else None
-        if name and name not in self.out.supported_codecs:
+        if name and name not in self.out.supported_codecs and name not in _ALSO_HOLDS.get(fmt, ()):
             return False
         try:  # the muxer has the final word: try writing a header with this stream alone
             probe = av.open(io.BytesIO(), "w", format=fmt)
@@ -590,18 +657,20 @@ class _AuxCopier:
         except (ValueError, av.error.FFmpegError):
             return False
 
-    def _reencoder(self, s, fmt):
+    def _reencoder(self, s, fmt, why: str):
         av = self._av
         encoder = _REENCODE_AUDIO.get(fmt, "aac")
         rates = av.codec.Codec(encoder, "w").audio_rates or ()
         rate = s.rate if (not rates or s.rate in rates) else 48000
         o = self.out.add_stream(encoder, rate=rate)
-        layout = s.layout.name if s.layout and s.layout.nb_channels <= 2 else "stereo"
+        # by channel count: Matroska/WAV PCM often has an unordered layout ("1 channels"),
+        # which the encoders refuse
+        layout = "mono" if s.layout and s.layout.nb_channels == 1 else "stereo"
         o.layout = layout
         fmt_name = av.codec.Codec(encoder, "w").audio_formats[0].name
         resampler = av.AudioResampler(format=fmt_name, layout=layout, rate=rate)
         self.notes.append(f"audio stream #{s.index} ({s.codec_context.name}) re-encoded to "
-                          f"{encoder}: a .{fmt} file cannot hold it")
+                          f"{encoder}: {why}")
         return o, resampler
 
     def _time(self, packet):
@@ -609,12 +678,23 @@ class _AuxCopier:
         return None if ts is None or packet.time_base is None else float(ts * packet.time_base)
 
     def _next(self):
-        if self.held is not None or self.done:
-            return
-        try:
-            self.held = next(self.packets)
-        except (StopIteration, self._av.error.FFmpegError):
-            self.done = True
+        while self.held is None and not self.done:
+            try:
+                packet = next(self.packets)
+            except (StopIteration, self._av.error.FFmpegError):
+                self.done = True
+                return
+            if self.mender is not None:
+                offset = self.mender.feed(packet)[0]
+                if packet.stream.index not in self.map:
+                    continue  # the video's (and unmapped streams'): only their clock counts
+                if offset and packet.time_base:
+                    step = round(offset / packet.time_base)
+                    if packet.pts is not None:
+                        packet.pts += step
+                    if packet.dts is not None:
+                        packet.dts += step
+            self.held = packet
 
     def copy_until(self, t_video: float) -> None:
         """Mux every side packet due at or before `t_video` (absolute source time, seconds)."""
@@ -650,13 +730,17 @@ class _AuxCopier:
                         self.out.mux(p)
                 for p in out_stream.encode(None):
                     self.out.mux(p)
+        if self.refused:
+            self.notes.append(f"{self.refused} audio/subtitle/data packet(s) of the input could not be "
+                              f"copied (damaged, or overlapping where its timestamps jump back) and "
+                              f"were left out")
         self.close()
 
     def _emit(self, packet, t):
         if packet.size == 0 and packet.pts is None:
             return  # demuxer flush packet
-        if self.trim and t is not None and t < self.shift - 1e-6:
-            return  # before the trimmed start
+        if self.from_video_start and t is not None and t < self.shift - 1e-6:
+            return  # before the trimmed start (or the video's, in AVI)
         out_stream, resampler = self.map[packet.stream.index]
         shift = round(self.shift / packet.time_base) if packet.time_base else 0
         if resampler is None:
@@ -665,7 +749,12 @@ class _AuxCopier:
             if packet.dts is not None:
                 packet.dts -= shift
             packet.stream = out_stream
-            self.out.mux(packet)
+            try:
+                self.out.mux(packet)
+            except (self._av.error.InvalidDataError, self._av.error.ArgumentError):
+                # a damaged packet (a broken ADTS header for mp4's aac_adtstoasc, timestamps
+                # going back): one packet lost beats the whole run lost. Disk errors still raise.
+                self.refused += 1
             return
         try:
             frames = packet.decode()
