@@ -220,7 +220,7 @@ def test_batch_argument_errors(capsys, tmp_path, tree):
     _one_error(capsys, [tree / "a.mp4", tmp_path / "missing.mp4", "-o", out], "input not found")
     _one_error(capsys, [tree, "-o", out, "--shard", "2/2"], "0 <= I < N")
     _one_error(capsys, [tree, "-o", out, "--shard", "x"], "I/N")
-    _one_error(capsys, [tree, "-o", out, "--ext", "webm"], "cannot hold h264")
+    _one_error(capsys, [tree, "-o", out, "--ext", "webm", "--codec", "h264"], "cannot hold h264")
     _one_error(capsys, [tree, "-o", out, "--rain-layer", tmp_path / "r.mp4"], "--rain-layer")
     _one_error(capsys, [tree, "-o", tree], "output folder is the input folder")
     _one_error(capsys, [tree / "a.mp4", "-o", tmp_path / "o.mp4", "--ext", "mkv"], "--ext is for batch")
@@ -462,3 +462,12 @@ def test_a_file_one_job_failed_is_not_retried_by_the_others_of_that_run(capsys, 
     assert (out / "b.mp4").exists() and not (out / ".b.mp4.vderain-failed").exists()
     assert not (out / "a.mp4").exists()                              # left to the job that failed it
     assert (out / ".c.mp4.vderain-failed").read_text().strip()       # its reason, for the other jobs
+
+
+def test_output_ext_follows_what_the_writer_can_write(tmp_path):
+    from vderain.batch import output_ext
+    for name in ("x.ts", "x.webm"):
+        (tmp_path / name).write_bytes(b"")
+    assert output_ext(str(tmp_path / "x.ts"), None, None) == ".ts"   # MPEG-TS holds H.264 (PyAV's table omits it)
+    assert output_ext("x.mp4", "webm", None) == ".webm"             # --ext webm: VP9, as `run -o x.webm`
+    assert output_ext(str(tmp_path / "x.webm"), None, None) == ".mp4"  # kept: VP9 is slow to encode; H.264 in .mp4

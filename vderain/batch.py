@@ -117,7 +117,8 @@ def _container_holds(ext: str, codec_id: str) -> bool | None:
         except (ValueError, av.error.FFmpegError):
             return None
         try:
-            return codec_id in c.supported_codecs
+            from vderain.io.writer import _ALSO_HOLDS   # muxers whose tag table is partial (mpegts)
+            return codec_id in c.supported_codecs or codec_id in _ALSO_HOLDS.get(c.format.name.split(",")[0], ())
         finally:
             c.close()
 
@@ -133,6 +134,8 @@ def output_ext(src: str, ext: str | None, codec: str | None) -> str:
     from vderain.io.writer import CODEC_IDS
     if ext:
         e = "." + ext.lstrip(".")
+        if codec is None and e == ".webm":
+            codec = "vp9"   # as the writer chooses for a .webm output (WebM never holds H.264)
         holds = _container_holds(e, CODEC_IDS[_codec_for(codec, e)])
         if holds is None:
             raise VderainError(f"unknown container --ext {ext} (use mp4, mkv, mov, ...)")
