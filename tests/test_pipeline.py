@@ -104,6 +104,37 @@ def test_video_vfr_and_rotation(clips, tmp_path):
     assert read_all(tmp_path / "r.mp4")[2].rotation == 90
 
 
+class Upright(Method):
+    """Darkens the top rows of what it is given and records the shapes: shows which way up the
+    pipeline hands a rotated clip to the method."""
+    name = "upright"
+
+    def __init__(self):
+        self.shapes = []
+
+    def __call__(self, clips):
+        self.shapes.append(tuple(clips.shape[-2:]))
+        out = clips[:, self.target].clone()
+        out[..., :8, :] = 0          # the top of the picture as the method sees it
+        return out
+
+
+def test_a_rotated_clip_reaches_the_method_upright(tmp_path):
+    # a phone clip coded 96x64 with a 90-degree display rotation is shown 64 wide, 96 high: rain
+    # falls down those 96 rows, so that is what the method must see; the output keeps the tag
+    src = make_video(tmp_path / "in.mp4", n=4, width=96, height=64, rotation=90)
+    m = Upright()
+    derain_video(src, tmp_path / "o.mp4", method=m, rain_layer=tmp_path / "r.mp4", progress=False)
+    assert set(m.shapes) == {(96, 64)}
+    out, _, info = read_all(tmp_path / "o.mp4")
+    assert info.rotation == 90 and out.shape[1:3] == (64, 96)
+    # the shown picture's top rows are dark: FFmpeg's 90 degrees (counter-clockwise) puts the
+    # coded last column there
+    shown = np.rot90(out, 1, axes=(1, 2))
+    assert shown[:, :7].mean() < 8 and shown[:, -8:].mean() > 40 and shown[:, 20:].mean() > 40
+    assert read_all(tmp_path / "r.mp4")[0].shape[1:3] == (64, 96)
+
+
 def test_side_by_side_and_rain_layer(tmp_path):
     src = make_video(tmp_path / "in.mkv", n=6, codec="ffv1", pix_fmt="bgr0")
     s = derain_video(src, tmp_path / "sbs.mkv", method=Darken(), codec="ffv1", side_by_side=True,

@@ -27,6 +27,7 @@ from vderain import VderainError
 from vderain.io import (Frame, VideoWriter, batched, check_output, iter_windows, open_video,
                         resolve_codec, tiled_apply)
 from vderain.io.color import to_chw_float, to_hwc_uint8  # noqa: F401 (re-exported)
+from vderain.io.types import quarter_turns, turn
 from vderain.io.reader import NETWORK_TIMEOUT_S
 from vderain.methods import Method, get_method
 from vderain.models.align import StreamAligner
@@ -424,8 +425,16 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         q_in: queue.Queue = queue.Queue(maxsize=m.window + 2 * batch + 2)
         q_out: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
 
+        # The method sees the picture as it is shown: a phone clip is coded sideways with a
+        # display rotation, and rain falls down the screen, not down the coded rows (a network
+        # trained on falling rain would see it blow sideways). The writer gets the coded
+        # orientation back and keeps the tag.
+        up = quarter_turns(info.rotation)
+
         def decode():
             for frame in reader:
+                if up:
+                    frame = dataclasses.replace(frame, rgb=turn(frame.rgb, up))
                 if not _put(q_in, frame, stop, stop_read):
                     return
             _put(q_in, _DONE, stop, stop_read)
@@ -438,6 +447,10 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
                 frame, rgb, rain = item
                 if _keep is not None and not _keep[0] <= frame.time < _keep[1]:
                     continue  # temporal context for a part's first/last frames: another part's frame
+                if up:
+                    frame = dataclasses.replace(frame, rgb=turn(frame.rgb, -up)) if side_by_side else frame
+                    rgb = turn(rgb, -up)
+                    rain = None if rain is None else turn(rain, -up)
                 writers[0].write(np.concatenate([frame.rgb, rgb], axis=1) if side_by_side else rgb,
                                  frame.pts)
                 if rain is not None:

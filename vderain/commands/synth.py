@@ -55,6 +55,7 @@ def main(args) -> int:
     import torch
 
     from vderain.io import VideoWriter, is_folder_target, open_video
+    from vderain.io.types import quarter_turns, turn
     from vderain.methods import resolve_device
     from vderain.synth.rain import RainSynth
 
@@ -88,8 +89,7 @@ def main(args) -> int:
         # rain falls down the picture as it is shown: a phone clip is coded sideways with a
         # display rotation, so frames are turned upright for the synthesiser and back for the
         # writers (which keep the rotation tag, or turn PNG frames upright themselves)
-        rot = info.rotation or 0
-        turns = (int(rot) // 90) % 4 if not rot % 90 else 0
+        turns = quarter_turns(info.rotation)
 
         scale = max(0.25, min(info.width, info.height) / 360)
         synth = RainSynth(args.preset, device=device, camera=args.camera, px_scale=scale)
@@ -107,8 +107,7 @@ def main(args) -> int:
         def flush():
             nonlocal done, scene_mean
             x = np.stack([f.rgb for f in chunk])
-            if turns:
-                x = np.ascontiguousarray(np.rot90(x, turns, axes=(1, 2)))
+            x = turn(x, turns, axes=(1, 2))
             x = torch.from_numpy(x).to(device)
             x = x.permute(0, 3, 1, 2).float().div_(255)[None]                   # (1,T,3,H,W)
             g = torch.Generator(device=device).manual_seed(args.seed)          # per clip: identical each chunk
@@ -118,7 +117,7 @@ def main(args) -> int:
                 scene_mean = out["params"]["scene_mean"]   # the haze colour of the first chunk, kept for the rest
             def to_u8(v):
                 a = (v[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-                return np.ascontiguousarray(np.rot90(a, -turns, axes=(1, 2))) if turns else a
+                return turn(a, -turns, axes=(1, 2))
             rainy = to_u8(out["rainy"])
             clean = to_u8(out["clean"]) if w_clean else None
             layer = to_u8(out["layer"] * 0.5 + 0.5) if w_layer else None

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from vderain import VderainError
+from vderain.io.types import quarter_turns, turn
 from vderain.io import color
 from vderain.io.reader import ffmpeg_path, frame_to_rgb
 
@@ -68,8 +69,7 @@ def upright(rgb: np.ndarray, rotation) -> np.ndarray:
     """Turn a frame as its display rotation tag says (a phone clip): live outputs show pixels
     as they are (a window and MPEG-TS cannot carry the tag). Counter-clockwise quarter turns,
     as `vderain.io.writer` turns PNG frames."""
-    turns = (int(rotation or 0) // 90) % 4 if not (rotation or 0) % 90 else 0
-    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+    return turn(rgb, quarter_turns(rotation))
 
 
 def display_available() -> bool:

@@ -7,6 +7,18 @@ from fractions import Fraction
 import numpy as np
 
 
+def quarter_turns(rotation) -> int:
+    """np.rot90's k (counter-clockwise quarter turns) that shows a frame upright, from a display
+    rotation in degrees as FFmpeg gives it (counter-clockwise too); 0 for none or an odd angle."""
+    rotation = int(rotation or 0)
+    return (rotation // 90) % 4 if rotation % 90 == 0 else 0
+
+
+def turn(rgb: np.ndarray, k: int, axes=(0, 1)) -> np.ndarray:
+    """`rgb` turned k counter-clockwise quarter turns (contiguous); itself when k is 0."""
+    return np.ascontiguousarray(np.rot90(rgb, k, axes=axes)) if k % 4 else rgb
+
+
 @dataclass
 class VideoInfo:
     """What a writer needs to reproduce the input's geometry and timing."""

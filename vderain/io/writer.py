@@ -20,7 +20,7 @@ import numpy as np
 from vderain import VderainError
 from vderain.io import color
 from vderain.io.reader import ClockMender, ffmpeg_path
-from vderain.io.types import VideoInfo
+from vderain.io.types import VideoInfo, quarter_turns, turn
 
 # name -> (FFmpeg encoder, pixel format, default crf). RGB formats keep frames bit-exact.
 CODECS = {
@@ -418,10 +418,10 @@ class VideoWriter:
 def _quarter_turns(rotation, where: str, notes: list) -> int:
     """Counter-clockwise quarter turns that show a frame upright, for outputs that cannot carry
     the display rotation (noted); 0 when there is none."""
-    if not rotation or rotation % 90:
-        return 0
-    notes.append(f"rotation {rotation:g} degrees applied to the pixels: {where} cannot hold rotation metadata")
-    return (int(rotation) // 90) % 4   # FFmpeg's angle is counter-clockwise, as np.rot90 turns
+    k = quarter_turns(rotation)
+    if k:
+        notes.append(f"rotation {rotation:g} degrees applied to the pixels: {where} cannot hold rotation metadata")
+    return k
 
 
 class _PngSink:
@@ -434,8 +434,7 @@ class _PngSink:
 
     def write(self, rgb, pts, src_time):
         cv2 = self._cv2
-        if self.turns:
-            rgb = np.ascontiguousarray(np.rot90(rgb, self.turns))
+        rgb = turn(rgb, self.turns)
         path = os.path.join(self.folder, f"{self.n:06d}.png")
         if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
             raise VderainError(f"cannot write {path}")
@@ -553,8 +552,7 @@ class _ContainerSink:
     def write(self, rgb, pts, src_time):
         """pts: output time base units from 0; src_time: the same frame in source seconds."""
         av = self._av
-        if self.turns:
-            rgb = np.ascontiguousarray(np.rot90(rgb, self.turns))
+        rgb = turn(rgb, self.turns)
         if self.pad_h or self.pad_w:
             rgb = np.pad(rgb, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
         if self.pix_fmt == "yuv420p":  # OpenCV: exact rounding, releases the GIL (io/color.py)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from vderain import VderainError
+from vderain.io.types import quarter_turns, turn
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 MOTIONS = ("pan", "zoom", "forward", "shake")
@@ -52,12 +53,6 @@ def _natural_key(name: str):
     return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
 
 
-def _upright(rgb: np.ndarray, rotation) -> np.ndarray:
-    """A frame turned as its display rotation says (a phone clip is coded sideways)."""
-    turns = (int(rotation or 0) // 90) % 4 if not (rotation or 0) % 90 else 0
-    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
-
-
 def _read_video(path: str, max_short_side: int, max_frames: int | None) -> tuple[list[np.ndarray], float]:
     import av
     try:
@@ -69,7 +64,7 @@ def _read_video(path: str, max_short_side: int, max_frames: int | None) -> tuple
             fps = float(st.average_rate) if st.average_rate else 30.0
             out = []
             for fr in c.decode(st):
-                out.append(_fit(_upright(fr.to_ndarray(format="rgb24"), fr.rotation), max_short_side))
+                out.append(_fit(turn(fr.to_ndarray(format="rgb24"), quarter_turns(fr.rotation)), max_short_side))
                 if max_frames and len(out) >= max_frames:
                     break
     except av.error.FFmpegError as e:
