@@ -379,6 +379,14 @@ def test_a_torch_file_that_is_not_a_dict_is_a_one_line_error(tmp_path, capsys):
                  "--set", f"init={tmp_path / 'tensor.pt'}"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a vderain weights file" in err[0], err
+    # an empty file and junk bytes: one line each (the empty file was an IndexError traceback)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "junk.pt").write_bytes(b"\x00junk" * 40)
+    for bad in ("empty.pt", "junk.pt"):
+        assert main(["train", "--config", os.path.join(ROOT, TINY), "--out", str(tmp_path / "o"), "--no-progress",
+                     "--set", f"init={tmp_path / bad}"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "cannot load weights" in err[0] and "damaged" in err[0], err
 
 
 def test_a_second_run_into_the_same_folder_is_refused(tmp_path, capsys):
@@ -414,3 +422,24 @@ def test_the_shipped_training_commands_parse():
     for o in overrides:
         for name in ("quality", "fast"):
             load_config(os.path.join(ROOT, "configs", f"{name}.yaml"), [o])
+
+
+def test_the_gpu_session_script_trains_on_the_cpu(tmp_path):
+    # tools/gpu_session.sh's training step, its own RUNS and flags, for two seconds each on the CPU:
+    # what is prepared for the one GPU call must not fail there on a command that no longer runs
+    import subprocess
+    from videogen import make_video
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    make_video(str(clean / "a.mp4"), n=24, width=160, height=128, audio=False)
+    env = dict(os.environ, DEVICE="cpu", SPEED="0", COMPILE="0", VAL="0", TRAIN_S="2", CLEAN=str(clean),
+               OUT=str(tmp_path / "out"), WORK=str(tmp_path / "work"))
+    r = subprocess.run(["bash", os.path.join(ROOT, "tools", "gpu_session.sh")], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    names = ("quality_t15", "quality_c", "fast_t15")
+    missing = [n for n in names if not (tmp_path / "out" / f"{n}.pt").is_file()]
+    assert not missing, (missing, r.stdout[-3000:], r.stderr[-2000:])
+    for n in names:
+        model, meta = load_weights(tmp_path / "out" / f"{n}.pt")
+        assert meta["steps"] >= 1
+    assert (tmp_path / "out" / "logs.tar.gz").stat().st_size > 0

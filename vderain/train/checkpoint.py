@@ -30,7 +30,10 @@ def safe_load(path: str | Path) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle refusing a non-tensor object lands here too
-        raise VderainError(f"cannot load weights {path}: {str(e).splitlines()[0]}")
+        # an empty file's error has no text (it was an IndexError here) and junk's is a bare number
+        msg = (str(e).splitlines() or [""])[0]
+        raise VderainError(f"cannot load weights {path}: {type(e).__name__}{': ' + msg if msg else ''} "
+                           "(not a torch weights file, or damaged?)") from None
     if not isinstance(blob, dict):
         raise VderainError(f"{path} is not a vderain weights file or checkpoint (a {type(blob).__name__})")
     return blob
