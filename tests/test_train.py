@@ -443,3 +443,13 @@ def test_the_gpu_session_script_trains_on_the_cpu(tmp_path):
         model, meta = load_weights(tmp_path / "out" / f"{n}.pt")
         assert meta["steps"] >= 1
     assert (tmp_path / "out" / "logs.tar.gz").stat().st_size > 0
+
+
+def test_a_zero_step_export_does_not_need_the_training_clips(tmp_path, capsys):
+    # the shipped configs read data/clean/*.mp4, which is not shipped: a retarget or an export
+    # trains nothing and must run on a fresh clone; a real run still says the data is missing
+    base = ["train", "--config", os.path.join(ROOT, TINY), "--no-progress", "--set", "data.clean=[missing/*.mp4]"]
+    assert main(base + ["--out", str(tmp_path / "a"), "--set", "optim.max_steps=0"]) == 0
+    assert (tmp_path / "a" / "tiny.pt").is_file()
+    assert main(base + ["--out", str(tmp_path / "b")]) == 1
+    assert "training data not found" in capsys.readouterr().err

@@ -48,7 +48,8 @@ def add_arguments(p) -> None:
                    help="auto (the shipped network), fast, quality, median, identity, or a .pt checkpoint")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--window", type=int, help="frames per temporal window (methods that allow it)")
-    p.add_argument("--tile", type=int, help="process frames in tiles of N pixels (large frames, small GPUs)")
+    p.add_argument("--tile", type=int, help="process frames in tiles of N pixels (large frames, small GPUs); ignored for "
+                        "methods that need whole frames (median, and fast/quality: their haze estimator)")
     p.add_argument("--tile-overlap", type=int, default=32, help="pixels shared by neighbouring tiles (32)")
     p.add_argument("--stabilise", action=argparse.BooleanOptionalAction, default=None,
                    help="temporal stabiliser after the network: a motion-compensated median of the "

@@ -129,6 +129,8 @@ class _Slot:
             if not self.latest:
                 while self.item is not None and not stop.is_set():
                     self.cond.wait(0.1)
+                if self.item is not None:   # stopped while waiting: the run is over, not a drop
+                    return
             if self.item is not None:
                 self.dropped += 1
             self.item = item

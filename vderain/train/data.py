@@ -77,6 +77,13 @@ def edge_order(frames: int, target: int) -> list[int]:
     return [reflect_index(k - target, frames) for k in range(frames)]
 
 
+def data_for(cfg) -> DataConfig:
+    """The data a run reads: none for a zero-step export (a retarget, a new head attached), which
+    must not need the training clips (they are not shipped)."""
+    import dataclasses
+    return dataclasses.replace(cfg.data, clean=[]) if cfg.optim.max_steps == 0 else cfg.data
+
+
 def make_source(cfg: DataConfig, frames: int, device: torch.device, seed: int):
     if not 0 <= cfg.procedural <= 1:
         raise VderainError(f"data.procedural must be a share in [0, 1], got {cfg.procedural}")

@@ -24,7 +24,7 @@ from vderain.models.haze import HazeNet
 from vderain.train import losses as L
 from vderain.train.checkpoint import atomic_save, deployable_state, safe_load
 from vderain.train.config import TrainConfig
-from vderain.train.data import make_source
+from vderain.train.data import data_for, make_source
 
 HAZE_FORMAT = "vderain.haze/1"
 LOG_FIELDS = ["step", "seconds", "lr", "loss", "val_psnr_in", "val_psnr_out", "val_norain_psnr"]
@@ -164,7 +164,7 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
     if ema is not None and "ema" in ck:
         ema.load_state_dict(ck["ema"])
 
-    source = make_source(cfg.data, 1, device, cfg.seed)
+    source = make_source(data_for(cfg), 1, device, cfg.seed)
     preset = cfg.data.preset
     synths = (RainSynth(preset, device=device), RainSynth(preset, device=device, overrides={"veil": 0.0}),
               # no block-DCT here: it degrades the rainy side only, and c["clean"] is the target

@@ -22,7 +22,7 @@ from vderain.models.strnet import STRNet, retarget_fuse
 from vderain.train import losses as L
 from vderain.train.checkpoint import atomic_save, export_weights, read_weights, safe_load
 from vderain.train.config import TrainConfig
-from vderain.train.data import edge_order, make_source
+from vderain.train.data import data_for, edge_order, make_source
 
 LOG_FIELDS = ["step", "seconds", "lr", "loss", "charbonnier", "ssim", "layer_lowpass", "temporal", "temporal_warp", "tv", "norain", "untouched", "psnr",
               "val_psnr_in", "val_psnr_out", "val_norain_psnr"]
@@ -293,7 +293,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     T, tgt = cfg.model.frames, cfg.model.target
-    source = make_source(cfg.data, T + 1, device, cfg.seed + rank)
+    source = make_source(data_for(cfg), T + 1, device, cfg.seed + rank)
     from vderain.synth import RainSynth
     synth = RainSynth(preset=cfg.data.preset, device=device, codec_prob=cfg.data.codec_prob,
                       faint_prob=cfg.data.faint_prob, faint_scale=tuple(cfg.data.faint_scale))
