@@ -432,10 +432,17 @@ def test_the_gpu_session_script_trains_on_the_cpu(tmp_path):
     clean = tmp_path / "clean"
     clean.mkdir()
     make_video(str(clean / "a.mp4"), n=24, width=160, height=128, audio=False)
-    env = dict(os.environ, DEVICE="cpu", SPEED="0", COMPILE="0", VAL="0", TRAIN_S="2", CLEAN=str(clean),
+    env = dict(os.environ, DEVICE="cpu", SPEED="0", COMPILE="0", VAL="0", TRAIN_S="2", THREADS="1", CLEAN=str(clean),
                OUT=str(tmp_path / "out"), WORK=str(tmp_path / "work"))
-    r = subprocess.run(["bash", os.path.join(ROOT, "tools", "gpu_session.sh")], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+    # its own process group: on a timeout the whole tree goes (the runs and tee hold the pipes)
+    p = subprocess.Popen(["bash", os.path.join(ROOT, "tools", "gpu_session.sh")], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, 9)
+        out, err = p.communicate()
+    r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     names = ("quality_t15", "quality_c", "fast_t15")
     missing = [n for n in names if not (tmp_path / "out" / f"{n}.pt").is_file()]
     assert not missing, (missing, r.stdout[-3000:], r.stderr[-2000:])

@@ -25,6 +25,7 @@ COMPILE=${COMPILE:-1}   # 1b: torch.compile (reduce-overhead: CUDA graphs) at ba
 SPEED=${SPEED:-1}       # 1: the speed step
 CLEAN=${CLEAN:-data/clean}   # the clean clips (*.mp4) training reads
 VAL=${VAL:-1}           # 0: no validation pass (the dry run)
+THREADS=${THREADS:-5}   # CPU threads per training run (three run side by side)
 RUNS=${RUNS:-"quality_t15 quality --set loss.temporal=1.5 --set loss.norain=3.0 --set loss.psnr=0.001
 quality_c quality
 fast_t15 fast --set loss.temporal=1.5 --set loss.norain=3.0"}
@@ -71,7 +72,8 @@ common=(--set optim.ema=0.999 --set optim.lr=0.0003 --set optim.warmup_steps=100
 [ "$VAL" = 1 ] || common+=(--set 'log.val_cases=[]')
 train() {  # run name, config, extra args
   local name=$1 cfg=$2; shift 2
-  OMP_NUM_THREADS=5 timeout $(( TRAIN_S + 90 )) python3 -m vderain train --config "configs/$cfg.yaml" \
+  # -k: a run that does not stop on SIGTERM (it finishes its step first) is killed 30 s later
+  OMP_NUM_THREADS=$THREADS timeout -k 30 $(( TRAIN_S + 90 )) python3 -m vderain train --config "configs/$cfg.yaml" \
     --out "$work/$name" --device "$DEVICE" --no-progress --set "init=vderain/weights/$cfg.pt" \
     "${common[@]}" "$@" > "$work/$name.log" 2>&1
 }
