@@ -115,3 +115,12 @@ def test_interrupt_leaves_no_broken_output(tmp_path, sig):
         assert rc == -signal.SIGKILL
         assert main(["run", src, "-o", str(out), "--method", "identity", "-q"]) == 0
         assert sorted(os.listdir(tmp_path)) == ["in.mp4", "out.mp4"]
+
+
+def test_run_takes_the_bench_names_of_the_twins(clips, tmp_path):
+    # `vderain bench` scores quality-causal, fast-causal, quality-framewise: run takes the same names
+    from vderain.methods import get_method
+    assert get_method("fast-causal", device="cpu").target == 3            # 3 past frames + 1 ahead
+    assert get_method("quality-framewise", device="cpu").window == 1
+    assert main(["run", clips["basic"], "-o", str(tmp_path / "o.mp4"), "--method", "fast-causal", "-q"]) == 0
+    assert (tmp_path / "o.mp4").stat().st_size > 0

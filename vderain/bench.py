@@ -27,6 +27,7 @@ from vderain.io.reader import IMAGE_EXTS, _natural_key
 from vderain.metrics.perf import ResourceMeter
 from vderain.metrics.plot import temporal_profile
 from vderain.metrics.sequence import SequenceScorer
+from vderain.methods import VARIANTS
 
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".y4m")
 RAIN_WORDS = ("rain", "rainy", "rainstreak", "input", "inputs", "in", "lq", "degraded")
@@ -36,9 +37,7 @@ BUILTIN = {  # bench label -> (get_method name, kwargs)
     "median": ("median", {}),
     "fast": ("fast", {}),
     "quality": ("quality", {}),
-    "quality-framewise": ("quality", {"framewise": True}),
-    "fast-causal": ("fast", {"causal": True}),          # the live models (3 past frames + 1 ahead)
-    "quality-causal": ("quality", {"causal": True}),
+    **VARIANTS,                                         # the causal and frame-wise twins
     # the networks alone, without the pipeline's temporal stabiliser (vderain/methods/stabilise.py)
     "fast-nostab": ("fast", {"stabilise": False}),
     "quality-nostab": ("quality", {"stabilise": False}),

@@ -45,7 +45,8 @@ def add_arguments(p) -> None:
                    help="output video (.mp4/.mkv/.mov/.webm), or a folder ending in '/' for PNG frames; "
                         "in batch mode the output folder")
     p.add_argument("--method", default="auto",
-                   help="auto (the shipped network), fast, quality, median, identity, or a .pt checkpoint")
+                   help="auto (the shipped network), fast, quality, median, identity, fast-causal, "
+                        "quality-causal, quality-framewise, or a .pt checkpoint")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--window", type=int, help="frames per temporal window (methods that allow it)")
     p.add_argument("--tile", type=int, help="process frames in tiles of N pixels (large frames, small GPUs); ignored for "

@@ -57,6 +57,12 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 METHODS = ("identity", "median", "fast", "quality", "auto")
+# the shipped networks' twins by name, as `vderain bench` labels them (name -> (network, kwargs))
+VARIANTS = {
+    "fast-causal": ("fast", {"causal": True}),          # the live models (3 past frames + 1 ahead)
+    "quality-causal": ("quality", {"causal": True}),
+    "quality-framewise": ("quality", {"framewise": True}),
+}
 
 
 def get_method(name: str = "auto", device: str | torch.device | None = "auto",
@@ -71,6 +77,9 @@ def get_method(name: str = "auto", device: str | torch.device | None = "auto",
     dev = resolve_device(device)
     if name == "auto":
         name = "quality" if dev.type == "cuda" else "fast"
+    if name in VARIANTS:
+        name, extra = VARIANTS[name]
+        kwargs = {**extra, **kwargs}
     if name == "identity":
         m = Identity(device=dev, **kwargs)
     elif name == "median":
@@ -82,7 +91,8 @@ def get_method(name: str = "auto", device: str | torch.device | None = "auto",
         if stabilise is None:  # a centred window: files, where waiting K more frames costs nothing
             stabilise = m.window > 1 and m.target == m.window // 2
     else:
-        raise VderainError(f"unknown method '{name}' (choose from {', '.join(METHODS)} or a .pt checkpoint)")
+        raise VderainError(f"unknown method '{name}' (choose from {', '.join(METHODS + tuple(VARIANTS))} "
+                           f"or a .pt checkpoint)")
     if stabilise:
         from vderain.methods.stabilise import StabiliserConfig
         m.stabiliser = StabiliserConfig()
