@@ -89,19 +89,11 @@ def _check_numbers(args) -> None:
         raise VderainError("--retries and --retry-delay must be >= 0 (and the delay finite)")
 
 
-def _same_file(a: str, b: str) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def _check_stats_path(path: str, protect: dict) -> None:
+    from vderain.io.writer import same_file
     folder = os.path.dirname(os.path.abspath(path))
     for what, other in protect.items():   # it is opened with "w" after the run
-        if other and _same_file(path, other):
+        if other and same_file(path, other):
             raise VderainError(f"--stats-json {path} is the {what}; choose another name")
     if os.path.isdir(path):
         raise VderainError(f"--stats-json {path} is a folder; give a file name")

@@ -89,11 +89,14 @@ def resolve_codec(codec: str | None, path: str) -> str:
     return name
 
 
-def _same_file(a: str, b: str) -> bool:
+def same_file(a: str, b: str) -> bool:
+    """One file under two names: the same path once resolved, or a hard link (both existing)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
     try:
         return os.path.samefile(a, b)
     except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
+        return False
 
 
 def check_output(path, inputs=(), codec: str | None = None) -> str:
@@ -102,11 +105,9 @@ def check_output(path, inputs=(), codec: str | None = None) -> str:
     folder = is_folder_target(path, codec)
     target = path.rstrip("/" + os.sep) or path
     for src in inputs:
-        if src and os.path.exists(src) and os.path.exists(target) and _same_file(src, target):
+        if src and same_file(src, target):
             raise VderainError(f"output {path} is the input; choose another output name "
                                f"(the input is never overwritten)")
-        if src and os.path.realpath(src) == os.path.realpath(target):
-            raise VderainError(f"output {path} is the input; choose another output name")
     if os.path.exists(target) and not (os.path.isfile(target) or os.path.isdir(target)):
         # /dev/null, a FIFO: the output is written beside it and renamed onto it, which cannot
         # work (and must not replace a device node)
