@@ -11,6 +11,8 @@ from vderain.cli import main
 from vderain.metrics.report import terminal_table
 from vderain.metrics.toy import add_streaks, translating
 
+from videogen import read_all
+
 
 def write_frames(folder, frames):
     os.makedirs(folder, exist_ok=True)
@@ -180,6 +182,16 @@ def test_real_footage_without_ground_truth(tmp_path):
     assert "psnr_y" not in m and m["flicker_ratio"] < 0.5
     assert res["summary"]["identity"]["mean"]["flicker_ratio"] == pytest.approx(1)
     assert "input" in res["sequences"][0]["protocol"]["warp_flow"]
+
+
+def test_a_phone_clip_is_read_upright(clips):
+    """A clip coded landscape with a display rotation was scored, and shown to the method, on its
+    side: rain falling sideways, unlike what `vderain run` gives the method."""
+    coded, _, info = read_all(clips["rotated"])
+    assert info.rotation == 90
+    frames, _ = bench.read_frames(clips["rotated"])
+    assert frames.shape == (coded.shape[0], coded.shape[2], coded.shape[1], 3)
+    np.testing.assert_array_equal(frames[3], np.rot90(coded[3]))
 
 
 def test_bad_arguments(tmp_path, capsys):

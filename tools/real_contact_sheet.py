@@ -16,12 +16,6 @@ import cv2
 import numpy as np
 
 
-def read_all(path: str) -> np.ndarray:
-    from vderain.io import open_video
-    with open_video(path) as reader:
-        return np.stack([f.rgb for f in reader])
-
-
 def label(img: np.ndarray, text: str) -> np.ndarray:
     img = img.copy()
     cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
@@ -38,13 +32,14 @@ def main():
     ap.add_argument("--gain", type=float, default=4.0)
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args()
+    from vderain.bench import read_frames
     from vderain.methods import get_method
     from vderain.pipeline import derain_frames, stabiliser_reach
 
     methods = [get_method(m, device=args.device) for m in args.methods.split(",")]
     rows = []
     for path in sorted(glob.glob(os.path.join(args.clips, "*.mp4"))):
-        frames = read_all(path)
+        frames = read_frames(path)[0]   # upright, as bench and run give it to a method
         mid = len(frames) // 2
         # enough context for the widest window and the stabiliser's reach, centred on the middle frame
         half = max(m.window + stabiliser_reach(m) for m in methods)

@@ -86,15 +86,19 @@ def read_frames(path: str, max_frames: int | None = None) -> tuple[np.ndarray, f
 
     Every frame or none: a frame the reader skips (an unreadable image, one of another size, a
     packet that fails to decode) would pair every later frame with the wrong one of the other
-    side, so it is an error here. Images are read as stored (EXIF orientation not applied: as
-    other tools decode them, and as video display rotation is not applied either)."""
+    side, so it is an error here. A video's display rotation is applied (a phone clip is scored,
+    and a method sees it, upright, as `vderain run` and FFmpeg's frame extraction show it: rain
+    falling sideways is not the rain a method was made for); images are read as stored (EXIF
+    orientation not applied, as other tools decode them)."""
     from vderain.io import open_video
     from vderain.io.reader import FrameFolderReader
+    from vderain.io.types import quarter_turns, turn
     frames = []
     with (FrameFolderReader(path, orientation=False) if os.path.isdir(path) else open_video(path)) as reader:
         fps = float(reader.info.fps or 25.0)
+        k = 0 if os.path.isdir(path) else quarter_turns(reader.info.rotation)
         for f in reader:
-            frames.append(f.rgb)
+            frames.append(turn(f.rgb, k))
             if max_frames and len(frames) >= max_frames:
                 break
         if reader.errors:
