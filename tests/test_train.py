@@ -9,6 +9,7 @@ from live_helpers import free_port
 
 from vderain import VderainError
 from vderain.cli import main
+from vderain.commands.train import summary_line
 from vderain.train.checkpoint import load_weights
 from vderain.train.config import load_config
 from vderain.train.loop import train
@@ -77,6 +78,8 @@ def _ddp_worker(rank, world, port, out, result_dir, over=None, late_s=0.0):
     summary = train(tiny(**(over or {"optim.max_steps": 3})), out, device="cpu", progress=False)
     with open(os.path.join(result_dir, f"steps{rank}.txt"), "w") as f:
         f.write(str(summary["steps"]))
+    with open(os.path.join(result_dir, f"line{rank}.txt"), "w") as f:
+        f.write(str(summary_line("tiny", summary, out)))
     flat = torch.cat([p.detach().flatten() for p in summary["model"].parameters()])
     torch.save(flat, os.path.join(result_dir, f"rank{rank}.pt"))
     torch.distributed.destroy_process_group()
@@ -89,6 +92,9 @@ def test_ddp_two_processes_gloo(tmp_path):
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert torch.equal(a, b)
     assert (tmp_path / "run" / "tiny.pt").is_file()
+    # one summary line for the run, from rank 0 (each rank printed its own)
+    assert (tmp_path / "line0.txt").read_text().startswith("trained tiny: 3 steps")
+    assert (tmp_path / "line1.txt").read_text() == "None"
 
 
 def test_ddp_ranks_stop_together_on_a_time_limit(tmp_path):

@@ -43,7 +43,16 @@ def main(args) -> int:
     with held:
         summary = train(cfg, out, device=args.device, resume=not args.no_resume,
                         progress=not args.no_progress)
-    if summary.get("steps") is not None:
-        extras = " ".join(f"{k}={v:.2f}" for k, v in summary.items() if k.startswith("val_"))
-        print(f"trained {cfg.name}: {summary['steps']} steps in {summary['seconds']:.0f} s {extras} -> {out}/{cfg.name}.pt")
+    line = summary_line(cfg.name, summary, out)
+    if line:
+        print(line)
     return 0
+
+
+def summary_line(name: str, summary: dict, out: str) -> str | None:
+    """The run's one-line summary; None on a DDP rank other than 0 (every rank printed it, with
+    its own validation-free numbers, for one run)."""
+    if summary.get("steps") is None or not summary.get("main_process", True):
+        return None
+    extras = " ".join(f"{k}={v:.2f}" for k, v in summary.items() if k.startswith("val_"))
+    return f"trained {name}: {summary['steps']} steps in {summary['seconds']:.0f} s {extras} -> {out}/{name}.pt"

@@ -435,7 +435,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
 
     seconds = time.perf_counter() - t_start
     save()
-    summary = {"steps": step, "seconds": round(seconds, 1)}
+    summary = {"steps": step, "seconds": round(seconds, 1), "main_process": main_proc}
     if main_proc:
         meta = {"name": cfg.name, "steps": step, "seconds": round(seconds, 1),
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
