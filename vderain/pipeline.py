@@ -592,11 +592,16 @@ def _derain_in_parts(input, output, m, info, t0, segment, shard, progress, opts,
     problems = store.decode_problems()   # kept in the parts' records: a resumed run still reports them
     locked = finished == store.count and shard is not None and store.try_lock()
     joined = finished == store.count and (shard is None or locked)
+    output_frames = None
     if joined:
+        # every part's frames, this run's or an earlier run's or another shard's (read before the
+        # join removes the folder): the summary says what the output holds, not only this run's work
+        output_frames = sum((store.record(k) or {}).get("frames", 0) for k in range(store.count))
         store.join(audio_from, notes, locked=locked)
     seconds = time.perf_counter() - t0
     return {
         "input": input, "output": output if joined else None, "rain_layer": None, "frames": frames,
+        "output_frames": output_frames,
         "seconds": seconds, "fps": frames / seconds if seconds > 0 else 0.0,
         "method": getattr(m, "name", type(m).__name__), "device": str(getattr(m, "device", "cpu")),
         "width": info.width * (2 if opts["side_by_side"] else 1), "height": info.height, "notes": notes,
@@ -646,5 +651,7 @@ def _progress_bar(total, enabled):
 def summary_line(s: dict) -> str:
     """The one line the CLI prints at the end."""
     extra = f" + rain layer {s['rain_layer']}" if s.get("rain_layer") else ""
+    held = s.get("output_frames")
+    extra += f" ({held} frames in all, joined from its parts)" if held is not None and held != s["frames"] else ""
     return (f"{s['frames']} frames {s['width']}x{s['height']} in {s['seconds']:.1f} s "
             f"({s['fps']:.1f} fps) with {s['method']} on {s['device']} -> {s['output']}{extra}")
