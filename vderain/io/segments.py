@@ -168,6 +168,11 @@ def join_parts(files: list[str], records: list[dict], output: str, audio_from: s
         out.start_encoding()
         in_tb = Fraction(records[0]["time_base"])
         pts0 = records[0]["first_pts"]
+        if aux is not None:
+            # the side streams start where the first frame was in the source, as in one run; a
+            # part's own first packet time is no measure of it (AVI's demuxer gives pts = dts + 1,
+            # which cut 64 ms of audio from an .avi's start: sound ahead of picture)
+            aux.copy_until(float(pts0 * in_tb))
         last_dts = None
         for path, rec in zip(files, records):
             with av.open(path) as part:
