@@ -13,7 +13,7 @@ import pytest
 
 from vderain import VderainError
 from vderain.io import open_video
-from videogen import make_frame_folder, make_size_change_ts, make_video, pattern_frames, read_all
+from videogen import make_frame_folder, make_joined_ts, make_size_change_ts, make_video, pattern_frames, read_all
 
 
 def test_reads_every_frame_with_timestamps(clips):
@@ -75,6 +75,21 @@ def test_start_and_duration_select_frames(clips):
     assert [f.index for f in frames] == list(range(6))
     ref = pattern_frames(18)[12]
     assert np.abs(frames[0].rgb.astype(int) - ref).mean() < 6
+
+
+def test_start_in_mpeg_ts_joined_end_to_end(tmp_path):
+    """In `cat a.ts a.ts` the clock starts again at the join, so 0.5 s in is also 2.5 s in by the
+    file's timestamps: a seek landed in either half or nowhere (0 frames from --start 0.5)."""
+    src = make_joined_ts(tmp_path / "ab.ts")
+    whole, times, _ = read_all(src)
+    assert len(whole) == 96 and times[-1] > 4
+    for start in (0.5, 1.5, 2.5, 3.5):
+        keep = [i for i, t in enumerate(times) if start - 1 / 48 <= t < start + 0.5 - 1 / 48]  # half a frame
+        with open_video(src, start=start, duration=0.5) as r:
+            frames = list(r)
+        assert r.errors == [] and len(frames) == len(keep) == 12, start
+        assert frames[0].time == pytest.approx(times[keep[0]], abs=1e-3)
+        np.testing.assert_array_equal(np.stack([f.rgb for f in frames]), whole[keep])
 
 
 @pytest.mark.parametrize("keyint", [20, 250], ids=["keyframe_each_second", "one_keyframe"])

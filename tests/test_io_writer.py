@@ -12,7 +12,9 @@ import pytest
 
 from vderain import VderainError
 from vderain.io import VideoInfo, VideoWriter, open_video
-from videogen import audio_rms, make_video, pattern_frames, read_all, stream_summary, tone_onset
+from vderain.pipeline import derain_video
+from videogen import (audio_rms, make_joined_ts, make_video, pattern_frames, read_all, stream_summary, tone_onset,
+                      tone_onsets)
 
 
 def _info(w=96, h=64, fps=24.0, **kw):
@@ -417,13 +419,29 @@ def test_a_second_video_stream_is_not_dropped_silently(tmp_path):
     assert any("video stream #1 (h264) dropped" in n for n in w.notes)
 
 
+def test_mpegts_audio_preroll_stored_wrapped_is_not_a_day_ahead(tmp_path):
+    """MPEG-TS clocks are 33 bits: an AAC pre-roll at -0.064 s, muxed after 10 s of video that
+    starts at 0 (no B-frames), is stored as 26.5 h - 0.064 s. It was read as a jump back at the
+    next packet: every frame from then on 26.5 h later, and the run died in the muxer."""
+    src = make_video(tmp_path / "w.ts", n=48, fps=4, width=64, height=48, audio=True, tone_from=6.0,
+                     options={"preset": "ultrafast"})
+    with av.open(src) as c:
+        first_audio = next(p for p in c.demux() if p.stream.type == "audio" and p.dts is not None)
+        assert first_audio.dts > 2 ** 32   # the stored pre-roll
+    whole, times, info = read_all(src)
+    assert times[-1] == pytest.approx(11.75, abs=1e-3)
+    derain_video(src, tmp_path / "o.mp4", method="identity", progress=False)
+    _, t_out, _ = read_all(tmp_path / "o.mp4")
+    assert t_out == pytest.approx(times, abs=1e-3)
+    assert stream_summary(tmp_path / "o.mp4") == stream_summary(src)
+    assert tone_onset(tmp_path / "o.mp4") == pytest.approx(tone_onset(src), abs=0.005)
+
+
 def test_mpegts_recordings_joined_end_to_end_stay_in_sync(tmp_path):
     # `cat a.ts b.ts` (dashcams, broadcast captures): the clock starts again at the join. The
     # writer's strictly-increasing fix-up packed the second half's frames 1/90000 s apart and the
     # muxer refused its audio. Each part: 2 s, silent for its first second, then a tone.
-    a = make_video(tmp_path / "a.ts", n=48, audio=True, tone_from=1.0)
-    (tmp_path / "ab.ts").write_bytes(open(a, "rb").read() * 2)
-    src = str(tmp_path / "ab.ts")
+    src = make_joined_ts(tmp_path / "ab.ts")
     with open_video(src) as r, VideoWriter(tmp_path / "o.mp4", r.info, preset="ultrafast", audio_from=src) as w:
         for f in r:
             w.write(f.rgb, f.pts)
@@ -432,9 +450,6 @@ def test_mpegts_recordings_joined_end_to_end_stay_in_sync(tmp_path):
     steps = np.diff(times)
     assert len(times) == 96 and steps.min() > 0.04 and steps.max() < 0.25
     assert stream_summary(tmp_path / "o.mp4")[1][2] == stream_summary(src)[1][2]  # every audio packet
-    from videogen import _audio_vs_video
-    x, t = _audio_vs_video(tmp_path / "o.mp4")
-    loud = np.abs(x) > 0.1
-    onsets = [t[i] for i in np.nonzero(loud[1:] & ~loud[:-1])[0] + 1 if not loud[max(0, i - 800):i].any()]
+    onsets = tone_onsets(tmp_path / "o.mp4")
     assert len(onsets) == 2 and onsets[0] == pytest.approx(1.0, abs=0.01)
     assert onsets[1] == pytest.approx(times[48] + 1.0, abs=0.01)  # a second into part two's video

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from videogen import make_video, read_all, stream_summary, tone_onset
+from videogen import make_joined_ts, make_video, read_all, stream_summary, tone_onset, tone_onsets
 from vderain import VderainError
 from vderain.cli import main
 from vderain.io import segments
@@ -79,6 +79,21 @@ def test_audio_starts_where_it_does_in_one_run(tmp_path, ext):
     derain_video(src, tmp_path / f"parts.{ext}", method="identity", progress=False, resume=True,
                  segment_seconds=0.25)
     assert tone_onset(tmp_path / f"parts.{ext}") == pytest.approx(tone_onset(tmp_path / f"one.{ext}"), abs=0.005)
+
+
+def test_mpeg_ts_joined_end_to_end_resumes(tmp_path):
+    """Each part seeks to its start, and in `cat a.ts a.ts` the file's own timestamps start again
+    at the join: the parts overlapped and the join failed ('their timestamps overlap')."""
+    src = make_joined_ts(tmp_path / "ab.ts")
+    derain_video(src, tmp_path / "one.mkv", method="identity", **LOSSLESS)
+    derain_video(src, tmp_path / "parts.mkv", method="identity", resume=True, **LOSSLESS)
+    one, t_one, _ = read_all(tmp_path / "one.mkv")
+    parts, t_parts, _ = read_all(tmp_path / "parts.mkv")
+    assert len(one) == 96
+    np.testing.assert_array_equal(parts, one)
+    assert t_parts == pytest.approx(t_one, abs=1e-3)
+    assert len(tone_onsets(tmp_path / "one.mkv")) == 2
+    assert tone_onsets(tmp_path / "parts.mkv") == pytest.approx(tone_onsets(tmp_path / "one.mkv"), abs=0.005)
 
 
 @pytest.mark.parametrize("codec", ["h264", "hevc"])

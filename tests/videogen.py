@@ -219,6 +219,27 @@ def tone_onset(path, level: float = 0.1) -> float:
     return float(t[loud[0]])
 
 
+def make_joined_ts(path, n: int = 48, tone_from: float = 1.0) -> str:
+    """`cat a.ts a.ts` (dashcams, broadcast captures): two recordings joined end to end, the
+    clock starting again at the join. Each half: n frames at 24 fps with audio, silent until
+    tone_from seconds, then a tone."""
+    path = os.fspath(path)
+    one = make_video(path + ".half.ts", n=n, audio=True, tone_from=tone_from)
+    with open(one, "rb") as f:
+        half = f.read()
+    os.remove(one)
+    with open(path, "wb") as f:
+        f.write(half * 2)
+    return path
+
+
+def tone_onsets(path) -> list[float]:
+    """Times (s after the first video frame) where a tone starts after a silence."""
+    x, t = _audio_vs_video(path)
+    loud = np.abs(x) > 0.1
+    return [float(t[i]) for i in np.nonzero(loud[1:] & ~loud[:-1])[0] + 1 if not loud[max(0, i - 800):i].any()]
+
+
 def make_size_change_ts(path, sizes=((96, 64), (128, 96)), n: int = 6, fps: int = 24) -> str:
     """An MPEG-TS whose picture size changes mid-stream (as a camera or broadcast may do):
     one TS per size with continuing timestamps, joined byte for byte (TS allows that)."""

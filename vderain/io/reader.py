@@ -40,8 +40,14 @@ class ClockMender:
     FORMATS = ("mpegts", "mpeg")
     SLACK_S = 0.1  # a stream's clock going back more than this is a jump
     JOIN_S = 2.0   # jumps of other streams this close to one are the same join
+    WRAP = 1 << 33  # their timestamps are 33 bits of a 90 kHz clock: they wrap every 26.5 h
 
-    def __init__(self):
+    def __init__(self, start_ticks: int | None = None):
+        # where the clock is (90 kHz ticks) before the first packet: the video's start time.
+        # A timestamp is read as the one nearest the last packet's, modulo WRAP, so a wrap is
+        # no jump, and an audio pre-roll written as -0.064 s (stored as 26.5 h - 0.064 s) is
+        # not 26.5 h ahead of the video (it sent every later frame 26.5 h on).
+        self._ticks = start_ticks
         self.epoch = [0.0]  # the offset (s) of the packets since the last join: raised while
         #                     the other streams reach that join (their parts end a little apart)
         self.jumps: list[float] = []  # where the joins are, in mended seconds
@@ -51,9 +57,28 @@ class ClockMender:
     def offset(self) -> float:
         return self.epoch[0]
 
+    def _unwrap(self, packet) -> None:
+        ts = packet.dts if packet.dts is not None else packet.pts
+        if ts is None or packet.time_base != Fraction(1, 90000):
+            return
+        if self._ticks is None:
+            self._ticks = ts
+        step = (ts - self._ticks) % self.WRAP
+        if step >= self.WRAP // 2:
+            step -= self.WRAP
+        shift = self._ticks + step - ts  # a multiple of WRAP
+        if shift:
+            if packet.pts is not None:
+                packet.pts += shift
+            if packet.dts is not None:
+                packet.dts += shift
+        self._ticks = ts + shift
+
     def feed(self, packet) -> list:
         """Take a packet (any stream, file order) into account; its epoch: [offset in seconds],
-        final once the streams have all passed the join."""
+        final once the streams have all passed the join. 33-bit timestamps are unwrapped in
+        the packet itself."""
+        self._unwrap(packet)
         ts = packet.dts if packet.dts is not None else packet.pts
         tb = packet.time_base
         if ts is None or not tb or packet.stream.type not in ("video", "audio"):
@@ -270,7 +295,7 @@ class PyAVReader(VideoReader):
         self._delayed = None  # AVI: whether FFmpeg's pts guesses are the next packet's slot
         self._seen_end, self._at_eof = None, False
         kind = self.container.format.name
-        self._mender = ClockMender() if kind in ClockMender.FORMATS else None
+        self._mender = ClockMender(self._t0) if kind in ClockMender.FORMATS else None
         if not url and "matroska" in kind:
             self._declared_end = _hms(stream.metadata.get("DURATION"))
         elif not url and kind == "avi":
@@ -316,9 +341,10 @@ class PyAVReader(VideoReader):
 
     def _restart_decoding(self):
         if self._mender is not None:  # every stream's packets: any may show a jump first
-            self._mender = ClockMender()
+            self._mender = ClockMender(self._t0)
             self._offsets: dict[int, deque] = {}  # video packet pts -> its epochs, in order
         self._packets = self.container.demux() if self._mender is not None else self.container.demux(self.stream)
+        self._replay = deque()  # (video packet, its epoch): demuxed and mended already, to decode
         self._pending = []
         self._eof = False
         self._slots = []  # AVI (self._reorder): the dts (slots) of the packets so far, ascending
@@ -327,12 +353,15 @@ class PyAVReader(VideoReader):
         """Seek so that every frame from `start` on decodes; returns the first decoded frame
         (or None). _frames then drops the frames before `start`.
 
-        In MP4/MKV a seek lands on the keyframe before `start`, but in MPEG-TS (no index) it
+        In MP4/MKV a seek lands on the keyframe before `start`, but in a file without an index it
         lands on whatever packet is near that time: the decoder drops everything up to the next
         keyframe, so the frames from `start` to there would be lost without a word (or all of
         them, if no keyframe follows). So while the first frame out is missing or later than
         `start`, seek again from 1, 2, 4 ... s further back, and last from the very beginning.
+        MPEG-TS/PS do not seek at all (_demux_to_start).
         """
+        if self._mender is not None:
+            return self._demux_to_start()
         tb = self.info.time_base
         half = 0.5 / max(self.info.fps, 1e-3)
         t0 = self._t0 or 0
@@ -358,6 +387,54 @@ class PyAVReader(VideoReader):
                 return first
             back = 2 * back if back else 1.0
 
+    # packets held from the last keyframe before `start` (MPEG-TS/PS); a stream that flags no
+    # keyframes would hold the whole file, so past this many they are decoded (slower, still right)
+    HOLD_PACKETS = 4096
+
+    def _demux_to_start(self):
+        """MPEG-TS/PS: demux from the file's start without decoding, mending the clock, and
+        decode from the last keyframe before `start`. A seek goes by the file's own timestamps,
+        which in recordings joined end to end (`cat a.ts b.ts`) start again at each join: 0.5 s
+        in was also 2.5 s in, and a seek landed in either half, or nowhere."""
+        tb = self.info.time_base
+        t0 = float((self._t0 or 0) * tb)
+        self._restart_decoding()
+        held: deque = deque()
+        while True:
+            try:
+                packet = next(self._packets)
+            except StopIteration:
+                break
+            except self._av.error.FFmpegError as e:  # demuxer hit garbage: decode what came before
+                self.errors.append(f"demux: {e.strerror or e}")
+                self._eof = True
+                break
+            epoch = self._feed(packet)
+            if packet.stream.index != self.stream.index:
+                continue
+            ts = packet.pts if packet.pts is not None else packet.dts
+            t = float(ts * tb) + epoch[0] - t0 if ts is not None else None
+            if packet.is_keyframe and t is not None:
+                if t > self._lo:
+                    held.append((packet, epoch))
+                    break
+                held.clear()
+            held.append((packet, epoch))
+            if len(held) > self.HOLD_PACKETS:
+                break
+        self._replay = held
+        return self._next_decoded()
+
+    def _feed(self, packet) -> list:
+        """The ClockMender's epoch of a packet (any stream); notes the first jump back."""
+        jumps = len(self._mender.jumps)
+        epoch = self._mender.feed(packet)
+        if len(self._mender.jumps) > jumps and not any("jump back" in n for n in self.notes):
+            at = self._mender.jumps[-1] - float((self._t0 or 0) * self.info.time_base)
+            self.notes.append(f"timestamps jump back at about {at:.1f} s (recordings "
+                              f"joined end to end?): what follows is placed after what came before")
+        return epoch
+
     def _reopen(self):
         """Open the file again: the one sure way back to its first packet (in MPEG-TS a seek
         to the first timestamp can land a few packets in, as decode order runs ahead)."""
@@ -379,24 +456,22 @@ class PyAVReader(VideoReader):
         av = self._av
         late = 0
         while not self._pending:
-            if self._eof:
+            if self._eof and not self._replay:
                 return None
-            try:
-                packet = next(self._packets)
-            except StopIteration:
-                self._eof = True
-                return None
-            except av.error.FFmpegError as e:  # demuxer hit garbage: stop, keep what decoded
-                self.errors.append(f"demux: {e.strerror or e}")
-                self._eof = True
-                return None
+            if self._replay:
+                packet, epoch = self._replay.popleft()
+            else:
+                try:
+                    packet = next(self._packets)
+                except StopIteration:
+                    self._eof = True
+                    return None
+                except av.error.FFmpegError as e:  # demuxer hit garbage: stop, keep what decoded
+                    self.errors.append(f"demux: {e.strerror or e}")
+                    self._eof = True
+                    return None
+                epoch = self._feed(packet) if self._mender is not None else None
             if self._mender is not None:
-                jumps = len(self._mender.jumps)
-                epoch = self._mender.feed(packet)
-                if len(self._mender.jumps) > jumps and not any("jump back" in n for n in self.notes):
-                    at = self._mender.jumps[-1] - float((self._t0 or 0) * self.info.time_base)
-                    self.notes.append(f"timestamps jump back at about {at:.1f} s (recordings "
-                                      f"joined end to end?): what follows is placed after what came before")
                 if packet.stream.index != self.stream.index:
                     continue
                 if packet.pts is not None:

@@ -637,7 +637,11 @@ class _AuxCopier:
                 notes.append(f"{s.type} stream #{s.index} ({name}) dropped: a .{fmt} file cannot hold it")
         self.streams = [self.src.streams[i] for i in self.map]
         # MPEG-TS/PS whose clock jumps back: mended as the reader mends the video's (all streams)
-        self.mender = ClockMender() if self.streams and self.src.format.name in ClockMender.FORMATS else None
+        self.mender = None
+        if self.streams and self.src.format.name in ClockMender.FORMATS:
+            # from the clock the reader's mender starts from (the video's start), to agree with it
+            video = self.src.streams.video[0] if self.src.streams.video else None
+            self.mender = ClockMender(video.start_time if video is not None else None)
         self.packets = (self.src.demux() if self.mender else self.src.demux(*self.streams)) if self.streams else iter(())
         self.held = None  # next packet not yet due
         self.done = not self.streams
