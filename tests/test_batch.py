@@ -471,3 +471,83 @@ def test_output_ext_follows_what_the_writer_can_write(tmp_path):
     assert output_ext(str(tmp_path / "x.ts"), None, None) == ".ts"   # MPEG-TS holds H.264 (PyAV's table omits it)
     assert output_ext("x.mp4", "webm", None) == ".webm"             # --ext webm: VP9, as `run -o x.webm`
     assert output_ext(str(tmp_path / "x.webm"), None, None) == ".mp4"  # kept: VP9 is slow to encode; H.264 in .mp4
+
+
+# ------------------------------------------------------------------ review fixes
+
+def test_recursive_takes_the_videos_below_a_folder_with_a_thumbnail_at_its_top(capsys, tmp_path, tree):
+    import cv2
+    import numpy as np
+    dcim = tmp_path / "DCIM"
+    (dcim / "100MEDIA").mkdir(parents=True)
+    shutil.copy(tree / "a.mp4", dcim / "100MEDIA" / "a.mp4")
+    cv2.imwrite(str(dcim / "thumb.jpg"), np.zeros((48, 64, 3), np.uint8))   # was read as a frame folder
+    rc, stdout, err = _run(capsys, dcim, "-o", f"{tmp_path / 'out'}/", "--recursive")
+    assert rc == 0 and "1 done" in _summary(stdout), err
+    assert _files(tmp_path / "out") == ["100MEDIA/a.mp4", "vderain-batch.json"]
+    rc, stdout, err = _run(capsys, dcim, "-o", tmp_path / "t.mp4")   # no --recursive: still a frame folder
+    assert rc == 0 and "vderain: 1 frames" in stdout and "batch" not in stdout, err
+
+
+def test_a_clash_names_a_way_out_that_works(tmp_path, tree):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(tree / "a.mp4", src / "x.mp4")
+    shutil.copy(tree / "2024" / "f.webm", src / "x.webm")   # -> x.mp4 too; no --ext can part them
+    with pytest.raises(VderainError, match="rename one or process them separately") as e:
+        plan([str(src)], str(tmp_path / "o"))
+    assert "--ext" not in str(e.value)
+
+
+def test_an_output_finished_by_another_run_meanwhile_is_not_done_again(capsys, tmp_path, tree, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(tree / "d.mp4", src / name)
+    out = tmp_path / "out"
+    real = pipeline.derain_video
+    seen = []
+
+    def other_run_finishes_b(inp, *a, **k):
+        seen.append(os.path.basename(inp))
+        shutil.copy(tree / "a.mp4", out / "b.mp4")   # a resubmitted shard of the same batch, say
+        return real(inp, *a, **k)
+
+    monkeypatch.setattr(pipeline, "derain_video", other_run_finishes_b)
+    rc, stdout, _ = _run(capsys, src, "-o", out)
+    assert rc == 0 and "1 done, 1 skipped (exist), 0 failed" in _summary(stdout)
+    assert seen == ["a.mp4"] and len(read_all(out / "b.mp4")[0]) == 6   # the other run's b.mp4, kept
+
+
+def test_a_dangling_link_fails_alone_under_its_own_name(capsys, tmp_path, tree):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(tree / "d.mp4", src / "a.mp4")
+    os.symlink(tmp_path / "gone.mp4", src / "b.mp4")
+    out = tmp_path / "out"
+    rc, stdout, err = _run(capsys, src, "-o", out)
+    assert rc == 1 and "1 done, 0 skipped (exist), 1 failed" in _summary(stdout) and "Traceback" not in err
+    log = json.loads((out / "vderain-batch.json").read_text())
+    assert [os.path.basename(f["output"]) for f in log["files"]] == ["a.mp4", "b.mp4"]   # not b.mp4.mp4
+
+
+def test_one_file_with_shard_or_claim_and_a_file_output_says_why(capsys, tmp_path, tree):
+    _one_error(capsys, [tree / "a.mp4", "-o", tmp_path / "clean.mp4", "--shard", "0/2"], "--resume --shard")
+    _one_error(capsys, [tree / "a.mp4", "-o", tmp_path / "clean.mp4", "--claim"], "--claim with one input file")
+    assert os.listdir(tmp_path) == []
+
+
+def test_claim_says_why_it_stops_looking_for_new_files(capsys, tmp_path, tree, monkeypatch):
+    src = tmp_path / "incoming"
+    src.mkdir()
+    shutil.copy(tree / "a.mp4", src / "x.mp4")
+    real = pipeline.derain_video
+
+    def clash_arrives(inp, *a, **k):
+        shutil.copy(tree / "2024" / "f.webm", src / "x.webm")   # would be written to x.mp4 too
+        return real(inp, *a, **k)
+
+    monkeypatch.setattr(pipeline, "derain_video", clash_arrives)
+    rc, stdout, err = _run(capsys, src, "-o", tmp_path / "out", "--claim")
+    assert rc == 0 and "1 done" in _summary(stdout)
+    assert "vderain: note: stopped looking for new files: " in err and "would both be written" in err

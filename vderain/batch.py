@@ -82,15 +82,18 @@ def folder_holds_videos(folder: str, recursive: bool) -> bool:
     """True if `folder` is a batch of videos; False if it is one frame-folder input (as before).
 
     Videos at the top level make it a batch even if images sit beside them (dashcams write
-    thumbnails); images alone keep it a frame folder; otherwise it is a batch only if
-    `recursive` finds videos below.
+    thumbnails); so do videos in subfolders with `recursive`, which asks for them (a DCIM
+    folder with a thumbnail at its top); otherwise it is not (images alone: a frame folder).
     """
     names = os.listdir(folder)
     if any(_is_video(n) and os.path.isfile(os.path.join(folder, n)) for n in names):
         return True
-    if any(_is_image(n) for n in names):
-        return False
     return recursive and bool(_walk_videos(folder, True))
+
+
+def folder_holds_images(folder: str) -> bool:
+    """True if `folder` has image frames at its top level (a frame-folder input)."""
+    return any(_is_image(n) for n in os.listdir(folder))
 
 
 def is_batch(inputs: list[str], recursive: bool = False, shard: str | None = None,
@@ -194,13 +197,16 @@ def plan(inputs: list[str], out_dir: str, recursive: bool = False, ext: str | No
         if os.path.realpath(a) in seen:
             continue  # the same file twice (overlapping globs)
         seen.add(os.path.realpath(a))
-        stem = os.path.splitext(os.path.relpath(a, anchor))[0] if os.path.isfile(a) \
-            else os.path.relpath(a, anchor)
+        # a file, or a name that is no folder (a dangling link: it fails alone, as a.mp4, not a.mp4.mp4)
+        stem = os.path.relpath(a, anchor) if os.path.isdir(a) \
+            else os.path.splitext(os.path.relpath(a, anchor))[0]
         rel = stem + output_ext(a, ext, codec)
         output = os.path.join(out_dir, rel)
         if rel in jobs:
-            raise VderainError(f"{jobs[rel].input} and {a} would both be written to {output}; "
-                               f"give --ext or process them separately")
+            # one stem, two extensions: no --ext can part them (it gives every output one)
+            why = " (--ext gives every output the same extension)" if ext else ""
+            raise VderainError(f"{jobs[rel].input} and {a} would both be written to {output}{why}; "
+                               f"rename one or process them separately")
         if os.path.realpath(output) == os.path.realpath(a):
             raise VderainError(f"output {output} is the input {a}; choose another -o (the input "
                                f"is never overwritten)")
@@ -376,6 +382,9 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
     try:
         if not claim:
             for j in [j for j in jobs if j.status == "pending"]:
+                if not overwrite and os.path.exists(j.output):
+                    j.status = "skipped"   # finished meanwhile by another run (a resubmitted shard)
+                    continue
                 process(j)
                 _write_log(log, header, jobs)
         else:
@@ -452,8 +461,9 @@ def _run_claimed(jobs: list[Job], replan, process, fail, write_log) -> None:
             return
         try:
             fresh = replan()
-        except VderainError:
-            return   # the inputs went away or now clash: what was found is done
+        except VderainError as e:   # the inputs went away or now clash: what was found is done
+            print(f"vderain: note: stopped looking for new files: {_one_line(e)}", file=sys.stderr)
+            return
         known = {j.rel for j in jobs}
         # files only: a folder whose videos were moved away would now read as one frame-folder input
         arrived = [j for j in fresh if j.rel not in known and os.path.isfile(j.input)]

@@ -120,7 +120,8 @@ def main(args) -> int:
     if args.ext:
         raise VderainError("--ext is for batch mode (several inputs or a folder of videos); "
                            "with one input, name the output file")
-    if not args.recursive and os.path.isdir(inputs[0]) and batch.folder_holds_videos(inputs[0], True):
+    if not args.recursive and os.path.isdir(inputs[0]) and not batch.folder_holds_images(inputs[0]) \
+            and batch.folder_holds_videos(inputs[0], True):
         raise VderainError(f"{inputs[0]} holds no videos or frames at its top level; add --recursive "
                            f"to process the videos in its subfolders")
     try:
@@ -161,6 +162,12 @@ def _main_batch(args, inputs) -> int:
     from vderain import batch
     if args.rain_layer:
         raise VderainError("--rain-layer names one file; it is not available with several inputs")
+    if len(inputs) == 1 and os.path.isfile(inputs[0]) and os.path.splitext(args.output)[1] \
+            and not os.path.isdir(args.output):
+        # one file with --shard or --claim: say why -o must be a folder ("several inputs" would not)
+        hint = "; --resume --shard I/N spreads one file's parts over jobs" if args.shard else ""
+        raise VderainError(f"--{'shard' if args.shard else 'claim'} with one input file is batch "
+                           f"mode: -o must be a folder, not {args.output}{hint}")
     result = batch.run_batch(
         inputs, args.output, recursive=args.recursive, ext=args.ext, overwrite=args.overwrite,
         shard=batch.parse_shard(args.shard), claim=args.claim, method=args.method, device=args.device,
