@@ -202,6 +202,9 @@ def test_bad_arguments(tmp_path, capsys):
     assert run(["--pairs", tmp_path / "empty", "--out", tmp_path / "r"]) == 1
     assert "no rainy/clean pairs" in capsys.readouterr().err
     assert run(["--suite", "toy", "--external", "x", "--out", tmp_path / "r"]) == 1
+    # an external method's name becomes a folder under OUT/outputs/: a path would write elsewhere
+    assert run(["--suite", "toy", "--external", f"../x={tmp_path}", "--save-outputs", "--out", tmp_path / "r"]) == 1
+    assert "the name '../x' must not be a path" in capsys.readouterr().err and not (tmp_path / "r" / "x").exists()
 
 
 def test_library_api_and_terminal_table():
@@ -305,3 +308,49 @@ def test_sides_that_do_not_pair_up_are_named_not_cut(tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())
     assert [(s["name"], s["frames"], s["results"]["oracle"]["status"]) for s in res["sequences"]] == \
         [("plus1", 5, "ok"), ("street_night", 5, "ok")]
+
+
+def test_a_sequence_the_metrics_cannot_take_is_named_not_a_crash(tmp_path, capsys):
+    # 8x8 frames made OpenCV's DIS raise (a traceback; thin frames such as 12x50 segfault it):
+    # that sequence is now "not scored" with its reason and the others are scored.
+    root = tmp_path / "data"
+    rainy, clean = pair(1, n=6)
+    write_frames(root / "ok_Rain", rainy)
+    write_frames(root / "ok_GT", clean)
+    write_frames(root / "tiny_Rain", rainy[:, :8, :8])
+    write_frames(root / "tiny_GT", clean[:, :8, :8])
+    out = tmp_path / "r"
+    assert run(["--pairs", root, "--methods", "identity", "--out", out]) == 0
+    err = capsys.readouterr().err
+    assert "sequence 'tiny' not scored: frames of 8x8 px" in err and "too small" in err and "Traceback" not in err
+    res = json.loads((out / "results.json").read_text())
+    assert [s["name"] for s in res["sequences"]] == ["ok"] and res["unscored"][0]["name"] == "tiny"
+    # --skip that leaves nothing of every sequence: each named, then one error line, exit 1
+    assert run(["--pairs", root, "--methods", "identity", "--out", out, "--skip", 3]) == 1
+    err = capsys.readouterr().err
+    assert "sequence 'ok' not scored: dropping 3 frames" in err and "no sequence could be scored" in err
+
+
+def test_unknown_cases_are_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert run(["--suite", "toy", "--cases", "toy-pan,nope", "--methods", "identity", "--out", out]) == 1
+    err = capsys.readouterr().err
+    assert "unknown case(s) nope" in err and "toy-pan:" not in err and not out.exists()
+    assert run(["--suite", "toy", "--cases", "toy-pan,toy-pan", "--out", out]) == 1
+    assert "names a case twice" in capsys.readouterr().err
+
+
+def test_real_refuses_a_single_image_with_its_reason(tmp_path, capsys):
+    write_frames(tmp_path / "clip", pair(1, n=2)[0])
+    assert run(["--real", tmp_path / "clip" / "1.png", "--out", tmp_path / "r"]) == 1
+    assert "--real expects a video, a frame folder or a folder of them" in capsys.readouterr().err
+
+
+def test_ground_truth_row_has_no_ewarp_gap_when_there_is_no_ewarp(tmp_path):
+    # one frame per case: no temporal metric, so the reference row's Ewarp-GT is n/a, not 0
+    out = tmp_path / "r"
+    assert run(["--suite", "toy", "--frames", 1, "--methods", "identity", "--out", out]) == 0
+    rows = [r.split(",") for r in (out / "results.csv").read_text().splitlines()]
+    head = rows[0]
+    gt = next(r for r in rows if r[:2] == ["MEAN", "(ground truth)"])
+    assert gt[head.index("ewarp")] == "" and gt[head.index("ewarp_gap")] == ""

@@ -76,6 +76,18 @@ def test_run_as_a_module(clips, tmp_path):
     assert "24 frames" in r.stdout and out.exists()
 
 
+def test_thin_frames_do_not_crash_the_optical_flow(tmp_path):
+    """OpenCV's DIS flow (the stabiliser after fast/quality, the median's alignment) killed the
+    process with a segfault on some thin frames: `vderain run` of a 100x30 clip died without a word."""
+    src = make_video(tmp_path / "thin.mp4", n=8, width=100, height=30)
+    for method in ("fast", "median"):
+        out = tmp_path / f"{method}.mkv"
+        r = subprocess.run([sys.executable, "-m", "vderain", "run", src, "-o", str(out), "--method", method,
+                            "--threads", "1", "-q"], capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 0, (method, r.returncode, r.stderr[-300:])
+        assert read_all(out)[0].shape == (8, 30, 100, 3)
+
+
 _SLOW_RUN = textwrap.dedent("""
     import sys, time
     import vderain.pipeline as p

@@ -209,3 +209,25 @@ def test_resource_meter_sees_an_allocation():
     r = meter.result(frames=10)
     assert r["rss_increase_mb"] > 40
     assert r["fps"] == pytest.approx(10 / r["seconds"]) and r["device"] == "cpu" and r["threads"] >= 1
+
+
+# ---------------------------------------------------------------- frames the metrics cannot take
+
+def test_frames_too_small_for_the_metrics_are_an_error_not_a_crash():
+    # OpenCV's DIS raises on 8x8 frames (and segfaults on some thin ones such as 12x50):
+    # the reference flow refuses them with a VderainError before calling it.
+    tiny = translating(3, 8, 8, seed=17)
+    with pytest.raises(VderainError, match="too small for the reference optical flow"):
+        FlowReference(tiny, "medium")
+    with pytest.raises(VderainError, match="8x8 px"):
+        SequenceScorer(tiny, None)
+    # SSIM's 11x11 window: said when the scorer is built, not once per method scored
+    flat = translating(1, 10, 40, seed=18)
+    with pytest.raises(VderainError, match="40x10 px .* too small for SSIM"):
+        SequenceScorer(flat, flat)
+    # no ground truth and one frame: no metric is defined at all
+    with pytest.raises(VderainError, match="nothing to score"):
+        SequenceScorer(translating(1, 48, 64, seed=19), None)
+    # the border crop's message says width x height, as every other message does
+    with pytest.raises(VderainError, match="nothing of 40x32 frames"):
+        psnr(gray_frame(1), gray_frame(1), border=16)

@@ -216,6 +216,8 @@ def discover_real(path: str) -> list[PairSpec]:
         raise VderainError(f"input not found: {path}")
     if _is_sequence(path):
         return [PairSpec(_stem(path), path, None)]
+    if not os.path.isdir(path):
+        raise VderainError(f"--real expects a video, a frame folder or a folder of them, got {path}")
     specs = [PairSpec(n, p, None) for n, p in _entries(path).items()]
     if not specs:
         raise VderainError(f"no videos or frame folders in {path}")
@@ -344,6 +346,9 @@ def parse_methods(methods: str | None, externals: list[str] | None = None,
         label, path = label.strip(), path.strip()
         if not label or not os.path.isdir(path) and not _is_video(path):
             raise VderainError(f"--external {item}: '{path}' is not a folder or video")
+        if label in (".", "..") or "/" in label or os.sep in label:
+            # it names the folder --save-outputs writes under OUT/outputs/
+            raise VderainError(f"--external {item}: the name '{label}' must not be a path")
         specs.append(MethodSpec(label, "external", path=path))
     labels = [s.label for s in specs]
     dup = {x for x in labels if labels.count(x) > 1}
@@ -411,7 +416,9 @@ def run_bench(sequences: Iterable[Sequence], methods: list[MethodSpec], options:
     `sequences` may be a lazy iterator (one sequence in memory at a time); `total` is its
     length when known (a single sequence lets an external folder hold its frames directly).
     unscored: the sequences found but not scored ({name, error}; pair_sequences fills it as it
-    goes), kept in the report as `unscored`.
+    goes, and so does a sequence the metrics cannot score: too short for `skip`, too small for
+    SSIM or the reference flow), kept in the report as `unscored`; without it such a sequence
+    raises VderainError.
     """
     from tqdm import tqdm
 
@@ -452,8 +459,15 @@ def run_bench(sequences: Iterable[Sequence], methods: list[MethodSpec], options:
         total = len(sequences)
     for seq in sequences:
         t0 = time.perf_counter()
-        scorer = SequenceScorer(seq.rainy, seq.clean, border=opt.border, skip=opt.skip,
-                                flow_preset=opt.flow_preset)
+        try:
+            scorer = SequenceScorer(seq.rainy, seq.clean, border=opt.border, skip=opt.skip,
+                                    flow_preset=opt.flow_preset)
+        except VderainError as e:   # too short for --skip, too small for the metrics: this one only
+            if unscored is None:
+                raise
+            unscored.append({"name": seq.name, "error": str(e)})
+            log(f"vderain: warning: sequence '{seq.name}' not scored: {e}")
+            continue
         t, h, w = seq.rainy.shape[:3]
         row = min(h - 1, int(opt.profile_row * h))
         entry = dict(name=seq.name, source=seq.source, frames=t, height=h, width=w, fps=seq.fps,

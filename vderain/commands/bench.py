@@ -69,8 +69,16 @@ def main(args) -> int:
     if args.suite and args.max_frames:
         raise VderainError("--max-frames applies to --pairs and --real; a suite's length is --frames")
     if args.suite:
-        cases = [c.strip() for c in args.cases.split(",")] if args.cases else None
-        names = cases or bench.suite_names(args.suite)
+        cases = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
+        names = bench.suite_names(args.suite)
+        if cases:   # checked before any case is rendered and scored
+            unknown = [c for c in cases if c not in names]
+            if unknown:
+                raise VderainError(f"unknown case(s) {', '.join(unknown)} in suite '{args.suite}' "
+                                   f"(cases: {', '.join(names)})")
+            if len(set(cases)) < len(cases):
+                raise VderainError(f"--cases names a case twice: {args.cases}")
+            names = cases
         sequences = bench.suite_sequences(args.suite, cases, args.frames, args.height, args.width)
         total = len(names)
     else:

@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 import torch
 
+from vderain.metrics.flow import dis_calc
+
 
 @dataclass
 class StabiliserConfig:
@@ -67,10 +69,10 @@ def flow_between(dis, a: np.ndarray, b: np.ndarray, flow_side: int, full_size: b
     h, w = a.shape
     s = min(1.0, flow_side / max(h, w))
     if s >= 1.0:
-        return dis.calc(a, b, None)
+        return dis_calc(dis, a, b)
     size = (max(16, round(w * s)), max(16, round(h * s)))
-    f = dis.calc(cv2.resize(a, size, interpolation=cv2.INTER_AREA),
-                 cv2.resize(b, size, interpolation=cv2.INTER_AREA), None)
+    f = dis_calc(dis, cv2.resize(a, size, interpolation=cv2.INTER_AREA),
+                 cv2.resize(b, size, interpolation=cv2.INTER_AREA))
     f[..., 0] *= w / size[0]
     f[..., 1] *= h / size[1]
     return cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) if full_size else f

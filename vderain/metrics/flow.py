@@ -30,6 +30,24 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
+# OpenCV's DIS raises on frames under 12 px a side, and on some thin frames (WxH 50x12 with
+# MEDIUM, 100x30 with FAST or ULTRAFAST) it crashes the process (segfault: `vderain run` of a
+# 100x30 clip died so). With both sides >= 32 px every preset worked in a probe (short side
+# 32..68 px, long side up to 4000 px, both ways).
+MIN_FLOW_SIDE = 32
+
+
+def dis_calc(dis, gray0: np.ndarray, gray1: np.ndarray) -> np.ndarray:  # -> (H,W,2) float32
+    """`dis.calc(gray0, gray1)` that cannot crash: a side under MIN_FLOW_SIDE is padded (edge
+    pixels repeated, bottom/right) for the flow, which is cropped back to the frame."""
+    h, w = gray0.shape[:2]
+    pad_h, pad_w = max(0, MIN_FLOW_SIDE - h), max(0, MIN_FLOW_SIDE - w)
+    if not (pad_h or pad_w):
+        return dis.calc(gray0, gray1, None)
+    a, b = (cv2.copyMakeBorder(g, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE) for g in (gray0, gray1))
+    return np.ascontiguousarray(dis.calc(a, b, None)[:h, :w])
+
+
 class DISFlow:
     """OpenCV DIS optical flow on uint8 grayscale frames; one instance per thread."""
 
@@ -40,7 +58,7 @@ class DISFlow:
         self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
 
     def __call__(self, gray0: np.ndarray, gray1: np.ndarray) -> np.ndarray:  # -> (H,W,2) float32
-        return self._dis.calc(gray0, gray1, None)
+        return dis_calc(self._dis, gray0, gray1)
 
 
 def farneback_flow(gray0: np.ndarray, gray1: np.ndarray) -> np.ndarray:  # -> (H,W,2) float32

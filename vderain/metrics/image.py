@@ -48,7 +48,7 @@ def crop(rgb: np.ndarray, border: int) -> np.ndarray:
         return rgb
     out = rgb[..., border:-border, border:-border, :]
     if out.size == 0:
-        raise VderainError(f"border crop of {border} px leaves nothing of {rgb.shape[-3]}x{rgb.shape[-2]} frames")
+        raise VderainError(f"border crop of {border} px leaves nothing of {rgb.shape[-2]}x{rgb.shape[-3]} frames")
     return out
 
 

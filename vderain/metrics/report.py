@@ -76,8 +76,9 @@ def summary_rows(result: dict, key: str = "summary") -> list[tuple[str, dict]]:
         def mean_of(k):
             v = [r[k] for r in refs if k in r and r[k] is not None and math.isfinite(r[k])]
             return float(np.mean(v)) if v else float("nan")
+        ewarp = mean_of("gt_ewarp")     # NaN when no sequence had temporal metrics (one frame)
         rows.append(("(ground truth)", dict(status="reference", sequences=len(refs),
-                                            mean=dict(ewarp=mean_of("gt_ewarp"), ewarp_gap=0.0,
+                                            mean=dict(ewarp=ewarp, ewarp_gap=0.0 if math.isfinite(ewarp) else ewarp,
                                                       flicker=mean_of("gt_flicker")))))
     return rows
 

@@ -49,6 +49,13 @@ class SequenceScorer:
         self.border, self.skip, self.flow_preset = border, skip, flow_preset
         self.temporal = temporal_metrics and self.n_frames - 2 * skip >= 2
         self.inp = self._prep(rainy)
+        h, w = self.inp.shape[1:3]
+        if clean is not None and min(h, w) < 11:
+            raise VderainError(f"frames of {w}x{h} px (after the border crop) are too small for SSIM "
+                               f"(at least 11x11)")
+        if clean is None and not self.temporal:
+            raise VderainError(f"nothing to score: without ground truth only the temporal metrics are "
+                               f"defined, and they need at least 2 frames ({len(self.inp)} left to score)")
         self.gt = None if clean is None else self._prep(clean)
         self.gt_y = None if clean is None else image.rgb_to_y(self.gt)
         self.ref = self.inp_ref = None

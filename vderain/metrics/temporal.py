@@ -23,7 +23,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vderain.metrics.flow import DISFlow, farneback_flow, non_occluded, to_gray, warp
+from vderain import VderainError
+from vderain.metrics.flow import MIN_FLOW_SIDE, DISFlow, farneback_flow, non_occluded, to_gray, warp
 from vderain.metrics.image import rgb_to_y
 
 STATIC_PX = 0.5          # |flow| below this (pixels/frame) counts as static for flicker
@@ -45,6 +46,10 @@ class FlowReference:
     def __init__(self, ref: np.ndarray, preset: str = "medium", rain_robust: bool = False,
                  source: str = "reference"):
         self.preset, self.rain_robust, self.source = preset, rain_robust, source
+        h, w = ref.shape[1:3]
+        if len(ref) > 1 and min(h, w) < MIN_FLOW_SIDE:   # a flow on padding would score nothing true
+            raise VderainError(f"frames of {w}x{h} px are too small for the reference optical flow of "
+                               f"the temporal metrics (at least {MIN_FLOW_SIDE}x{MIN_FLOW_SIDE} after the border crop)")
         dis = DISFlow(preset)
         grays = [_gray(f, rain_robust) for f in ref]
         self.flows: list[np.ndarray] = []     # (H,W,2) float16, t -> t+1 on frame t's grid
