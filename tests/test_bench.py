@@ -119,6 +119,28 @@ def test_pairs_with_builtin_and_external_methods(tmp_path, suffixed):
         assert saved[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
 
 
+def test_an_external_output_without_its_end_frames_is_scored_with_skip(tmp_path, suffixed, capsys):
+    """Sliding-window methods often write T-2k frames (no output for the first and last k):
+    scored as frames k..T-k-1 when --skip k drops those ends; refused, with the way, otherwise."""
+    full, short = tmp_path / "full", tmp_path / "short"
+    for name, seed, speed in (("a1", 1, (0, 0)), ("b2", 2, (1.0, 0.5))):
+        clean = pair(seed, n=11, speed=speed)[1]
+        noisy = np.clip(clean.astype(int) + np.random.default_rng(seed).integers(-9, 10, clean.shape), 0, 255)
+        write_frames(full / name, noisy.astype(np.uint8))
+        write_frames(short / name, noisy[2:-2].astype(np.uint8))
+    out = tmp_path / "r"
+    assert run(["--pairs", suffixed, "--methods", "identity", "--external", f"full={full}",
+                "--external", f"short={short}", "--out", out, "--skip", 2]) == 0
+    assert "taken as frames 2..8" in capsys.readouterr().err
+    summ = json.loads((out / "results.json").read_text())["summary"]
+    for k, v in summ["full"]["mean"].items():
+        assert summ["short"]["mean"][k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+    assert run(["--pairs", suffixed, "--methods", "identity", "--external", f"short={short}",
+                "--out", tmp_path / "r1", "--skip", 1]) == 0
+    err = capsys.readouterr().err
+    assert "has 7 frames, the sequence has 11 (an output without its first and last 2 frames is scored with --skip 2" in err
+
+
 def test_external_problems_are_reported_not_fatal(tmp_path, suffixed, capsys):
     ext = tmp_path / "ext"
     write_frames(ext / "a1", pair(1, n=10)[1])                # one frame short; b2 missing

@@ -521,6 +521,25 @@ def _add_common_summary(result: dict, key: str) -> None:
         result["scopes"][key + "_common"] = [s["name"] for s in common]
 
 
+def _align_external(out: np.ndarray, seq: Sequence, skip: int, path: str, note: Callable[[str], None]) -> np.ndarray:
+    """An external output, frame for frame against the rainy input.
+
+    One output per rainy frame read (the pair may have been cut by a frame to its clean side);
+    or, as many sliding-window methods write, all but k frames at each end (k <= skip): taken
+    as frames k .. T-k-1, the missing ends filled with the input's, which `skip` drops unscored."""
+    t = len(seq.rainy)
+    if len(out) in (t, seq.meta.get("rainy_frames", t)):
+        return out[:t]
+    k, odd = divmod(t - len(out), 2)
+    if len(out) and k > 0 and not odd and k <= skip:
+        note(f"{path} has {len(out)} frames of {t}: taken as frames {k}..{t - k - 1} (a centred "
+             f"window's output without its ends), which --skip {skip} scores")
+        return np.concatenate([seq.rainy[:k], out, seq.rainy[t - k:]])
+    hint = (f" (an output without its first and last {k} frames is scored with --skip {k} or more)"
+            if len(out) and k > 0 and not odd else "")
+    raise VderainError(f"{path} has {len(out)} frames, the sequence has {t}{hint}")
+
+
 def _run_one(spec: MethodSpec, method, seq: Sequence, scorer: SequenceScorer, device, single: bool,
              row: int, opt: BenchOptions, profiles: dict, log, warmed: set) -> dict:
     perf = None
@@ -531,10 +550,7 @@ def _run_one(spec: MethodSpec, method, seq: Sequence, scorer: SequenceScorer, de
                 log(f"vderain: warning: {spec.label}: no output for '{seq.name}' in {spec.path}")
                 return dict(status=f"missing: no output for '{seq.name}' in {spec.path}")
             out, _ = read_frames(path, seq.meta.get("max_frames"))
-            # one output per rainy frame read; the pair may have been cut by a frame to its clean side
-            if len(out) not in (len(seq.rainy), seq.meta.get("rainy_frames", len(seq.rainy))):
-                raise VderainError(f"{path} has {len(out)} frames, the sequence has {len(seq.rainy)}")
-            out = out[:len(seq.rainy)]
+            out = _align_external(out, seq, opt.skip, path, lambda m: log(f"vderain: note: {spec.label} on {seq.name}: {m}"))
             if _is_grey(out) and not _is_grey(seq.rainy):
                 log(f"vderain: note: {spec.label} on {seq.name}: the output is greyscale, the input is "
                     f"in colour: its RGB scores count the lost colour, its Y scores do not")
