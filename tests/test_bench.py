@@ -194,6 +194,14 @@ def test_method_without_weights_is_skipped(tmp_path, monkeypatch, capsys):
     assert "skipped" in captured.out                           # visible in the terminal table too
 
 
+def test_two_sequences_of_one_name_are_an_error_not_one_hidden(tmp_path):
+    still = np.repeat(translating(1, 48, 64, seed=5), 4, axis=0)
+    write_frames(tmp_path / "real" / "a1", still)
+    write_video(str(tmp_path / "real" / "a1.mp4"), still)
+    with pytest.raises(VderainError, match="are both sequence 'a1'"):
+        bench.discover_real(str(tmp_path / "real"))
+
+
 def test_real_footage_without_ground_truth(tmp_path):
     still = np.repeat(translating(1, 48, 64, seed=5), 8, axis=0)
     write_frames(tmp_path / "clip", add_streaks(still, seed=6))

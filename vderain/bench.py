@@ -111,12 +111,17 @@ def read_frames(path: str, max_frames: int | None = None) -> tuple[np.ndarray, f
 
 
 def _entries(folder: str) -> dict[str, str]:
-    """Sequence-like children of a folder (frame folders and videos) by name."""
+    """Sequence-like children of a folder (frame folders and videos) by name. Two of one name
+    (a1/ and a1.mp4) are an error: one silently hid the other."""
     out = {}
     for n in sorted(os.listdir(folder), key=_natural_key):
         p = os.path.join(folder, n)
         if _is_sequence(p):
-            out[_stem(p)] = p
+            name = _stem(p)
+            if name in out:
+                raise VderainError(f"{out[name]} and {p} are both sequence '{name}': keep one of them "
+                                   f"in {folder}")
+            out[name] = p
     return out
 
 
