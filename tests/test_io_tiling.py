@@ -58,3 +58,11 @@ def test_tile_bigger_than_frame_and_device_argument():
     clips = _clips(20, 30)
     out = tiled_apply(_pointwise, clips, 256, 32, device="cpu")
     torch.testing.assert_close(out, _pointwise(clips))
+
+
+@pytest.mark.parametrize("tile,overlap", [(8, -3), (0, 4), ((0, 16), 4), (8.5, 4), (True, 4), (16, 2.5)])
+def test_bad_tile_or_overlap_is_refused(tile, overlap):
+    """A negative overlap left gaps between the tiles whose pixels came out as NaN (garbage once
+    converted to uint8); zero, fractional or boolean sizes crashed deep inside or did the same."""
+    with pytest.raises(ValueError, match="tile"):
+        tiled_apply(_pointwise, _clips(20, 30), tile, overlap)

@@ -348,3 +348,38 @@ def test_device_frame_cache_gives_the_clips_the_cpu_path_gives(batch):
         assert torch.allclose(a, b, atol=1e-6, rtol=0) and torch.equal(target, b[:, 2])  # x/255 vs x*(1/255)
         assert len(dev._on_device) <= 8  # [last target - window, last target + 2]: bounded, not growing
     assert sum(uploads) == len(frames)  # every frame crossed once
+
+
+def test_bad_tiling_window_and_sizes_are_clear_errors():
+    frames = pattern_frames(3, 24, 16)
+    # a negative overlap left unblended gaps: NaN pixels, written out as garbage (189 levels off)
+    with pytest.raises(VderainError, match="overlap"):
+        derain_frames(frames, method="identity", tile=8, tile_overlap=-3)
+    with pytest.raises(VderainError, match="tile"):
+        derain_frames(frames, method="identity", tile=(0, 16))
+    with pytest.raises(VderainError, match="window"):   # was a bare ValueError from iter_windows
+        derain_frames(frames, method="identity", window=0)
+    with pytest.raises(VderainError, match="1x1"):      # was a RuntimeError from deep in the reader
+        derain_frames(frames[:, :, :0], method="identity")
+    with pytest.raises(VderainError, match="one size"):  # a ragged list: numpy's ValueError
+        derain_frames([frames[0], frames[1][:10]], method="identity")
+
+
+def test_derain_frames_output_is_c_contiguous_for_any_input_strides():
+    frames = pattern_frames(4, 24, 16)
+    for arr in (np.broadcast_to(frames[0], frames.shape), frames[:, ::-1], frames[..., ::-1],
+                np.asfortranarray(frames)):
+        out = derain_frames(arr, method="identity")
+        assert out.flags.c_contiguous
+        np.testing.assert_array_equal(out, arr)
+
+
+def test_a_tile_as_large_as_the_frame_changes_nothing():
+    """--tile 1000 on a small clip tiles nothing, but it used to switch off the EdgeHold of the
+    clip's reflected end windows: fast-causal's end frames then moved by up to 23 levels."""
+    from vderain.metrics.toy import add_streaks, translating
+    n = 6
+    clean = translating(n, 40, 56, speed=(0.4, 0.1)).astype(int) + 6 * np.arange(n)[:, None, None, None]
+    rainy = add_streaks(np.clip(clean, 0, 255).astype(np.uint8), density=0.01, seed=n)
+    whole = derain_frames(rainy, method="fast-causal", device="cpu")
+    np.testing.assert_array_equal(derain_frames(rainy, method="fast-causal", device="cpu", tile=1000), whole)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import os
 import queue
 import threading
@@ -27,6 +28,7 @@ from vderain import VderainError
 from vderain.io import (Frame, VideoWriter, batched, check_output, iter_windows, open_video,
                         resolve_codec, tiled_apply)
 from vderain.io.color import to_chw_float, to_hwc_uint8  # noqa: F401 (re-exported)
+from vderain.io.tiling import check_tiling
 from vderain.io.types import quarter_turns, turn
 from vderain.io.reader import NETWORK_TIMEOUT_S
 from vderain.methods import Method, get_method
@@ -51,6 +53,8 @@ def resolve_method(method="auto", device="auto", window: int | None = None,
             method = copy.copy(method)
             method.stabiliser = StabiliserConfig() if stabilise else None
         return method
+    if window is not None and int(window) < 1:
+        raise VderainError(f"window must be >= 1 frame (got {window})")
     kwargs = {} if window is None else {"window": int(window)}
     if stabilise is not None:
         kwargs["stabilise"] = bool(stabilise)
@@ -67,10 +71,20 @@ def resolve_method(method="auto", device="auto", window: int | None = None,
 # to_chw_float / to_hwc_uint8 live in vderain.io.color (also used by live and the median)
 
 
+def _check_tiling(tile, overlap) -> None:
+    """A bad tile size or overlap as a VderainError (a falsy tile, None or 0, means no tiling)."""
+    if tile:
+        try:
+            check_tiling(tile, overlap)
+        except ValueError as e:
+            raise VderainError(str(e)) from None
+
+
 class _Runner:
     """Runs the method on batches of windows; returns (target Frame, output rgb, rain rgb | None)."""
 
     def __init__(self, method: Method, tile=None, tile_overlap: int = 32, rain: bool = False):
+        _check_tiling(tile, tile_overlap)
         self.method = method
         self.device = torch.device(getattr(method, "device", "cpu"))
         self.tile = tile
@@ -197,6 +211,14 @@ class _Runner:
         self._uploaded.record(torch.cuda.current_stream(self.device))  # the stream that copies
         return x
 
+    def tiles(self, h: int, w: int) -> bool:
+        """Whether h x w frames are cut into tiles: one tile that holds the whole frame is no
+        tiling, and such a run is the untiled one, EdgeHold included (it used to drop it)."""
+        if not self.tile:
+            return False
+        th, tw = check_tiling(self.tile, self.overlap)
+        return th < h or tw < w
+
     def _apply(self, clips, keys):
         run, kwargs = self.method, {}
         if self._aligner is not None:
@@ -205,9 +227,10 @@ class _Runner:
         if kwargs:
             run = lambda part: self.method(part, **kwargs)
         while True:
+            tile = self.tile if self.tiles(*clips.shape[-2:]) else None
             try:
-                if self.tile:   # (no EdgeHold: its levels are one stream's, not one tile's)
-                    return tiled_apply(run, clips, self.tile, self.overlap).to(clips.device)
+                if tile:   # (no EdgeHold: its levels are one stream's, not one tile's)
+                    return tiled_apply(run, clips, tile, self.overlap).to(clips.device)
                 if self._edges is not None:
                     return self.method(clips, **kwargs, keys=keys, hold=self._edges).to(clips.device)
                 return run(clips).to(clips.device)
@@ -243,7 +266,16 @@ def derain_iter(frames: Iterable[Frame], method: Method, batch: int = 1, tile=No
         # the first batch reaches the first full window (index `target`), whose levels the
         # start's reflected windows take, and the gate_frames - 1 after it, over which the haze
         # gate of the stream's first full windows is eroded (EdgeHold)
-        first = method.target + runner._edges.gate_frames if runner._edges is not None and not runner.tile else 1
+        first = 1
+        if runner._edges is not None:
+            # (not where --tile really cuts the first frame: a tiled run has no EdgeHold and keeps
+            # its first batch small; a tile that holds the whole frame runs untiled, EdgeHold and all)
+            frames = iter(frames)
+            head = next(frames, None)
+            if head is not None:
+                frames = itertools.chain([head], frames)
+                if not runner.tiles(*head.rgb.shape[:2]):
+                    first = method.target + runner._edges.gate_frames
         results = (r for group in batched(iter_windows(frames, method.window, method.target), max(1, batch), first)
                    for r in runner(group))
         if cfg is None or not stabilise:
@@ -298,14 +330,20 @@ def _default_batch(method) -> int:
 def derain_frames(frames, method="auto", device="auto", window: int | None = None, tile=None,
                   tile_overlap: int = 32, batch: int | None = None, stabilise: bool | None = None) -> np.ndarray:
     """Derain a whole sequence held in memory: (N, H, W, 3) uint8 RGB -> same shape and dtype."""
-    arr = np.asarray(frames)
+    try:
+        arr = np.asarray(frames)
+    except ValueError as e:   # a list of frames of different sizes
+        raise VderainError(f"frames must be (N, H, W, 3) RGB, all of one size: {e}") from None
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise VderainError(f"frames must be (N, H, W, 3) RGB, got shape {arr.shape}")
     if arr.dtype != np.uint8:
         raise VderainError(f"frames must be uint8, got {arr.dtype}")
+    if arr.shape[0] and not (arr.shape[1] and arr.shape[2]):
+        raise VderainError(f"frames must be at least 1x1 pixels, got shape {arr.shape}")
+    _check_tiling(tile, tile_overlap)
     m = resolve_method(method, device, window, stabilise)
     items = (Frame(rgb=np.ascontiguousarray(a), index=i, pts=None, time=i / 25.0) for i, a in enumerate(arr))
-    out = np.empty_like(arr)
+    out = np.empty(arr.shape, np.uint8)   # C order whatever the input's strides (a broadcast view's were odd)
     for frame, rgb, _ in derain_iter(items, m, batch or _default_batch(m), tile, tile_overlap):
         out[frame.index] = rgb
     return out
@@ -377,6 +415,7 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
         raise VderainError(f"input not found: {input}")
     check_output(output, [input], codec)
     resolve_codec(codec, output)
+    _check_tiling(tile, tile_overlap)
     if rain_path:
         check_output(rain_path, [input, output], codec)
         if os.path.realpath(rain_path) == os.path.realpath(output):

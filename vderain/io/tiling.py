@@ -9,6 +9,7 @@ receptive radius is at most overlap // 4.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Callable
 
 import torch
@@ -43,6 +44,19 @@ def _ramp(length: int, starts: list[int], tile: int, k: int, device, dtype) -> t
     return w
 
 
+def check_tiling(tile, overlap) -> tuple[int, int]:
+    """(th, tw) from `tile` (pixels, or a (th, tw) pair), or a ValueError saying what is wrong.
+    A negative overlap leaves gaps between the tiles (their pixels came out as NaN, i.e.
+    garbage after the conversion to uint8), a zero or fractional size has no tiles at all."""
+    pair = tuple(tile) if isinstance(tile, (tuple, list)) else (tile, tile)
+    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+                                 for v in pair):
+        raise ValueError(f"tile must be a whole number of pixels >= 1, or a (height, width) pair of them; got {tile!r}")
+    if not isinstance(overlap, numbers.Integral) or isinstance(overlap, bool) or overlap < 0:
+        raise ValueError(f"tile overlap must be a whole number of pixels >= 0; got {overlap!r}")
+    return int(pair[0]), int(pair[1])
+
+
 def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], clips: torch.Tensor,
                 tile: int | tuple[int, int], overlap: int = 32,
                 device: torch.device | str | None = None) -> torch.Tensor:
@@ -54,7 +68,7 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], clips: torch.Tensor,
              input and the blended output stay on clips.device (e.g. CPU).
     """
     B, T, C, H, W = clips.shape
-    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    th, tw = check_tiling(tile, overlap)
     th, tw = min(th, H), min(tw, W)
     oh = min(overlap, th // 2)
     ow = min(overlap, tw // 2)
