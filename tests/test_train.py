@@ -371,6 +371,15 @@ def test_resume_refuses_other_settings_and_drops_log_rows_past_the_checkpoint(tm
     ("optim.lr=.nan", "optim.lr"),
     ("name=a/b", "plain file name"),
     ("optim.amp=bogus", "optim.amp"),
+    # found in review (stage 23): each of these ran on as another setting, or ended in a traceback
+    ("optim.max_steps=true", "must be a number"),          # was a silent 1
+    ("optim.ema=yes", "must be a number"),                 # was a silent 1.0
+    ("optim.ema=1.5", "optim.ema"),                        # was no averaging at all
+    ("data.edge_prob=3", "data.edge_prob"),
+    ("data.codec_prob=-1", "data.codec_prob"),
+    ("optim.max_steps=-1", "optim.max_steps"),             # was a zero-step export
+    ("model.target=7", "outside the window"),              # was a ValueError traceback
+    ("log.val_cases=[light_pn]", "unknown suite case"),    # was "validation skipped" at every validation
 ])
 def test_bad_overrides_are_one_line_errors(tmp_path, capsys, override, message):
     assert main(["train", "--config", os.path.join(ROOT, TINY), "--out", str(tmp_path), "--no-progress",
@@ -466,3 +475,68 @@ def test_a_zero_step_export_does_not_need_the_training_clips(tmp_path, capsys):
     assert (tmp_path / "a" / "tiny.pt").is_file()
     assert main(base + ["--out", str(tmp_path / "b")]) == 1
     assert "training data not found" in capsys.readouterr().err
+
+
+def test_an_unknown_or_missing_device_is_a_one_line_error(tmp_path, capsys):
+    devices = ["bogus", "mps"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for task in ("derain", "haze"):
+        for device in devices:
+            assert main(["train", "--config", os.path.join(ROOT, TINY), "--out", str(tmp_path), "--no-progress",
+                         "--device", device, "--set", f"task={task}", "--set", "model.dehaze=1.5"]) == 1
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith("vderain: error:") and "device" in err[0].lower(), err
+
+
+def test_resume_refuses_a_preset_mix_that_dropped_a_preset(tmp_path, capsys):
+    # the mix flattens to one key per preset: a key only the checkpoint's config had went unchecked,
+    # and the run went on under the new mix with the old run's steps
+    base = ["train", "--config", os.path.join(ROOT, TINY), "--out", str(tmp_path), "--no-progress"]
+    assert main(base + ["--set", "optim.max_steps=2", "--set", "data.preset={light: 0.5, norain: 0.5}"]) == 0
+    capsys.readouterr()
+    assert main(base + ["--set", "optim.max_steps=4", "--set", "data.preset={light: 0.5}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings" in err[0] and "data.preset.norain" in err[0], err
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 2
+
+
+def test_haze_resume_refuses_other_settings_and_drops_log_rows_past_the_checkpoint(tmp_path, capsys):
+    # a haze run resumed with another model.dehaze shipped an estimator under a depth it was not
+    # trained for (and another lr under the old run's steps): the derain loop's check, now here too
+    base = ["train", "--config", os.path.join(ROOT, TINY), "--out", str(tmp_path), "--no-progress",
+            "--set", "task=haze", "--set", "log.every=1"]
+    assert main(base + ["--set", "model.dehaze=1.5", "--set", "optim.max_steps=2"]) == 0
+    capsys.readouterr()
+    for change in ("model.dehaze=1.0", "optim.lr=0.5"):
+        assert main(base + ["--set", "model.dehaze=1.5", "--set", "optim.max_steps=3", "--set", change]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "other settings" in err[0] and change.split("=")[0] in err[0], err
+    with open(tmp_path / "log.csv", "a") as f:      # a run killed outright had logged past its checkpoint
+        f.write("3,9.9,0.001,0.5,,,\n")
+    assert main(base + ["--set", "model.dehaze=1.5", "--set", "optim.max_steps=3"]) == 0
+    steps = [int(r.split(",")[0]) for r in (tmp_path / "log.csv").read_text().splitlines()[1:]]
+    assert steps == [1, 2, 3]
+
+
+def test_a_file_the_safe_loader_refuses_gets_no_advice_to_load_it_unsafely(tmp_path, capsys):
+    import argparse
+    torch.save({"model": argparse.Namespace(x=1)}, tmp_path / "obj.pt")   # needs full unpickling
+    assert main(["train", "--config", os.path.join(ROOT, TINY), "--out", str(tmp_path / "o"), "--no-progress",
+                 "--set", f"init={tmp_path / 'obj.pt'}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load weights" in err[0] and "safe loader" in err[0], err
+    assert "weights_only` set to `False" not in err[0] and "False" not in err[0] and "\x1b" not in err[0], err
+
+
+def test_the_summary_line_without_validation_has_no_double_space():
+    line = summary_line("tiny", {"steps": 2, "seconds": 1.0}, "runs/x")
+    assert line == "trained tiny: 2 steps in 1 s -> runs/x/tiny.pt"
+    line = summary_line("tiny", {"steps": 2, "seconds": 1.0, "val_psnr_out": 30.0}, "runs/x")
+    assert line == "trained tiny: 2 steps in 1 s val_psnr_out=30.00 -> runs/x/tiny.pt"
+
+
+def test_no_validation_cases_logs_no_validation_numbers(tmp_path):
+    # val_every with no cases logged a row of "nan" validation numbers at every val_every
+    train(tiny(**{"log.val_every": 1, "log.val_cases": "[]", "optim.max_steps": 4}), tmp_path, device="cpu",
+          progress=False)
+    text = (tmp_path / "log.csv").read_text()
+    assert "nan" not in text and [r.split(",")[0] for r in text.splitlines()[1:]] == ["2", "4"]

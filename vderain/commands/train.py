@@ -54,5 +54,5 @@ def summary_line(name: str, summary: dict, out: str) -> str | None:
     its own validation-free numbers, for one run)."""
     if summary.get("steps") is None or not summary.get("main_process", True):
         return None
-    extras = " ".join(f"{k}={v:.2f}" for k, v in summary.items() if k.startswith("val_"))
-    return f"trained {name}: {summary['steps']} steps in {summary['seconds']:.0f} s {extras} -> {out}/{name}.pt"
+    extras = "".join(f" {k}={v:.2f}" for k, v in summary.items() if k.startswith("val_"))
+    return f"trained {name}: {summary['steps']} steps in {summary['seconds']:.0f} s{extras} -> {out}/{name}.pt"

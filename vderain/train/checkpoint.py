@@ -30,6 +30,13 @@ def safe_load(path: str | Path) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle refusing a non-tensor object lands here too
+        import pickle
+        if isinstance(e, pickle.UnpicklingError) and "weights_only" in str(e).lower().replace(" ", "_"):
+            # torch's own text advises loading it with weights_only=False (code execution) in
+            # terminal colour codes: vderain never does, so it must not pass that advice on
+            raise VderainError(f"cannot load weights {path}: the safe loader (weights_only=True) refused it: "
+                               "not a torch weights file, damaged, or holding objects other than "
+                               "tensors and plain data") from None
         # an empty file's error has no text (it was an IndexError here) and junk's is a bare number
         msg = (str(e).splitlines() or [""])[0]
         raise VderainError(f"cannot load weights {path}: {type(e).__name__}{': ' + msg if msg else ''} "

@@ -31,7 +31,7 @@ class DataConfig:
 @dataclass
 class LossConfig:
     charbonnier: float = 1.0        # on the derained frame vs clean
-    ssim: float = 0.1               # 1 - SSIM (kornia), on the derained frame
+    ssim: float = 0.1               # (1 - SSIM) / 2 (kornia's ssim_loss), on the derained frame
     layer_lowpass: float = 1.0      # L1 of the 8x8-average of (R_pred - R_true): guards against global tone shifts
     temporal: float = 0.5           # |(o_t - o_{t-1}) - (c_t - c_{t-1})|: no flicker added, none left
     temporal_warp: float = 0.0      # Lai et al.: |o_t - W(o_{t-1})|, DIS flow on the clean frames, occlusion-masked
@@ -117,6 +117,8 @@ def _coerce(value, default, where: str):
             raise VderainError(f"config: '{where}' must be a list of strings (got {value!r})")
         return value
     if isinstance(default, (int, float)):
+        if isinstance(value, bool):   # YAML's true/yes/on: float(True) would make it a silent 1
+            raise VderainError(f"config: '{where}' must be a number (got {value!r})")
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -198,6 +200,26 @@ def validate(cfg: "TrainConfig") -> "TrainConfig":
     if bad:
         raise VderainError(f"config: out of range: {', '.join(bad)} (batch, frames, channels, scale, log.every >= 1; "
                            f"crop >= 8; fps, lr > 0; seed >= 0)")
+    # each of these ran on without a word, as another setting (a share of 3 as 1, an EMA decay of
+    # 1.5 as none at all) or ended in a traceback (a target outside the window)
+    shares = [("data.codec_prob", cfg.data.codec_prob), ("data.edge_prob", cfg.data.edge_prob),
+              ("data.faint_prob", cfg.data.faint_prob), ("data.procedural", cfg.data.procedural),
+              ("data.veil_free_prob", cfg.data.veil_free_prob), ("optim.ema", cfg.optim.ema)]
+    bad = [k for k, v in shares if not (0.0 <= v <= 1.0 and (k != "optim.ema" or v < 1.0))]
+    if bad:
+        raise VderainError(f"config: out of range: {', '.join(bad)} (shares in [0, 1]; optim.ema in [0, 1))")
+    if not 0 <= cfg.model.target < cfg.model.frames:
+        raise VderainError(f"config: model.target {cfg.model.target} is outside the window of "
+                           f"{cfg.model.frames} frames (0 .. {cfg.model.frames - 1})")
+    if cfg.optim.max_steps < 0:
+        raise VderainError(f"config: optim.max_steps must be >= 0 (got {cfg.optim.max_steps})")
+    from vderain.synth.suite import SUITE_CASES
+    unknown = [c for c in cfg.log.val_cases if c not in SUITE_CASES]
+    if unknown:   # validate() would skip, with a warning, at every validation of a long run
+        raise VderainError(f"config: log.val_cases: unknown suite case(s) {', '.join(unknown)} "
+                           f"(choose from {', '.join(SUITE_CASES)})")
+    if cfg.log.val_cases and cfg.log.val_frames < 1:
+        raise VderainError(f"config: log.val_frames must be >= 1 (got {cfg.log.val_frames})")
     if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name.startswith("."):
         raise VderainError(f"config: name '{cfg.name}' must be a plain file name (it names <name>.pt)")
     if cfg.optim.amp not in ("bf16", "fp16", "none"):

@@ -124,7 +124,7 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
     """Train a HazeNet per `cfg` (data, optim, log, model.dehaze = its largest optical depth);
     writes last.pt (resumable), log.csv and <name>.pt (the estimator)."""
     from vderain.synth import RainSynth
-    from vderain.train.loop import _ema_update, scheduled_lr
+    from vderain.train.loop import _ema_update, resume_from, _upgrade_log, scheduled_lr, train_device
     if cfg.model.dehaze <= 0:
         raise VderainError("task haze: model.dehaze (the largest optical depth to undo) must be > 0")
     if cfg.loss.untouched:
@@ -135,9 +135,7 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
         raise VderainError("task haze: data.batch must be >= 2 (half the batch keeps its streaks, half has none)")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise VderainError("task haze trains in one process (it is small): run it without torchrun")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = train_device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tau_max = cfg.model.dehaze
@@ -148,11 +146,9 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
     step, elapsed, ck = 0, 0.0, {}
     ckpt_path = out_dir / "last.pt"
     if resume and ckpt_path.is_file():
-        ck = safe_load(ckpt_path)
-        if ck.get("task") != "haze":
-            raise VderainError(f"{ckpt_path} is not a haze run: use another --out or --no-resume")
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optim"])
+        # (with the settings checked: resumed with another dehaze or lr, the estimator would ship
+        # under settings it was not trained with)
+        ck = resume_from(ckpt_path, "haze", cfg, net, opt)
         step, elapsed = int(ck["step"]), float(ck["seconds"])
         gen.manual_seed(cfg.seed * 1000 + 7919 * step)
     init_meta = {}
@@ -171,6 +167,8 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
               RainSynth(preset, device=device, dct_prob=0.0, overrides={"opacity": 0.0}))
     val_cases = _val_set(cfg.log.val_frames) if cfg.log.val_every > 0 else []
     new_log = step == 0 or not (out_dir / "log.csv").is_file()
+    if not new_log:   # a run killed outright logged steps its checkpoint does not have
+        _upgrade_log(out_dir / "log.csv", step, LOG_FIELDS)
     log_file = open(out_dir / "log.csv", "w" if new_log else "a", newline="")
     writer = csv.DictWriter(log_file, fieldnames=LOG_FIELDS)
     if new_log:

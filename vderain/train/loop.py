@@ -33,7 +33,7 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
-def _upgrade_log(path: Path, step: int | None = None) -> None:
+def _upgrade_log(path: Path, step: int | None = None, fields: list[str] = LOG_FIELDS) -> None:
     """Rewrite a log from an older version with today's columns, so resumed rows line up, and
     without the rows after the checkpoint's `step` (a run killed outright logged steps its
     checkpoint does not have: the resumed run logs them again)."""
@@ -47,11 +47,11 @@ def _upgrade_log(path: Path, step: int | None = None) -> None:
         except (KeyError, TypeError, ValueError):
             return False
     kept = [r for r in rows if not after(r)]
-    if header == LOG_FIELDS and len(kept) == len(rows):
+    if header == fields and len(kept) == len(rows):
         return
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(kept)
     os.replace(tmp, path)
@@ -83,9 +83,12 @@ def _check_resumable(ck: dict, cfg: TrainConfig, path) -> None:
         raise VderainError(f"{path} was written by another version of vderain: use another --out "
                            f"or --no-resume") from None
     new = _flat(cfg.to_dict())
-    diff = [k for k in new if old.get(k) != new[k] and not k.startswith(RESUMABLE_CHANGES)]
+    # both sides' keys: a preset mix ({light: .5, norain: .5}) flattens to one key per preset, and
+    # one the new mix dropped is a key only the old config has
+    keys = list(new) + [k for k in old if k not in new]
+    diff = [k for k in keys if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)]
     if diff:
-        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in diff[:4]) + (" ..." if len(diff) > 4 else "")
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4]) + (" ..." if len(diff) > 4 else "")
         raise VderainError(f"{path} was trained with other settings ({shown}); resume with the same "
                            f"config (only time_limit_s, max_steps, log.* and data.clean may change), "
                            f"or use another --out or --no-resume")
@@ -210,6 +213,35 @@ def _attach_haze(model: STRNet, cfg: TrainConfig, load: bool) -> dict:
     return prov
 
 
+def train_device(device) -> torch.device:
+    """--device as a torch device: one line, not a traceback, for a name torch does not know
+    or a GPU this machine does not have."""
+    from vderain.methods import resolve_device
+    device = resolve_device(device)
+    if device.type not in ("cpu", "cuda"):
+        raise VderainError(f"vderain train runs on cpu or cuda (got --device {device})")
+    return device
+
+
+def resume_from(ckpt_path, task: str, cfg: TrainConfig, model, opt) -> dict:
+    """An interrupted run's checkpoint, loaded into `model` and `opt`; refused in one line when it
+    is another task's, was made with other settings (_check_resumable) or does not fit."""
+    ck = safe_load(ckpt_path)
+    if ck.get("task", "derain") != task:
+        raise VderainError(f"{ckpt_path} is a '{ck.get('task', 'derain')}' run, not a '{task}' one: use "
+                           f"another --out or --no-resume")
+    if "model" not in ck or "optim" not in ck:
+        raise VderainError(f"{ckpt_path} is not a training checkpoint: use another --out or --no-resume")
+    _check_resumable(ck, cfg, ckpt_path)
+    try:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise VderainError(f"{ckpt_path} does not fit this run ({str(e).splitlines()[0]}): use another "
+                           f"--out or --no-resume") from None
+    return ck
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: bool = True,
           progress: bool = True) -> dict:
     """Train per `cfg`, writing `last.pt` (resumable), `log.csv` and `<name>.pt` (weights) to out_dir.
@@ -226,9 +258,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     if cfg.data.veil_free_prob:
         raise VderainError("data.veil_free_prob is for task haze (the haze estimator's training)")
     rank, local_rank, world = _dist_info()
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = train_device(device)
     if world > 1:
         if device.type == "cuda":
             device = torch.device("cuda", local_rank)
@@ -262,18 +292,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     ckpt_path = out_dir / "last.pt"
     ck = {}
     if resume and ckpt_path.is_file():
-        ck = safe_load(ckpt_path)
-        if ck.get("task", "derain") != "derain":
-            raise VderainError(f"{ckpt_path} is a '{ck['task']}' run: use another --out or --no-resume")
-        if "model" not in ck or "optim" not in ck:
-            raise VderainError(f"{ckpt_path} is not a training checkpoint: use another --out or --no-resume")
-        _check_resumable(ck, cfg, ckpt_path)
-        try:
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optim"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise VderainError(f"{ckpt_path} does not fit this run ({str(e).splitlines()[0]}): use another "
-                               f"--out or --no-resume") from None
+        ck = resume_from(ckpt_path, "derain", cfg, model, opt)
         step, elapsed = int(ck["step"]), float(ck["seconds"])
         if world == 1 and device.type == "cpu" and ck.get("generator", torch.empty(0)).numel() > 0:
             gen.set_state(ck["generator"])
@@ -409,7 +428,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
                 running[k] = running.get(k, 0.0) + v.detach()  # stays on device: no per-step sync
             if bar is not None:
                 bar.update(1)
-            do_val = main_proc and cfg.log.val_every > 0 and step % cfg.log.val_every == 0
+            # no cases, no validation: it logged "nan" for numbers never measured, on rows of their own
+            do_val = main_proc and cfg.log.val_every > 0 and bool(cfg.log.val_cases) and step % cfg.log.val_every == 0
             if do_val:
                 val = validate(ema or model, cfg.log.val_cases, cfg.log.val_frames, device)
             if main_proc and (step % cfg.log.every == 0 or do_val):
