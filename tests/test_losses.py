@@ -63,7 +63,7 @@ def test_untouched_l1_weighs_the_output_error_away_from_the_streaks_of_rainy_cli
     with torch.no_grad():
         out[:, :, :4] += 0.3                               # errors under the streaks are not its business
     rain_free = torch.tensor([0.0, 1.0])
-    assert float(untouched_l1(out, clean, streak, rain_free)) == 0.0
+    assert float(untouched_l1(out, clean, streak, rain_free).detach()) == 0.0
     with torch.no_grad():
         out[:, :, 4:] += 0.1                               # around them they cost the mean error
     loss = untouched_l1(out, clean, streak, rain_free)
