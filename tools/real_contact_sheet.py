@@ -52,7 +52,8 @@ def main():
         h = round(frames.shape[1] * args.width / frames.shape[2])
         rows.append(np.concatenate([cv2.resize(t, (args.width, h), interpolation=cv2.INTER_AREA) for t in tiles], 1))
     sheet = np.concatenate(rows, 0)
-    cv2.imwrite(args.output, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 9] if args.output.lower().endswith(".png") else []
+    cv2.imwrite(args.output, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), params)  # (a PNG key warns on a .jpg)
     print(f"wrote {args.output} ({sheet.shape[1]}x{sheet.shape[0]}, {len(rows)} clips)")
 
 
