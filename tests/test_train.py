@@ -215,6 +215,19 @@ def test_warm_start_refuses_a_different_network(tmp_path):
         train(tiny(init=tmp_path / "missing.pt"), tmp_path / "c", device="cpu", progress=False)
 
 
+def test_a_resume_needs_no_init_file(tmp_path):
+    """The init file was read again on resume just to record where the weights came from, so a
+    run whose init was moved or deleted (a scratch folder cleaned) could not be resumed."""
+    train(tiny(), tmp_path / "a", device="cpu", progress=False)
+    init = tmp_path / "a" / "tiny.pt"
+    train(tiny(**{"init": init, "optim.max_steps": 2}), tmp_path / "b", device="cpu", progress=False)
+    os.remove(init)
+    summary = train(tiny(**{"init": init, "optim.max_steps": 4}), tmp_path / "b", device="cpu", progress=False)
+    assert summary["steps"] == 4
+    _, meta = load_weights(tmp_path / "b" / "tiny.pt")
+    assert meta["init"]["path"] == str(init)
+
+
 def test_warped_temporal_loss_trains_and_is_logged(tmp_path):
     train(tiny(**{"loss.temporal_warp": 0.5}), tmp_path, device="cpu", progress=False)
     header, first = (tmp_path / "log.csv").read_text().splitlines()[:2]

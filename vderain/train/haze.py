@@ -152,7 +152,9 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
         step, elapsed = int(ck["step"]), float(ck["seconds"])
         gen.manual_seed(cfg.seed * 1000 + 7919 * step)
     init_meta = {}
-    if cfg.init_haze:
+    if step > 0 and "init_meta" in ck:
+        init_meta = ck["init_meta"]   # as the derain loop: a resume needs no init file
+    elif cfg.init_haze:
         state, init_meta = load_haze(cfg.init_haze, tau_max)
         if step == 0:
             net.load_state_dict(state)
@@ -181,7 +183,8 @@ def train_haze(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resu
     def save():
         atomic_save({"task": "haze", "model": net.state_dict(), "optim": opt.state_dict(), "step": step,
                      **({"ema": ema.state_dict()} if ema is not None else {}),
-                     "seconds": time.perf_counter() - t_start, "config": cfg.to_dict()}, ckpt_path)
+                     "seconds": time.perf_counter() - t_start, "config": cfg.to_dict(),
+                     "init_meta": init_meta}, ckpt_path)
 
     t_start = time.perf_counter() - elapsed
     last_ckpt, running, n = time.perf_counter(), 0.0, 0

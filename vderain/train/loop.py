@@ -299,7 +299,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
         else:  # a fresh, step-dependent stream rather than replaying the start
             gen.manual_seed(cfg.seed * 1000 + rank + 7919 * step)
     init_meta = {}
-    if cfg.init:
+    if step > 0 and "init_meta" in ck:
+        # the provenance the run started from: a resume needs no init file (it may be gone)
+        init_meta = ck["init_meta"]
+    elif cfg.init:
         init_meta = _warm_start(model, cfg, load=step == 0)
     elif cfg.init_haze:
         init_meta = {"haze": _attach_haze(model, cfg, load=step == 0)}
@@ -364,7 +367,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
             atomic_save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
                          **({"ema": ema.state_dict()} if ema is not None else {}),
                          "seconds": time.perf_counter() - t_start, "config": cfg.to_dict(),
-                         "generator": generator}, ckpt_path)
+                         "generator": generator, "init_meta": init_meta}, ckpt_path)
 
     model.train()
     stop_signals_as_interrupt()  # cluster schedulers stop jobs with SIGTERM: checkpoint like Ctrl-C
