@@ -536,12 +536,12 @@ def _align_external(out: np.ndarray, seq: Sequence, skip: int, path: str, note: 
     if len(out) in (t, seq.meta.get("rainy_frames", t)):
         return out[:t]
     k, odd = divmod(t - len(out), 2)
-    if len(out) and k > 0 and not odd and k <= skip:
+    ends_missing = len(out) > 0 and k > 0 and not odd
+    if ends_missing and k <= skip:
         note(f"{path} has {len(out)} frames of {t}: taken as frames {k}..{t - k - 1} (a centred "
              f"window's output without its ends), which --skip {skip} scores")
         return np.concatenate([seq.rainy[:k], out, seq.rainy[t - k:]])
-    hint = (f" (an output without its first and last {k} frames is scored with --skip {k} or more)"
-            if len(out) and k > 0 and not odd else "")
+    hint = f" (an output without its first and last {k} frames is scored with --skip {k} or more)" if ends_missing else ""
     raise VderainError(f"{path} has {len(out)} frames, the sequence has {t}{hint}")
 
 

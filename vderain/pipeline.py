@@ -71,23 +71,24 @@ def resolve_method(method="auto", device="auto", window: int | None = None,
 # to_chw_float / to_hwc_uint8 live in vderain.io.color (also used by live and the median)
 
 
-def _check_tiling(tile, overlap) -> None:
-    """A bad tile size or overlap as a VderainError (a falsy tile, None or 0, means no tiling)."""
-    if tile:
-        try:
-            check_tiling(tile, overlap)
-        except ValueError as e:
-            raise VderainError(str(e)) from None
+def _check_tiling(tile, overlap) -> tuple[int, int] | None:
+    """(th, tw), or None for no tiling (a falsy tile, None or 0); a bad tile size or overlap as a
+    VderainError."""
+    if not tile:
+        return None
+    try:
+        return check_tiling(tile, overlap)
+    except ValueError as e:
+        raise VderainError(str(e)) from None
 
 
 class _Runner:
     """Runs the method on batches of windows; returns (target Frame, output rgb, rain rgb | None)."""
 
     def __init__(self, method: Method, tile=None, tile_overlap: int = 32, rain: bool = False):
-        _check_tiling(tile, tile_overlap)
         self.method = method
         self.device = torch.device(getattr(method, "device", "cpu"))
-        self.tile = tile
+        self.tile = _check_tiling(tile, tile_overlap)   # (th, tw) or None
         self.overlap = tile_overlap
         self.rain = rain
         self.notes: list[str] = []
@@ -214,10 +215,7 @@ class _Runner:
     def tiles(self, h: int, w: int) -> bool:
         """Whether h x w frames are cut into tiles: one tile that holds the whole frame is no
         tiling, and such a run is the untiled one, EdgeHold included (it used to drop it)."""
-        if not self.tile:
-            return False
-        th, tw = check_tiling(self.tile, self.overlap)
-        return th < h or tw < w
+        return self.tile is not None and (self.tile[0] < h or self.tile[1] < w)
 
     def _apply(self, clips, keys):
         run, kwargs = self.method, {}
@@ -240,11 +238,11 @@ class _Runner:
                                        "try --batch 1 or --device cpu") from None
                 torch.cuda.empty_cache()
                 h, w = clips.shape[-2:]
-                new = min(1024, max(h, w) // 2) if not self.tile else self.tile // 2
+                new = min(1024, max(h, w) // 2) if not self.tile else max(self.tile) // 2
                 if new < 128:
                     raise VderainError("out of GPU memory even with 128-pixel tiles; "
                                        "try --batch 1 or --device cpu") from None
-                self.tile = new
+                self.tile = (new, new)
                 self.notes.append(f"out of GPU memory: tiling frames in {new}-pixel tiles")
 
 

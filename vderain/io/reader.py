@@ -400,15 +400,7 @@ class PyAVReader(VideoReader):
         t0 = float((self._t0 or 0) * tb)
         self._restart_decoding()
         held: deque = deque()
-        while True:
-            try:
-                packet = next(self._packets)
-            except StopIteration:
-                break
-            except self._av.error.FFmpegError as e:  # demuxer hit garbage: decode what came before
-                self.errors.append(f"demux: {e.strerror or e}")
-                self._eof = True
-                break
+        while (packet := self._next_packet()) is not None:
             epoch = self._feed(packet)
             if packet.stream.index != self.stream.index:
                 continue
@@ -424,6 +416,18 @@ class PyAVReader(VideoReader):
                 break
         self._replay = held
         return self._next_decoded()
+
+    def _next_packet(self):
+        """The next demuxed packet, or None at the end (then _eof is set; a demuxer that hits
+        garbage stops there, with the error kept, and what came before is decoded)."""
+        try:
+            return next(self._packets)
+        except StopIteration:
+            pass
+        except self._av.error.FFmpegError as e:
+            self.errors.append(f"demux: {e.strerror or e}")
+        self._eof = True
+        return None
 
     def _feed(self, packet) -> list:
         """The ClockMender's epoch of a packet (any stream); notes the first jump back."""
@@ -461,14 +465,7 @@ class PyAVReader(VideoReader):
             if self._replay:
                 packet, epoch = self._replay.popleft()
             else:
-                try:
-                    packet = next(self._packets)
-                except StopIteration:
-                    self._eof = True
-                    return None
-                except av.error.FFmpegError as e:  # demuxer hit garbage: stop, keep what decoded
-                    self.errors.append(f"demux: {e.strerror or e}")
-                    self._eof = True
+                if (packet := self._next_packet()) is None:
                     return None
                 epoch = self._feed(packet) if self._mender is not None else None
             if self._mender is not None:
