@@ -191,7 +191,7 @@ def plan(inputs: list[str], out_dir: str, recursive: bool = False, ext: str | No
         else:
             hint = "" if recursive else " (add --recursive to look in subfolders)"
             raise VderainError(f"no video files or frames in {src}{hint}")
-    jobs: dict[str, Job] = {}
+    jobs: dict[str, list[Job]] = {}
     seen: set[str] = set()
     for a in sources:
         if os.path.realpath(a) in seen:
@@ -202,19 +202,25 @@ def plan(inputs: list[str], out_dir: str, recursive: bool = False, ext: str | No
             else os.path.splitext(os.path.relpath(a, anchor))[0]
         rel = stem + output_ext(a, ext, codec)
         output = os.path.join(out_dir, rel)
-        if rel in jobs:
-            # one stem, two extensions: no --ext can part them (it gives every output one)
-            why = " (--ext gives every output the same extension)" if ext else ""
-            raise VderainError(f"{jobs[rel].input} and {a} would both be written to {output}{why}; "
-                               f"rename one or process them separately")
         if os.path.realpath(output) == os.path.realpath(a):
             raise VderainError(f"output {output} is the input {a}; choose another -o (the input "
                                f"is never overwritten)")
-        jobs[rel] = Job(a, rel, output)
+        jobs.setdefault(rel, []).append(Job(a, rel, output))
     if not jobs:
         hint = "" if recursive else " (add --recursive to look in subfolders)"
         raise VderainError(f"no video files found in {', '.join(inputs)}{hint}")
-    return [jobs[r] for r in sorted(jobs)]
+    for rel, clash in jobs.items():
+        if len(clash) > 1:
+            # one stem, two extensions: neither is made (which one would be a guess that a file
+            # arriving later could change), and the rest of the batch goes on: a folder that a
+            # cron job runs with --claim must not stall on one pair of names
+            why = " (--ext gives every output the same extension)" if ext else ""
+            names = " and ".join(j.input for j in clash)
+            for j in clash:
+                j.status = "failed"
+                j.record = {"error": f"{names} would both be written to {j.output}{why}; "
+                                     f"rename one or process them separately"}
+    return [j for r in sorted(jobs) for j in jobs[r]]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -331,7 +337,9 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
               "method": method if isinstance(method, str) else getattr(method, "name", "custom"),
               "device": str(device)}
     for j in jobs:
-        if os.path.exists(j.output) and not overwrite:
+        if j.status == "failed":
+            print(f"vderain: failed: {j.input}: {j.record['error']}", file=sys.stderr, flush=True)
+        elif os.path.exists(j.output) and not overwrite:
             j.status = "skipped"
     m = None  # loaded at the first file that needs it: a re-run with nothing to do loads nothing
     damaged = tried = 0
@@ -464,11 +472,13 @@ def _run_claimed(jobs: list[Job], replan, process, fail, write_log) -> None:
         except VderainError as e:   # the inputs went away or now clash: what was found is done
             print(f"vderain: note: stopped looking for new files: {_one_line(e)}", file=sys.stderr)
             return
-        known = {j.rel for j in jobs}
+        known = {j.input for j in jobs}
         # files only: a folder whose videos were moved away would now read as one frame-folder input
-        arrived = [j for j in fresh if j.rel not in known and os.path.isfile(j.input)]
+        arrived = [j for j in fresh if j.input not in known and os.path.isfile(j.input)]
         for j in arrived:
-            if os.path.exists(j.output):
+            if j.status == "failed":   # it clashes by name with a file found before or with it
+                print(f"vderain: failed: {j.input}: {j.record['error']}", file=sys.stderr, flush=True)
+            elif os.path.exists(j.output):
                 j.status = "skipped"
         jobs.extend(arrived)
 
