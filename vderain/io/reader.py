@@ -18,9 +18,10 @@ import numpy as np
 
 from vderain import VderainError
 from vderain.io import color
-from vderain.io.types import Frame, VideoInfo
+from vderain.io.types import Frame, VideoInfo, quarter_turns, turn
 
-URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "udp", "tcp", "http", "https", "srt", "rtp")
+URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtmpts", "rtmpe", "udp", "tcp", "tls",
+               "http", "https", "ftp", "mmsh", "mmst", "srt", "rist", "rtp")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NETWORK_TIMEOUT_S = 15.0
 # Frames a decoder may hold back before the first comes out: up to 16 frame threads plus up
@@ -52,6 +53,7 @@ class ClockMender:
         #                     the other streams reach that join (their parts end a little apart)
         self.jumps: list[float] = []  # where the joins are, in mended seconds
         self._next: dict[int, float] = {}  # stream index -> where its next packet should start
+        self._epoch_of: dict[int, list] = {}  # stream index -> the epoch of its last packet
 
     @property
     def offset(self) -> float:
@@ -84,8 +86,13 @@ class ClockMender:
         if ts is None or not tb or packet.stream.type not in ("video", "audio"):
             return self.epoch  # (subtitle and data times are sparse, SCTE-35 cues point ahead)
         t = float(ts * tb) + self.epoch[0]
-        expected = self._next.get(packet.stream.index)
-        near_join = expected is not None and self.jumps and abs(expected - self.jumps[-1]) < self.JOIN_S
+        index = packet.stream.index
+        expected = self._next.get(index)
+        # the same join only for a stream that has not been past it yet: one that has (it jumped
+        # there, or went on after it) and goes back again is at the next join, however near
+        # (parts shorter than JOIN_S: their frames were put a part later, then back)
+        near_join = (expected is not None and self.jumps and abs(expected - self.jumps[-1]) < self.JOIN_S
+                     and self._epoch_of.get(index) is not self.epoch)
         # at a join any step back counts (a muxer refuses it), elsewhere beyond the slack
         if expected is not None and t < expected - (1e-3 if near_join else self.SLACK_S):
             if near_join:
@@ -94,7 +101,8 @@ class ClockMender:
                 self.epoch = [self.epoch[0] + expected - t]
                 self.jumps.append(expected)
             t = expected
-        self._next[packet.stream.index] = t + (float(packet.duration * tb) if packet.duration else 0.0)
+        self._next[index] = t + (float(packet.duration * tb) if packet.duration else 0.0)
+        self._epoch_of[index] = self.epoch
         return self.epoch
 
 
@@ -348,6 +356,9 @@ class PyAVReader(VideoReader):
         self._pending = []
         self._eof = False
         self._slots = []  # AVI (self._reorder): the dts (slots) of the packets so far, ascending
+        # video packets an MP4/MOV edit list leaves out (flagged discard: the decoder drops their
+        # frames); the header's frame count includes them, so they are not missing frames
+        self._discarded = 0
 
     def _seek_to_start(self):
         """Seek so that every frame from `start` on decodes; returns the first decoded frame
@@ -481,6 +492,8 @@ class PyAVReader(VideoReader):
                     return None
             if self._reorder and packet.size and packet.dts is not None:
                 bisect.insort(self._slots, packet.dts)
+            if packet.is_discard and packet.size:
+                self._discarded += 1
             try:
                 self._pending.extend(packet.decode())
             except av.error.FFmpegError as e:
@@ -491,7 +504,7 @@ class PyAVReader(VideoReader):
 
     @property
     def missing_frames(self) -> int:
-        return super().missing_frames if self._count_is_frames else 0
+        return max(0, super().missing_frames - self._discarded) if self._count_is_frames else 0
 
     def problems(self) -> str | None:
         parts = [super().problems()]
@@ -610,7 +623,10 @@ class FrameFolderReader(VideoReader):
         # them: what a benchmark compares
         self._flags = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | (0 if orientation else cv2.IMREAD_IGNORE_ORIENTATION)
         self.source = folder
-        names = sorted((n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTS)),
+        # hidden names are not frames: macOS leaves '._frame_1.png' (AppleDouble metadata, not
+        # an image) beside every file copied to a USB disk or network share
+        names = sorted((n for n in os.listdir(folder)
+                        if n.lower().endswith(IMAGE_EXTS) and not n.startswith(".")),
                        key=_natural_key)
         if not names:
             raise VderainError(f"{folder} is a folder without image frames ({', '.join(IMAGE_EXTS)})")
@@ -625,9 +641,15 @@ class FrameFolderReader(VideoReader):
         self.first_index = first_i
         if not self.paths:
             raise VderainError(f"no frames in {folder} between {lo}s and {hi}s")
-        first = self._read(self.paths[0])
+        # the first image that reads sets the size; unreadable ones before it are skipped and
+        # reported, as later ones are (one damaged first frame must not fail the whole folder)
+        self._first_k, first = 0, self._read(self.paths[0])
+        while first is None and self._first_k + 1 < len(self.paths):
+            self._first_k += 1
+            first = self._read(self.paths[self._first_k])
         if first is None:
-            raise VderainError(f"cannot read image {self.paths[0]}")
+            raise VderainError(f"cannot read image {self.paths[0]}"
+                               + (f" (nor any of the {len(self.paths) - 1} after it)" if len(self.paths) > 1 else ""))
         h, w = first.shape[:2]
         self.info = VideoInfo(width=w, height=h, fps=fps, time_base=tb, n_frames=len(self.paths),
                               duration=len(self.paths) / fps, codec="png" if names[0].lower().endswith(".png") else "image",
@@ -650,8 +672,12 @@ class FrameFolderReader(VideoReader):
         step = round(1 / (self.info.fps * self.info.time_base))
         index = 0
         for k, path in enumerate(self.paths):
-            rgb = self._first if k == 0 else self._read(path)
-            self._first = None
+            if k < self._first_k:
+                rgb = None  # read (and failed) when the folder was opened
+            elif k == self._first_k:
+                rgb, self._first = self._first, None
+            else:
+                rgb = self._read(path)
             if rgb is None:
                 self.errors.append(f"unreadable image {os.path.basename(path)}")
                 continue
@@ -679,27 +705,49 @@ class DecordReader(VideoReader):
             raise VderainError("backend 'decord' is not installed (pip install vderain[decord])") from None
         with PyAVReader(source) as probe:
             self.info = probe.info
+            t0 = float((probe._t0 or 0) * probe.info.time_base)  # where PyAV's times start
+            first = frame_to_rgb(probe._pending[0]) if quarter_turns(self.info.rotation) else None
         self.source = source
         try:
             self.vr = decord.VideoReader(source, ctx=decord.cpu(0))
         except Exception as e:  # decord raises its own DECORDError for everything
             raise VderainError(f"decord cannot read {source}: {str(e).splitlines()[0][:200]}") from None
         n = len(self.vr)
-        lo, hi = _time_window(start, duration)
-        self._first = 0
-        self._stop = n
-        if lo > 0 or hi is not None:
-            times = self.vr.get_frame_timestamp(np.arange(n))[:, 0]
-            self._first = int(np.searchsorted(times, lo - 1e-6))
-            if hi is not None:
-                self._stop = int(np.searchsorted(times, hi - 1e-6))
-        self.info.n_frames = self._stop - self._first
         self.info.fps = float(self.vr.get_avg_fps()) or self.info.fps
+        # Times as PyAV gives them: seconds from the stream's start. decord counts frames an MP4
+        # edit list leaves out (times before the start: PyAV never shows them), and gives
+        # nonsense times for some containers (MPEG-PS): then each frame's slot at the frame rate.
+        times = self.vr.get_frame_timestamp(np.arange(n))[:, 0].astype(np.float64) - t0 if n else np.zeros(0)
+        if n > 1 and not (np.all(np.diff(times) > 0) and abs(times[0]) < 60):
+            times = np.arange(n) / self.info.fps
+        self._times, self._t0 = times, t0
+        # decord's sequential decode leaves out what an edit list leaves out, though its index
+        # and timestamps count those frames: frame i comes i - _skip frames into the decode
+        self._skip = int(np.searchsorted(times, -0.5 / max(self.info.fps, 1e-3)))
+        # decord turns MP4 frames upright by their rotation tag (not Matroska's): frames are
+        # given as coded, the rotation kept as metadata, as PyAVReader gives them
+        self._undo = 0
+        if first is not None and n:
+            k = quarter_turns(self.info.rotation)
+            self.vr.seek(0)
+            got = self.vr.next().asnumpy().astype(np.int16)
+            upright = turn(first, k)
+            if got.shape == upright.shape and (got.shape != first.shape or
+                                               np.abs(got - upright).mean() < np.abs(got - first).mean()):
+                self._undo = -k
+        # the frames PyAVReader keeps: from half a frame before `start` to half a frame before the end
+        lo, hi = _time_window(start, duration)
+        half = 0.5 / max(self.info.fps, 1e-3)
+        self._first = int(np.searchsorted(times, lo - half))
+        self._stop = n if hi is None else max(self._first, int(np.searchsorted(times, hi - half)))
+        self.info.n_frames = self._stop - self._first
 
     def _frames(self) -> Iterator[Frame]:
         tb = self.info.time_base
-        if self._first:
-            self.vr.seek_accurate(self._first)
+        if self._first >= self._stop:
+            return  # `start` is past the end (decord's seek asserts on that)
+        if self._first > self._skip:
+            self.vr.seek_accurate(self._first - self._skip)
         else:
             self.vr.seek(0)
         for k, i in enumerate(range(self._first, self._stop)):
@@ -710,8 +758,10 @@ class DecordReader(VideoReader):
             except Exception as e:
                 self.errors.append(str(e).splitlines()[0][:200])
                 return
-            t = float(self.vr.get_frame_timestamp(i)[0])
-            yield Frame(rgb=rgb, index=k, pts=round(t / tb), time=t)
+            if self._undo:
+                rgb = turn(rgb, self._undo)
+            t = float(self._times[i])
+            yield Frame(rgb=rgb, index=k, pts=round((t + self._t0) / tb), time=t)
 
     def close(self):
         self.vr = None

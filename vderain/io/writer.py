@@ -590,6 +590,19 @@ class _ContainerSink:
             pass
 
 
+# Tags a muxer writes itself, or that no longer hold for the output: durations, statistics and
+# encoder names (mkvmerge's DURATION-eng, BPS, NUMBER_OF_FRAMES...), MP4 brands, and the
+# timecode (movenc would add a second timecode track beside the copied one).
+_MUXER_TAGS = {"duration", "encoder", "major_brand", "minor_version", "compatible_brands",
+               "handler_name", "vendor_id", "bps", "number_of_frames", "number_of_bytes",
+               "rotate", "timecode", "encoder_options"}
+
+
+def _carried_tags(metadata) -> dict:
+    return {k: v for k, v in dict(metadata).items()
+            if k.lower().split("-")[0] not in _MUXER_TAGS and not k.upper().startswith("_STATISTICS")}
+
+
 class _AuxCopier:
     """Copies audio/subtitle/data streams packet by packet, interleaved with the video.
 
@@ -631,11 +644,28 @@ class _AuxCopier:
                 # then play the video silent: AAC, as for audio the container refuses
                 why = ("few .mp4 players play PCM audio (.mov or .mkv keep it as is)" if pcm_in_mp4
                        else f"a .{fmt} file cannot hold it")
-                self.map[s.index] = self._reencoder(s, fmt, why)
+                reencoder = self._reencoder(s, fmt, why)
+                if reencoder is not None:
+                    self.map[s.index] = reencoder
+                else:  # a raw stream (.h264, .hevc, .ivf) holds no audio at all
+                    notes.append(f"audio stream #{s.index} ({s.codec_context.name}) dropped: a .{fmt} "
+                                 f"file cannot hold audio")
             else:
                 name = s.codec_context.name if s.codec_context else "data"
                 notes.append(f"{s.type} stream #{s.index} ({name}) dropped: a .{fmt} file cannot hold it")
         self.streams = [self.src.streams[i] for i in self.map]
+        # the tags that tell tracks apart (language, title) and the default/forced/commentary
+        # flags, which a player picks its audio and subtitles by; the file's title, date, place
+        self.out.metadata.update(_carried_tags(self.src.metadata))
+        copied = [(self.src.streams[i], o) for i, (o, _) in self.map.items()]
+        if pictures and self.out.streams.video:
+            copied.append((pictures[0], self.out.streams.video[0]))
+        for s, o in copied:
+            o.metadata.update(_carried_tags(s.metadata))
+            try:
+                o.disposition = s.disposition
+            except (AttributeError, TypeError, ValueError):
+                pass
         # MPEG-TS/PS whose clock jumps back: mended as the reader mends the video's (all streams)
         self.mender = None
         if self.streams and self.src.format.name in ClockMender.FORMATS:
@@ -665,7 +695,10 @@ class _AuxCopier:
         encoder = _REENCODE_AUDIO.get(fmt, "aac")
         rates = av.codec.Codec(encoder, "w").audio_rates or ()
         rate = s.rate if (not rates or s.rate in rates) else 48000
-        o = self.out.add_stream(encoder, rate=rate)
+        try:
+            o = self.out.add_stream(encoder, rate=rate)
+        except ValueError:  # the container holds no audio of this kind (PyAV checks the muxer)
+            return None
         # by channel count: Matroska/WAV PCM often has an unordered layout ("1 channels"),
         # which the encoders refuse
         layout = "mono" if s.layout and s.layout.nb_channels == 1 else "stereo"
