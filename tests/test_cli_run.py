@@ -105,7 +105,7 @@ _SLOW_RUN = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
 def test_interrupt_leaves_no_broken_output(tmp_path, sig):
     src = make_video(tmp_path / "in.mp4", n=120, audio=True)
     before = open(src, "rb").read()
@@ -119,7 +119,7 @@ def test_interrupt_leaves_no_broken_output(tmp_path, sig):
     stderr = proc.stderr.read()
     assert not out.exists()  # no half-written file under the target's name
     assert open(src, "rb").read() == before
-    if sig != signal.SIGKILL:   # Ctrl-C, or a scheduler's SIGTERM: cleaned up the same way
+    if sig != signal.SIGKILL:   # Ctrl-C, a scheduler's SIGTERM, a closed terminal: cleaned up alike
         assert rc == 130 and "interrupted" in stderr and "Traceback" not in stderr
         assert sorted(os.listdir(tmp_path)) == ["in.mp4"]  # temp file cleaned up too
     else:

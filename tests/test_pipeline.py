@@ -74,37 +74,49 @@ def test_tiled_equals_untiled_for_a_pointwise_method():
 class OomAbove(Darken):
     """Runs out of (pretend) GPU memory on frames with a side over `limit`."""
 
-    def __init__(self, limit, tileable=True):
+    def __init__(self, limit, tileable=True, error=None):
         self.limit, self.tileable, self.sizes = limit, tileable, []
+        self.error = error or torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     def __call__(self, clips):
         self.sizes.append(tuple(clips.shape[-2:]))
         if max(clips.shape[-2:]) > self.limit:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise self.error
         return super().__call__(clips)
 
 
-def test_out_of_gpu_memory_falls_back_to_tiles_and_says_so(monkeypatch):
+CPU_OOM = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8294400000 bytes.")
+
+
+@pytest.mark.parametrize("error", [None, CPU_OOM], ids=["cuda", "cpu"])
+def test_out_of_memory_falls_back_to_tiles_and_says_so(monkeypatch, error):
     from vderain.pipeline import derain_iter
     from vderain.io import Frame
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     frames = pattern_frames(5, 320, 200)
     whole = derain_frames(frames, method=Darken()).astype(int)
-    m, notes = OomAbove(160), []
+    m, notes = OomAbove(160, error=error), []
     items = (Frame(rgb=f, index=i, pts=None, time=i / 25) for i, f in enumerate(frames))
     got = np.stack([rgb for _, rgb, _ in derain_iter(items, m, batch=2, notes=notes, stabilise=False)])
     # first whole frames (out of memory), then half the long side, kept for every later batch
     assert m.sizes[0] == (200, 320) and max(max(s) for s in m.sizes[1:]) <= 160
     assert sum(s == (200, 320) for s in m.sizes) == 1
     assert np.abs(got.astype(int) - whole).max() <= 1
-    assert notes == ["out of GPU memory: tiling frames in 160-pixel tiles"]
+    assert notes == ["out of memory: tiling frames in 160-pixel tiles"]   # (a CPU method)
     # halving again until it fits; a floor of 128 pixels, then a clear error
-    m = OomAbove(100)
+    m = OomAbove(100, error=error)
     with pytest.raises(VderainError, match="even with 128-pixel tiles"):
         derain_frames(frames, method=m)
     assert [max(s) for s in m.sizes][:2] == [320, 160]
     with pytest.raises(VderainError, match="cannot be tiled"):
-        derain_frames(frames, method=OomAbove(160, tileable=False))
+        derain_frames(frames, method=OomAbove(160, tileable=False, error=error))
+
+
+def test_a_runtime_error_that_is_not_out_of_memory_is_not_tiled_away():
+    m = OomAbove(160, error=RuntimeError("Given groups=1, weight of size [8, 3, 3, 3]"))
+    with pytest.raises(RuntimeError, match="groups"):
+        derain_frames(pattern_frames(3, 320, 200), method=m)
+    assert len(m.sizes) == 1
 
 
 def test_named_methods_and_window():

@@ -21,12 +21,18 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given the command line, only its command's arguments are added (some
+    commands import the writer and with it torch: ~2 s before `--version` or an argument error)."""
     parser = argparse.ArgumentParser(prog="vderain", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vderain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    # the top level takes only -h and --version: its first other word is the command
+    wanted = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if wanted is not None and name != wanted:
+            continue
         try:
             module = importlib.import_module(f"vderain.commands.{name}")
         except ModuleNotFoundError:
@@ -43,7 +49,8 @@ def _ffmpeg_error() -> type:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args._module is None:
         print(f"vderain: error: '{args.command}' is not available in this build", file=sys.stderr)

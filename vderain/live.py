@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from vderain import VderainError
+from vderain import VderainError, is_out_of_memory
 from vderain.io.live import LatencyLog, LiveSource, Sink
 from vderain.models.align import StreamAligner, stack_frames
 from vderain.pipeline import to_chw_float, to_hwc_uint8
@@ -352,8 +352,10 @@ def run_live(source: LiveSource, method, sinks: list[Sink], *, max_frames: int |
     except VderainError as e:
         stats.stopped_by = "error"
         error = e
-    except (torch.cuda.OutOfMemoryError, MemoryError):
-        # (a 4K camera on a small GPU): one line, and what was recorded is kept
+    except (RuntimeError, MemoryError) as e:
+        # (a 4K camera on a small GPU, or a laptop's CPU): one line, and what was recorded is kept
+        if not is_out_of_memory(e):
+            raise
         stats.stopped_by = "error"
         w, h = stats.size or (0, 0)
         where = "GPU " if isinstance(method.device, torch.device) and method.device.type == "cuda" else ""
@@ -395,6 +397,10 @@ def _should_stop(stats: LiveStats, sinks, max_frames, duration, started) -> bool
 
 
 def _first_frame(source: LiveSource, timeout: float):
+    """The first frame, waiting `timeout` for each try a live source may make: one that is not
+    up yet (an IP camera booting) is retried as its `retries` say, not given up on at `timeout`."""
+    retries = getattr(source, "retries", 0) if getattr(source, "live", False) else 0
+    timeout = timeout * (1 + retries) + retries * getattr(source, "retry_delay", 0.0)
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         frame = source.read(timeout=0.5)

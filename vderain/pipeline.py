@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from vderain import VderainError
+from vderain import VderainError, is_out_of_memory
 from vderain.io import (Frame, VideoWriter, batched, check_output, iter_windows, open_video,
                         resolve_codec, tiled_apply)
 from vderain.io.color import to_chw_float, to_hwc_uint8  # noqa: F401 (re-exported)
@@ -232,18 +232,23 @@ class _Runner:
                 if self._edges is not None:
                     return self.method(clips, **kwargs, keys=keys, hold=self._edges).to(clips.device)
                 return run(clips).to(clips.device)
-            except torch.cuda.OutOfMemoryError:
+            except (RuntimeError, MemoryError) as e:   # CUDA's OutOfMemoryError is a RuntimeError
+                if not is_out_of_memory(e):
+                    raise
+                # a GPU's, or a CPU's: torch's allocator raises a plain RuntimeError (4K on a laptop)
+                gpu = self.device.type == "cuda"
+                where, instead = ("GPU ", "try --batch 1 or --device cpu") if gpu else ("", "try --batch 1")
                 if not getattr(self.method, "tileable", True):
-                    raise VderainError("out of GPU memory and this method cannot be tiled; "
-                                       "try --batch 1 or --device cpu") from None
-                torch.cuda.empty_cache()
+                    raise VderainError(f"out of {where}memory and this method cannot be tiled; "
+                                       f"{instead}") from None
+                if gpu:
+                    torch.cuda.empty_cache()
                 h, w = clips.shape[-2:]
                 new = min(1024, max(h, w) // 2) if not self.tile else max(self.tile) // 2
                 if new < 128:
-                    raise VderainError("out of GPU memory even with 128-pixel tiles; "
-                                       "try --batch 1 or --device cpu") from None
+                    raise VderainError(f"out of {where}memory even with 128-pixel tiles; {instead}") from None
                 self.tile = (new, new)
-                self.notes.append(f"out of GPU memory: tiling frames in {new}-pixel tiles")
+                self.notes.append(f"out of {where}memory: tiling frames in {new}-pixel tiles")
 
 
 def _gpu_to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -1,7 +1,8 @@
 """`vderain live SOURCE [--output FILE] [--stream URL] [--show] ...`
 
-SOURCE: a camera index (0), a stream URL (rtsp://, udp://, tcp://, http://...) or a
-video file, which is played at its own frame rate as a stand-in for a camera.
+SOURCE: a camera index (0, or its Linux device /dev/video0), a stream URL (rtsp://, udp://,
+tcp://, http://...) or a video file, which is played at its own frame rate as a stand-in for a
+camera.
 See docs/live.md.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -19,7 +21,8 @@ from vderain.commands import add_threads_argument, apply_threads
 
 
 def add_arguments(p):
-    p.add_argument("source", help="camera index (0), stream URL, or video file played in real time")
+    p.add_argument("source", help="camera index (0; on Linux also /dev/video0), stream URL, "
+                                  "or video file played in real time")
     out = p.add_argument_group("outputs (default: a window)")
     out.add_argument("-o", "--output", help="also write the derained video to this file")
     out.add_argument("--stream", metavar="URL",
@@ -89,6 +92,25 @@ def _check_numbers(args) -> None:
         raise VderainError("--retries and --retry-delay must be >= 0 (and the delay finite)")
 
 
+def _source_spec(spec: str) -> str:
+    """SOURCE as `open_source` takes it. A Linux video device (/dev/video2, or a udev link to one
+    such as /dev/v4l/by-id/...) is that camera's index: as a path it was "no such video file"
+    (a device is not a regular file). A camera index must fit OpenCV's C int."""
+    if spec.isdigit():
+        try:
+            index = int(spec)
+        except ValueError:   # "²" is a digit to str.isdigit, not to int()
+            index = -1
+        if not 0 <= index < 2 ** 31:
+            raise VderainError(f"bad camera index '{spec}' (0, 1, 2, ...)")
+        return spec
+    if sys.platform.startswith("linux") and "://" not in spec:
+        m = re.fullmatch(r"/dev/video(\d+)", os.path.realpath(spec))
+        if m:
+            return m.group(1)
+    return spec
+
+
 def _check_stats_path(path: str, protect: dict) -> None:
     from vderain.io.writer import same_file
     folder = os.path.dirname(os.path.abspath(path))
@@ -113,7 +135,7 @@ def main(args) -> int:
     bitrate = _bitrate(args.bitrate)
     apply_threads(args.threads)
 
-    source = open_source(args.source, width=args.width, height=args.height, fps=args.fps,
+    source = open_source(_source_spec(args.source), width=args.width, height=args.height, fps=args.fps,
                          realtime=args.realtime, loop=args.loop, retries=args.retries,
                          retry_delay=args.retry_delay)
     if args.stats_json:   # now, not after a whole run
@@ -140,9 +162,14 @@ def main(args) -> int:
             sink.close()
         raise
 
-    # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C: files are finished.
+    # SIGTERM (service managers, `kill`) and SIGHUP (the terminal or ssh session closed; left
+    # alone under nohup) stop as cleanly as Ctrl-C: files are finished.
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, _raise_interrupt)
     try:
         stats = run_live(source, method, sinks, max_frames=args.max_frames, duration=args.duration,
                          max_height=args.max_height, log_every=args.log_every)
@@ -154,8 +181,9 @@ def main(args) -> int:
                 logging.getLogger("vderain.live").warning("%s", write_error)
         raise
     finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            if handler is not None:   # None: not set from Python, cannot be put back
+                signal.signal(sig, handler)
     if args.stats_json:
         stats.write_json(args.stats_json)
     if stats.stopped_by == "interrupt" and not stats.processed:

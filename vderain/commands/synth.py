@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from vderain import VderainError
+from vderain import VderainError, is_out_of_memory
 from vderain.synth.presets import PRESET_NAMES  # no torch: the parser is built at start-up
 
 SEED_LIMIT = 10 ** 12   # |seed| * 1_000_003 + frame index must fit torch's 64-bit seeds
@@ -112,7 +112,15 @@ def main(args) -> int:
             x = x.permute(0, 3, 1, 2).float().div_(255)[None]                   # (1,T,3,H,W)
             g = torch.Generator(device=device).manual_seed(args.seed)          # per clip: identical each chunk
             gf = torch.Generator(device=device).manual_seed(args.seed * 1_000_003 + done + 1)   # per frame
-            out = synth(x, g, fps=fps, t0=done, frame_generator=gf, scene_mean=scene_mean)
+            try:
+                out = synth(x, g, fps=fps, t0=done, frame_generator=gf, scene_mean=scene_mean)
+            except (RuntimeError, MemoryError) as e:   # CUDA's OutOfMemoryError is a RuntimeError
+                if not is_out_of_memory(e):
+                    raise
+                where = "GPU " if device.type == "cuda" else ""
+                raise VderainError(f"out of {where}memory adding rain to {len(chunk)} frames of "
+                                   f"{info.width}x{info.height} at once; try a smaller --chunk "
+                                   f"(e.g. {max(1, len(chunk) // 4)})") from None
             if scene_mean is None:
                 scene_mean = out["params"]["scene_mean"]   # the haze colour of the first chunk, kept for the rest
             def to_u8(v):
