@@ -59,7 +59,8 @@ class DevicePath:
         o = torch.from_numpy(out).to(self.device).permute(2, 0, 1).float()        # (3,H,W) 0..255
         return o, (mask if bool(mask.max() > 0) else None)
 
-    def _warp(self, img: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
+    def _warp(self, img: torch.Tensor, flow: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """img sampled at x + flow(x), and where that lands inside img (bool, as the OpenCV path)."""
         h, w = img.shape[-2:]
         f = torch.from_numpy(flow).to(self.device).permute(2, 0, 1)[None]          # (1,2,h',w') px
         if f.shape[-2:] != (h, w):
@@ -69,8 +70,10 @@ class DevicePath:
                                     torch.arange(w, device=self.device, dtype=torch.float32), indexing="ij")
             self._grid = torch.stack([xs, ys], -1)[None]                              # (1,H,W,2)
         g = self._grid + f.permute(0, 2, 3, 1)
+        inside = ((g[0, ..., 0] >= -0.5) & (g[0, ..., 0] <= w - 0.5) &
+                  (g[0, ..., 1] >= -0.5) & (g[0, ..., 1] <= h - 0.5))
         g = torch.stack([g[..., 0] * (2 / max(w - 1, 1)) - 1, g[..., 1] * (2 / max(h - 1, 1)) - 1], -1)
-        return F.grid_sample(img[None], g, mode="bilinear", padding_mode="border", align_corners=True)[0]
+        return F.grid_sample(img[None], g, mode="bilinear", padding_mode="border", align_corners=True)[0], inside
 
     def finish(self, it, nbs, flows) -> np.ndarray:
         """The stabilised frame; the network's own output if the GPU has no room for it (the
@@ -90,20 +93,33 @@ class DevicePath:
                                    zip(self._dis, others)))
 
     def _finish(self, it, nbs, flows) -> np.ndarray:
-        from vderain.methods.stabilise import _median
+        from vderain.methods.stabilise import EXPOSURE_STRIDE as S, _median, exposure_weight
         c = self.cfg
         o, m = it.dev
         clean_w = 1.0 - m
         den = _box(clean_w, c.check_radius)
         enough = den > c.min_clean
-        votes = [o]
+        votes, absent = [o], []
         for nb, flow in zip(nbs, flows):
-            moved = self._warp(nb.dev[0], flow)
+            moved, inside = self._warp(nb.dev[0], flow)
             diff = moved - o
+            # another exposure (a flash, a fade, a step) is left out, as in the OpenCV path
+            offsets = (diff[:, ::S, ::S] * self._luma).sum(0)[inside[::S, ::S]]
+            gain = exposure_weight(offsets.cpu().numpy(), c.tol_exposure)
             d = (diff.abs() * self._luma).sum(0)
             # how far the moved neighbour is from the frame, in tolerances (as the OpenCV path)
             far = torch.where(enough, _box(d * clean_w, c.check_radius) / den.clamp_min(1e-6) / c.tol_clean,
                               _box(d, c.check_radius) / c.tol_any)
-            votes.append(o + torch.exp(-far.pow(6)) * diff)
-        res = o + m * (_median(votes, torch.maximum, torch.minimum) - o)
+            votes.append(o + (torch.exp(-far.pow(6)) * gain) * diff)
+            absent.append(~inside)
+        med = _median(votes, torch.maximum, torch.minimum)
+        gone = torch.stack(absent).any(0)
+        if bool(gone.any()):
+            # the median without the votes of neighbours that do not show the pixel (as the OpenCV path)
+            ab = torch.cat([torch.zeros_like(gone)[None], torch.stack(absent)])[:, gone]     # (V,P)
+            v = torch.stack(votes)[:, :, gone].masked_fill(ab[:, None], float("nan"))      # (V,3,P)
+            even = ((~ab).sum(0) % 2 == 0)[None]
+            extra = torch.where(even, o[:, gone], torch.full_like(o[:, gone], float("nan")))
+            med[:, gone] = torch.cat([v, extra[None]]).nanmedian(0).values
+        res = o + m * (med - o)
         return res.add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()

@@ -14,7 +14,10 @@ Only where it is safe:
   over the surrounding *rain-free* pixels (where both should agree exactly: stripes moved by a
   wrong flow, a wire the flow could not follow, an occlusion, all disagree there); where a
   neighbourhood has too few rain-free pixels, over all of them with a looser tolerance;
-  a neighbour that disagrees votes for the frame's own value.
+  a neighbour that disagrees votes for the frame's own value;
+- not from a neighbour at another exposure (a flash, a fade, a tunnel: the median of its
+  brightness offsets past `tol_exposure`), nor where a neighbour does not show the pixel (moved
+  from past its edge: a pan's entering strip), where the median is taken without its vote.
 
 Flow: OpenCV DIS (preset FAST) on the grey outputs (derained, so rain does not steer it),
 computed on a copy at most `flow_side` pixels wide and scaled up.
@@ -43,6 +46,8 @@ class StabiliserConfig:
     tol_any: float = 20.0      # the same over all pixels, where too few are rain-free (30 took 17 % of an
                                # unrelated neighbour; 20 costs the suite's heavy rain 0.3 dB of 1.5 gained)
     min_clean: float = 0.05    # the fraction of rain-free pixels that makes the first test usable
+    tol_exposure: float = 4.0  # a moved neighbour's median brightness offset from the frame (levels): past
+                               # it another exposure (a flash, a fade, a tunnel), which the median would vote in
     check_radius: int = 7      # the comparison window is (2r+1)^2
     flow_side: int = 960       # flow on a copy at most this wide (DIS cost grows with pixels)
     passes: int = 2            # the median again over the results (same flows); each adds K frames of delay
@@ -55,6 +60,19 @@ class StabiliserConfig:
 
 # the rain mask's high-pass: |R - its 15x15 local mean| keeps streaks and drops a smooth veil
 HIGHPASS_RADIUS = 7
+# the exposure check looks at every EXPOSURE_STRIDE-th pixel of each row and column
+EXPOSURE_STRIDE = 4
+
+
+def exposure_weight(offsets: np.ndarray, tol: float) -> float:
+    """A moved neighbour's weight from its luma offsets to the frame (sampled over the whole frame,
+    where it shows the frame): near 1 at the same exposure, near 0 past `tol` levels. The median of
+    the offsets: rain residue falls on both frames alike, a moving object covers a minority."""
+    if offsets.size == 0:
+        return 1.0
+    z = float(np.median(offsets)) / tol
+    z *= z
+    return float(np.exp(-z * z * z))
 
 
 def _smoothstep(x, lo: float, hi: float):
@@ -115,7 +133,7 @@ class TemporalStabiliser:
         self._keys: dict = {}       # id -> (caller's key, the input's grey) until the frame leaves
         self._flows: dict = {}      # (id, neighbour id) -> flow, shared by the passes
         self._shape = None
-        self._grid: tuple | None = None
+        self._grids: dict = {}      # (h, w, origin, stride) -> sampling grid of _warp
 
     @property
     def delay(self) -> int:
@@ -231,16 +249,27 @@ class TemporalStabiliser:
             self._flows[(it.seq, nb.seq)] = f
         return [self._flows[(it.seq, nb.seq)] for nb in nbs]
 
-    def _warp(self, img: np.ndarray, flow: np.ndarray, origin=(0, 0)) -> np.ndarray:
-        """img sampled at x + flow(x) for the pixels x of a box at `origin` (flow: the box's)."""
+    def _warp(self, img: np.ndarray, flow: np.ndarray, origin=(0, 0), stride: int = 1):
+        """img sampled at x + flow(x) for the pixels x of a box at `origin` (flow: the box's; with a
+        stride, at every stride-th pixel of the frame), and where that lands inside img (bool; None
+        when everywhere): outside, the border-replicated sample is no match."""
         h, w = flow.shape[:2]
-        if self._grid is None or self._grid[0].shape != (h, w) or self._grid[2] != origin:
-            gx, gy = np.meshgrid(np.arange(origin[0], origin[0] + w, dtype=np.float32),
-                                 np.arange(origin[1], origin[1] + h, dtype=np.float32))
-            self._grid = (gx, gy, origin)
-        gx, gy, _ = self._grid
-        return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+        key = (h, w, origin, stride)
+        if key not in self._grids:
+            if len(self._grids) >= 4:       # the box's grid and the sampled frame's: a new box, a new size
+                self._grids.clear()
+            self._grids[key] = np.meshgrid(np.arange(origin[0], origin[0] + w * stride, stride, dtype=np.float32),
+                                           np.arange(origin[1], origin[1] + h * stride, stride, dtype=np.float32))
+        gx, gy = self._grids[key]
+        mx, my = gx + flow[..., 0], gy + flow[..., 1]
+        ih, iw = img.shape[:2]
+        (x_lo, x_hi), (y_lo, y_hi) = cv2.minMaxLoc(mx)[:2], cv2.minMaxLoc(my)[:2]
+        if x_lo >= -0.5 and y_lo >= -0.5 and x_hi <= iw - 0.5 and y_hi <= ih - 0.5:
+            inside = None                   # all of it (the common case: no mask to make)
+        else:
+            inside = cv2.inRange(cv2.merge([mx, my]), (-0.5, -0.5), (iw - 0.5, ih - 0.5)) > 0
+        moved = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return (moved.astype(np.float32) if stride > 1 else moved), inside
 
     def _finish(self, buf, i: int):
         """Frame i of a pass's buffer, stabilised (rgb; its own `out` when left unchanged)."""
@@ -271,12 +300,19 @@ class TemporalStabiliser:
         k = (2 * c.check_radius + 1,) * 2
         den = cv2.blur(clean_w, k)
         enough = den > c.min_clean
-        votes = [o]
+        votes, absent = [o], []
         h, w = it.grey.shape
+        S = EXPOSURE_STRIDE
+        grey_s = it.grey[::S, ::S].astype(np.float32)
         for nb, flow in zip(nbs, self._flows_for(it, nbs)):
             if flow.shape[:2] != (h, w):
                 flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-            moved = self._warp(nb.out, flow[box], (x0, y0))                                  # uint8
+            # another exposure (a flash, a fade, a step): within the all-pixel tolerance, and the
+            # median would vote it in wherever the neighbours at it are the majority
+            moved_s, inside_s = self._warp(nb.grey, np.ascontiguousarray(flow[::S, ::S]), (0, 0), S)
+            off = moved_s - grey_s
+            gain = exposure_weight(off if inside_s is None else off[inside_s], c.tol_exposure)
+            moved, inside = self._warp(nb.out, flow[box], (x0, y0))                          # uint8
             d = cv2.cvtColor(cv2.absdiff(moved, out), cv2.COLOR_RGB2GRAY).astype(np.float32)
             # how far the moved neighbour is from the frame, in tolerances: over the rain-free
             # pixels around, or over all of them where too few are rain-free
@@ -286,9 +322,14 @@ class TemporalStabiliser:
             # off in at a tenth of its difference, and a second pass doubled that leak
             far2 = far * far
             ok = np.exp(-far2 * far2 * far2)
+            if gain < 1:
+                ok *= np.float32(gain)
             votes.append(o + ok[..., None] * (moved.astype(np.float32) - o))
+            absent.append(None if inside is None else ~inside)
+        med = _median(votes)
+        _abstain(med, votes, absent, o)
         res = it.out.copy()
-        res[box] = np.clip(o + m[..., None] * (_median(votes) - o) + 0.5, 0, 255).astype(np.uint8)
+        res[box] = np.clip(o + m[..., None] * (med - o) + 0.5, 0, 255).astype(np.uint8)
         return res
 
 
@@ -299,6 +340,29 @@ class _Pass:
     def __init__(self):
         self.buf: deque[_Item] = deque()
         self.next = 0       # index in buf of the next frame to finish
+
+
+def _abstain(med: np.ndarray, votes: list, absent: list, o: np.ndarray) -> None:
+    """Where a neighbour does not show a pixel (moved from past its edge: a pan's entering strip),
+    `med` becomes the median without its vote: the border-replicated samples of the neighbours on
+    one side agree with each other, and at a stream's ends, where every neighbour lies on that side,
+    they outvoted the frame. An even count left is made odd with the frame's own value.
+    votes: o (H,W,3) then one per neighbour, absent: (H,W) bool per neighbour (None: nowhere);
+    med changed in place."""
+    some = [a for a in absent if a is not None]
+    if not some:
+        return
+    gone = np.logical_or.reduce(some)
+    if not gone.any():
+        return
+    ys, xs = np.nonzero(gone)
+    ab = np.stack([np.zeros(len(ys), bool)] + [np.zeros(len(ys), bool) if a is None else a[ys, xs]
+                                               for a in absent])                       # (V,P)
+    v = np.stack([x[ys, xs] for x in votes])                                            # (V,P,3)
+    v[ab] = np.nan
+    even = (~ab).sum(0) % 2 == 0
+    extra = np.where(even[:, None], o[ys, xs], np.float32(np.nan))
+    med[ys, xs] = np.nanmedian(np.concatenate([v, extra[None]]), axis=0)
 
 
 def _median(v: list, maximum=np.maximum, minimum=np.minimum):
