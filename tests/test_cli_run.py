@@ -1,6 +1,7 @@
 """`vderain run`: options reach the pipeline, summary printed, Ctrl-C leaves no broken file."""
 from __future__ import annotations
 
+import av
 import os
 import signal
 import subprocess
@@ -136,3 +137,19 @@ def test_run_takes_the_bench_names_of_the_twins(clips, tmp_path):
     assert get_method("quality-framewise", device="cpu").window == 1
     assert main(["run", clips["basic"], "-o", str(tmp_path / "o.mp4"), "--method", "fast-causal", "-q"]) == 0
     assert (tmp_path / "o.mp4").stat().st_size > 0
+
+
+def test_a_file_url_input_is_the_local_file_with_its_audio(tmp_path, capsys):
+    import urllib.parse
+    from vderain.cli import main
+    src = make_video(tmp_path / "a b.mp4", n=6, audio=True)
+    url = "file://" + urllib.parse.quote(os.path.abspath(src))
+    assert main(["run", url, "-o", str(tmp_path / "o.mp4"), "--method", "identity", "-q"]) == 0
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+    # in a batch too, and never onto itself
+    other = make_video(tmp_path / "b.mp4", n=4)
+    assert main(["run", url, str(other), "-o", f"{tmp_path / 'out'}/", "--method", "identity", "-q"]) == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["a b.mp4", "b.mp4", "vderain-batch.json"]
+    assert main(["run", url, "-o", str(src), "--method", "identity", "-q"]) != 0
+    assert "Traceback" not in capsys.readouterr().err

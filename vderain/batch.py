@@ -321,7 +321,8 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
     if claim and overwrite:
         raise VderainError("--claim cannot be combined with --overwrite: jobs would redo each "
                            "other's outputs; delete the outputs to redo them")
-    inputs = [os.fspath(x) for x in inputs]
+    from vderain.io.reader import local_path
+    inputs = [local_path(os.fspath(x)) for x in inputs]   # file:// URLs name local files
     jobs = plan(inputs, out_dir, recursive, ext, codec)
     if shard is not None:
         jobs = jobs[shard[0]::shard[1]]  # of the full sorted list: the same split on every machine

@@ -411,7 +411,8 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
     shipped networks' centred windows).
     """
     t0 = time.perf_counter()
-    input, output = os.fspath(input), os.fspath(output)
+    from vderain.io.reader import local_path
+    input, output = local_path(os.fspath(input)), os.fspath(output)   # file:// URLs name local files
     rain_path = os.fspath(rain_layer) if rain_layer else None
     # Cheap checks first, so a typo fails before a model loads or a frame decodes.
     if not os.path.exists(input) and "://" not in input:

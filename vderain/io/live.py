@@ -35,7 +35,7 @@ import numpy as np
 from vderain import VderainError
 from vderain.io.types import quarter_turns, turn
 from vderain.io import color
-from vderain.io.reader import ffmpeg_path, frame_to_rgb
+from vderain.io.reader import ffmpeg_path, frame_to_rgb, local_path, main_video_stream
 
 log = logging.getLogger("vderain.live")
 
@@ -317,9 +317,9 @@ class FileSource(LiveSource):
             raise VderainError(f"no such video file: {self.path}")
         try:
             with av.open(ffmpeg_path(self.path)) as c:
-                if not c.streams.video:
+                s = main_video_stream(c)
+                if s is None:
                     raise VderainError(f"{self.path} has no video stream")
-                s = c.streams.video[0]
                 rate = s.average_rate or s.guessed_rate
                 self.fps = float(rate) if rate else 25.0
                 self.size = (s.codec_context.width, s.codec_context.height)
@@ -333,7 +333,7 @@ class FileSource(LiveSource):
         import av
         for pass_no in range(sys.maxsize):
             with av.open(ffmpeg_path(self.path)) as c:
-                s = c.streams.video[0]
+                s = main_video_stream(c)
                 s.thread_type = "AUTO"
                 start = None
                 for n, f in enumerate(c.decode(s)):
@@ -464,9 +464,9 @@ class StreamSource(LiveSource):
         try:
             with av.open(self.url, options=self.options, timeout=self.timeouts) as c:
                 opened = True
-                if not c.streams.video:
+                s = main_video_stream(c)
+                if s is None:
                     raise VderainError(f"{_redact(self.url)} carries no video stream")
-                s = c.streams.video[0]
                 s.thread_type = "SLICE"  # frame threading would add a frame of delay per thread
                 rate = s.average_rate or s.guessed_rate
                 self.fps = float(rate) if rate else 30.0
@@ -501,10 +501,9 @@ def open_source(spec: str, *, width: int | None = None, height: int | None = Non
     retry = {"retries": retries, "retry_delay": retry_delay}
     if spec.isdigit():
         return CameraSource(int(spec), width=width, height=height, fps=fps, **retry)
-    if "://" in spec and not spec.startswith("file://"):
+    if "://" in spec and not spec[:7].lower() == "file://":
         return StreamSource(spec, **retry)
-    path = spec[len("file://"):] if spec.startswith("file://") else spec
-    return FileSource(path, realtime=realtime, loop=loop, **retry)
+    return FileSource(local_path(spec), realtime=realtime, loop=loop, **retry)
 
 
 # ---------------------------------------------------------------- sinks

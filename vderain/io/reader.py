@@ -121,10 +121,42 @@ def is_url(source: str) -> bool:
     return bool(m) and m.group(1).lower() in URL_SCHEMES
 
 
+def local_path(source: str) -> str:
+    """A file:// URL (file:///a/b%20c.mp4, file://localhost/..., as file managers and browsers
+    copy them) as the local path it names, percent-decoded; anything else as it is."""
+    source = str(source)
+    if not source[:7].lower() == "file://":
+        return source
+    import urllib.parse
+    url = urllib.parse.urlsplit(source)
+    if url.netloc not in ("", "localhost"):
+        raise VderainError(f"{source} names a file on another host ({url.netloc}); "
+                           f"give a local path or mount the share")
+    return urllib.parse.unquote(url.path)
+
+
+def main_video_stream(container):
+    """The video stream to derain (None if none): not cover art (attached pictures); of the rest
+    those at least half the largest's area (smaller ones are previews or thumbnails), the one
+    flagged default first, then the largest, then the first in the file. Size before the flag:
+    MP4/MOV flag the first video track default by themselves, a preview stored first included."""
+    import av
+    videos = [s for s in container.streams.video
+              if not (s.disposition & av.stream.Disposition.attached_pic)]
+    if len(videos) < 2:
+        return videos[0] if videos else None
+
+    def area(s):
+        return (s.codec_context.width or 0) * (s.codec_context.height or 0)
+    biggest = max(area(s) for s in videos)
+    return max((s for s in videos if 2 * area(s) >= biggest),
+               key=lambda s: (bool(s.disposition & av.stream.Disposition.default), area(s), -s.index))
+
+
 def ffmpeg_path(source: str) -> str:
     """What to hand FFmpeg for `source`: a local name with a colon ('12:00:00.mp4', 'cam:1.mp4')
-    would be read as a protocol ('12:'), so it goes as an absolute path."""
-    source = str(source)
+    would be read as a protocol ('12:'), so it goes as an absolute path; a file:// URL as its path."""
+    source = local_path(source)
     if ":" in source and not is_url(source) and not os.path.isabs(source) and os.path.exists(source):
         return os.path.abspath(source)
     return source
@@ -138,7 +170,7 @@ def open_video(source, backend: str = "pyav", start: float | None = None,
     start/duration are in seconds from the start of the stream. `fps` only applies to
     frame folders (default 25). `options` are passed to FFmpeg (e.g. {"rtsp_transport": "udp"}).
     """
-    source = os.fspath(source) if not isinstance(source, str) else source
+    source = local_path(os.fspath(source) if not isinstance(source, str) else source)
     if start is not None and start < 0:
         raise VderainError(f"--start must be >= 0 (got {start})")
     if duration is not None and duration <= 0:
@@ -267,13 +299,11 @@ class PyAVReader(VideoReader):
             raise
 
     def _setup(self, url: bool):
-        av = self._av
-        videos = [s for s in self.container.streams.video
-                  if not (s.disposition & av.stream.Disposition.attached_pic)]  # cover art
-        if not videos:
+        stream = main_video_stream(self.container)  # not cover art, nor a preview
+        if stream is None:
             kind = "audio-only file" if self.container.streams.audio else "no picture streams"
             raise VderainError(f"{self.source} has no video stream ({kind})")
-        stream = self.stream = videos[0]
+        self.stream = stream
         stream.thread_type = "AUTO"
         cc = stream.codec_context
         tb = stream.time_base or Fraction(1, 90000)
@@ -707,6 +737,7 @@ class DecordReader(VideoReader):
             self.info = probe.info
             t0 = float((probe._t0 or 0) * probe.info.time_base)  # where PyAV's times start
             first = frame_to_rgb(probe._pending[0]) if quarter_turns(self.info.rotation) else None
+            several = len(probe.container.streams.video) > 1
         self.source = source
         try:
             self.vr = decord.VideoReader(source, ctx=decord.cpu(0))
@@ -727,6 +758,13 @@ class DecordReader(VideoReader):
         # decord turns MP4 frames upright by their rotation tag (not Matroska's): frames are
         # given as coded, the rotation kept as metadata, as PyAVReader gives them
         self._undo = 0
+        if n and several:
+            # decord takes FFmpeg's "best" stream (in Matroska the first), which may be a preview
+            self.vr.seek(0)
+            h, w = self.vr.next().shape[:2]
+            if sorted((h, w)) != sorted((self.info.height, self.info.width)):
+                raise VderainError(f"decord would decode another video stream of {source} ({w}x{h}, "
+                                   f"not the main {self.info.width}x{self.info.height}); use --backend pyav")
         if first is not None and n:
             k = quarter_turns(self.info.rotation)
             self.vr.seek(0)

@@ -13,13 +13,14 @@ import secrets
 import socket
 import threading
 import time
+import weakref
 from fractions import Fraction
 
 import numpy as np
 
 from vderain import VderainError
 from vderain.io import color
-from vderain.io.reader import ClockMender, ffmpeg_path
+from vderain.io.reader import ClockMender, ffmpeg_path, local_path, main_video_stream
 from vderain.io.types import VideoInfo, quarter_turns, turn
 
 # name -> (FFmpeg encoder, pixel format, default crf). RGB formats keep frames bit-exact.
@@ -105,7 +106,7 @@ def check_output(path, inputs=(), codec: str | None = None) -> str:
     folder = is_folder_target(path, codec)
     target = path.rstrip("/" + os.sep) or path
     for src in inputs:
-        if src and same_file(src, target):
+        if src and same_file(local_path(src), target):
             raise VderainError(f"output {path} is the input; choose another output name "
                                f"(the input is never overwritten)")
     if os.path.exists(target) and not (os.path.isfile(target) or os.path.isdir(target)):
@@ -346,6 +347,9 @@ class VideoWriter:
         except BaseException:
             _remove(self._tmp)
             raise
+        # a writer dropped without close() or abort() (no `with` block): its temp goes when it is
+        # collected, or at exit, not at the next run to this target; never renamed into place
+        self._finalizer = weakref.finalize(self, _discard, self._sink, self._tmp)
 
     # -- frames ---------------------------------------------------------------------------
     def write(self, rgb: np.ndarray, pts: int | None = None) -> None:
@@ -384,6 +388,7 @@ class VideoWriter:
         if self._closed:
             return self.path
         self._closed = True
+        self._finalizer.detach()
         try:
             if self.frames_written == 0:
                 raise VderainError("no frames were written; output not created")
@@ -403,6 +408,7 @@ class VideoWriter:
         if self._closed:
             return
         self._closed = True
+        self._finalizer.detach()
         self._sink.abort()
         _remove(self._tmp)
 
@@ -414,6 +420,14 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+def _discard(sink, tmp: str) -> None:
+    """An unfinished writer's cleanup (its finalizer): the encoder closed, the temp removed."""
+    try:
+        sink.abort()
+    finally:
+        _remove(tmp)
 
 
 def _quarter_turns(rotation, where: str, notes: list) -> int:
@@ -446,6 +460,22 @@ class _PngSink:
 
     def abort(self):
         pass
+
+
+def _check_size(codec: str, encoder: str, w: int, h: int) -> None:
+    """Frame sizes an encoder refuses with a bare "Invalid argument", or hangs on (measured with
+    PyAV 18.1's libx265 and SVT-AV1): one line that names the limit instead."""
+    small, large = min(w, h), max(w, h)
+    if encoder == "libx265" and small < 16:
+        why = "needs at least 16 px on each side"
+    elif encoder == "libsvtav1" and small < 4:
+        why = "needs at least 4 px on each side"
+    elif encoder == "libsvtav1" and small < 26 and large > 64:
+        why = "hangs when one side is under 26 px and the other over 64 px"
+    else:
+        return
+    raise VderainError(f"{codec} ({encoder}) cannot encode {w}x{h} frames: it {why}; "
+                       f"use --codec h264 (or vp9, ffv1)")
 
 
 class _ContainerSink:
@@ -494,6 +524,7 @@ class _ContainerSink:
         if self.pad_w or self.pad_h:
             self.notes.append(f"odd size {width}x{height} padded to "
                               f"{width + self.pad_w}x{height + self.pad_h} (4:2:0 needs even sizes)")
+        _check_size(codec, encoder, width + self.pad_w, height + self.pad_h)
         self.fps = _fps_fraction(info.fps)
         stream = self.stream = self.container.add_stream(encoder, rate=self.fps)
         stream.width = width + self.pad_w
@@ -627,13 +658,14 @@ class _AuxCopier:
             raise VderainError(f"cannot open {source} to copy its audio: {e}") from None
         fmt = out.format.name.split(",")[0]
         self.map = {}  # source stream index -> (output stream, encoder state or None)
-        pictures = [s for s in self.src.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        main = main_video_stream(self.src)  # the stream the reader derains
         for s in self.src.streams:
-            if s.type in ("video", "attachment") and not (pictures and s is pictures[0]):
-                # not silently: a second camera angle, cover art, Matroska's fonts
+            if s.type in ("video", "attachment") and s is not main:
+                # not silently: a second camera angle, a preview, cover art, Matroska's fonts
                 name = s.codec_context.name if s.codec_context else s.type
-                notes.append(f"{s.type} stream #{s.index} ({name}) dropped: only the first video "
-                             f"stream is derained, and other pictures are not copied")
+                which = f" (#{main.index})" if main is not None else ""
+                notes.append(f"{s.type} stream #{s.index} ({name}) dropped: only the main video "
+                             f"stream{which} is derained, and other pictures are not copied")
             if s.type not in ("audio", "subtitle", "data"):
                 continue
             pcm_in_mp4 = fmt == "mp4" and s.type == "audio" and s.codec_context.name.startswith("pcm_")
@@ -658,8 +690,8 @@ class _AuxCopier:
         # flags, which a player picks its audio and subtitles by; the file's title, date, place
         self.out.metadata.update(_carried_tags(self.src.metadata))
         copied = [(self.src.streams[i], o) for i, (o, _) in self.map.items()]
-        if pictures and self.out.streams.video:
-            copied.append((pictures[0], self.out.streams.video[0]))
+        if main is not None and self.out.streams.video:
+            copied.append((main, self.out.streams.video[0]))  # the output's one video stream
         for s, o in copied:
             o.metadata.update(_carried_tags(s.metadata))
             try:
@@ -670,8 +702,7 @@ class _AuxCopier:
         self.mender = None
         if self.streams and self.src.format.name in ClockMender.FORMATS:
             # from the clock the reader's mender starts from (the video's start), to agree with it
-            video = self.src.streams.video[0] if self.src.streams.video else None
-            self.mender = ClockMender(video.start_time if video is not None else None)
+            self.mender = ClockMender(main.start_time if main is not None else None)
         self.packets = (self.src.demux() if self.mender else self.src.demux(*self.streams)) if self.streams else iter(())
         self.held = None  # next packet not yet due
         self.done = not self.streams

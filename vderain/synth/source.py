@@ -55,11 +55,12 @@ def _natural_key(name: str):
 
 def _read_video(path: str, max_short_side: int, max_frames: int | None) -> tuple[list[np.ndarray], float]:
     import av
+    from vderain.io.reader import main_video_stream
     try:
         with av.open(path) as c:
-            if not c.streams.video:
+            st = main_video_stream(c)
+            if st is None:
                 raise VderainError(f"'{path}' has no video stream")
-            st = c.streams.video[0]
             st.thread_type = "AUTO"
             fps = float(st.average_rate) if st.average_rate else 30.0
             out = []
