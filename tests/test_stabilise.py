@@ -68,7 +68,7 @@ def test_neighbours_that_disagree_are_not_voted_in():
     clean = np.concatenate([_scene(n=1, seed=10 + t) for t in range(8)])
     rainy = _add(clean, _streaks(*clean.shape[:3]), 120.0)
     assert psnr(stabilise_frames(rainy, clean), clean) > 42
-    trusting = StabiliserConfig(tol_clean=1e9, tol_any=1e9, tol_exposure=1e9)   # the same median without the checks
+    trusting = StabiliserConfig(tol_clean=1e9, tol_any=1e9, tol_exposure=1e9, tol_align=1e9)   # the same median without the checks
     assert psnr(stabilise_frames(rainy, clean, trusting), clean) < 35
 
 

@@ -17,7 +17,9 @@ Only where it is safe:
   a neighbour that disagrees votes for the frame's own value;
 - not from a neighbour at another exposure (a flash, a fade, a tunnel: the median of its
   brightness offsets past `tol_exposure`), nor where a neighbour does not show the pixel (moved
-  from past its edge: a pan's entering strip), where the median is taken without its vote.
+  from past its edge: a pan's entering strip), where the median is taken without its vote;
+- not from a neighbour whose flow failed (a sudden jump: a dashcam's pothole jolt): misaligned
+  everywhere, its offsets to the frame are as large as the frame's own texture (`tol_align`).
 
 Flow: OpenCV DIS (preset FAST) on the grey outputs (derained, so rain does not steer it),
 computed on a copy at most `flow_side` pixels wide and scaled up.
@@ -48,6 +50,9 @@ class StabiliserConfig:
     min_clean: float = 0.05    # the fraction of rain-free pixels that makes the first test usable
     tol_exposure: float = 4.0  # a moved neighbour's median brightness offset from the frame (levels): past
                                # it another exposure (a flash, a fade, a tunnel), which the median would vote in
+    tol_align: float = 0.8     # a moved neighbour's median |offset| / 1-px texture over the frame: its vote fades
+                               # out between this and 1.3x. A failed flow (a sudden jump) scores 1.1-1.6, the
+                               # suite's neighbours at most 0.85 (compressed heavy rain), aligned noise ~0.5
     check_radius: int = 7      # the comparison window is (2r+1)^2
     flow_side: int = 960       # flow on a copy at most this wide (DIS cost grows with pixels)
     passes: int = 2            # the median again over the results (same flows); each adds K frames of delay
@@ -60,8 +65,12 @@ class StabiliserConfig:
 
 # the rain mask's high-pass: |R - its 15x15 local mean| keeps streaks and drops a smooth veil
 HIGHPASS_RADIUS = 7
-# the exposure check looks at every EXPOSURE_STRIDE-th pixel of each row and column
+# the exposure and alignment checks look at every EXPOSURE_STRIDE-th pixel of each row and column
 EXPOSURE_STRIDE = 4
+# the alignment check's textured samples: |1-px step right| + |1-px step down| at least this (levels)
+TEXTURE_MIN = 4
+# ... and it needs at least this many of them (else the neighbour keeps its vote)
+TEXTURE_COUNT = 64
 
 
 def exposure_weight(offsets: np.ndarray, tol: float) -> float:
@@ -73,6 +82,30 @@ def exposure_weight(offsets: np.ndarray, tol: float) -> float:
     z = float(np.median(offsets)) / tol
     z *= z
     return float(np.exp(-z * z * z))
+
+
+def texture_samples(grey: np.ndarray, stride: int = EXPOSURE_STRIDE) -> np.ndarray:
+    """|1-px step right| + |1-px step down| of a grey frame at every stride-th pixel (float32,
+    ceil((h-1)/stride) x ceil((w-1)/stride): the samples grey[::stride, ::stride] that have both)."""
+    h, w = grey.shape
+    a = grey[:h - 1:stride, :w - 1:stride].astype(np.int16)
+    return (np.abs(grey[:h - 1:stride, 1:w:stride] - a) + np.abs(grey[1:h:stride, :w - 1:stride] - a)).astype(np.float32)
+
+
+def alignment_weight(offsets: np.ndarray, texture: np.ndarray, tol: float) -> float:
+    """A moved neighbour's weight from how well it lines up with the frame: its luma offsets to the
+    frame (less their median: the exposure check's business) against the frame's 1-px texture, on
+    the textured samples where it shows the frame (1-D arrays). A flow that failed (a sudden jump:
+    a dashcam's pothole jolt, 12 % of the width in one frame) leaves the neighbour misaligned
+    everywhere, and the local checks, which allow 20 levels where rain covers nearly everything,
+    let a smooth scene's misaligned copy vote: the median of |offset| / texture is then 1.1-1.6
+    (uncorrelated texture), against at most 0.85 for the suite's neighbours and ~0.5 for aligned
+    frames of pure noise (sub-pixel flow errors and rain residue give less). A moving object or
+    residue covers a minority. 1 below tol, 0 past 1.3 x tol."""
+    if offsets.size < TEXTURE_COUNT:
+        return 1.0
+    a = float(np.median(np.abs(offsets - np.median(offsets)) / texture))
+    return 1.0 - float(_smoothstep(np.float64(a), tol, 1.3 * tol))
 
 
 def _smoothstep(x, lo: float, hi: float):
@@ -304,6 +337,9 @@ class TemporalStabiliser:
         h, w = it.grey.shape
         S = EXPOSURE_STRIDE
         grey_s = it.grey[::S, ::S].astype(np.float32)
+        tex = texture_samples(it.grey, S)
+        hg, wg = tex.shape
+        textured = tex >= TEXTURE_MIN
         for nb, flow in zip(nbs, self._flows_for(it, nbs)):
             if flow.shape[:2] != (h, w):
                 flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -312,6 +348,9 @@ class TemporalStabiliser:
             moved_s, inside_s = self._warp(nb.grey, np.ascontiguousarray(flow[::S, ::S]), (0, 0), S)
             off = moved_s - grey_s
             gain = exposure_weight(off if inside_s is None else off[inside_s], c.tol_exposure)
+            # a failed flow (a sudden jump): misaligned everywhere
+            use = textured if inside_s is None else textured & inside_s[:hg, :wg]
+            gain *= alignment_weight(off[:hg, :wg][use], tex[use], c.tol_align)
             moved, inside = self._warp(nb.out, flow[box], (x0, y0))                          # uint8
             d = cv2.cvtColor(cv2.absdiff(moved, out), cv2.COLOR_RGB2GRAY).astype(np.float32)
             # how far the moved neighbour is from the frame, in tolerances: over the rain-free
