@@ -93,8 +93,8 @@ class DevicePath:
                                    zip(self._dis, others)))
 
     def _finish(self, it, nbs, flows) -> np.ndarray:
-        from vderain.methods.stabilise import (EXPOSURE_STRIDE as S, TEXTURE_MIN, _median, alignment_weight,
-                                               exposure_weight, texture_samples)
+        from vderain.methods.stabilise import (EXPOSURE_STRIDE as S, TEXTURE_MIN, _median, _smoothstep,
+                                               alignment_weight, exposure_weight, texture_samples)
         c = self.cfg
         o, m = it.dev
         clean_w = 1.0 - m
@@ -129,5 +129,7 @@ class DevicePath:
             even = ((~ab).sum(0) % 2 == 0)[None]
             extra = torch.where(even, o[:, gone], torch.full_like(o[:, gone], float("nan")))
             med[:, gone] = torch.cat([v, extra[None]]).nanmedian(0).values
+        if c.deadband > 0:   # noise-sized changes are not made (as the OpenCV path)
+            m = m * _smoothstep((med - o).abs().amax(0), c.deadband, 2 * c.deadband)
         res = o + m * (med - o)
         return res.add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
