@@ -198,3 +198,17 @@ class Silent(LiveSource):
             pass
         return
         yield
+
+
+def test_options_the_source_or_outputs_do_not_use_are_named(clip, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    rc = cli(["live", str(clip), "--method", "identity", "--no-realtime", "--max-frames", "3", "-o", str(out),
+              "--width", "1280", "--fps", "60", "--bitrate", "2M", "--crf", "20"])
+    err = capsys.readouterr().err
+    assert rc == 0 and out.exists()
+    assert "vderain: note: --width/--fps ask a camera for a capture mode; ignored for a file" in err
+    assert "--bitrate sets the --stream output's rate; there is no --stream" in err
+    assert "--crf" not in err and "--no-realtime" not in err      # used: a file source, an -o file
+    rc = cli(["live", str(clip), "--method", "identity", "--no-realtime", "--max-frames", "2", "--no-show",
+              "--stream", "udp://127.0.0.1:9", "--codec", "h264", "--crf", "20"])
+    assert "--codec and --crf set the -o file's encoding; there is no -o" in capsys.readouterr().err

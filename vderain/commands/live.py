@@ -111,6 +111,26 @@ def _source_spec(spec: str) -> str:
     return spec
 
 
+def ignored_options(args, source) -> list[str]:
+    """Options given that this source or these outputs do not use: each a one-line note (a
+    camera-mode request on a file would otherwise look as if it had been honoured)."""
+    from vderain.io.live import CameraSource, FileSource
+    notes = []
+    asked = [f"--{n}" for n in ("width", "height", "fps") if getattr(args, n) is not None]
+    if asked and not isinstance(source, CameraSource):
+        notes.append(f"{'/'.join(asked)} ask a camera for a capture mode; ignored for a "
+                     f"{'file' if isinstance(source, FileSource) else 'stream'}")
+    played = (["--loop"] if args.loop else []) + ([] if args.realtime else ["--no-realtime"])
+    if played and not isinstance(source, FileSource):
+        notes.append(f"{' and '.join(played)} only apply to a file source; ignored")
+    encoded = [f"--{n}" for n in ("codec", "crf") if getattr(args, n) is not None]
+    if encoded and not args.output:
+        notes.append(f"{' and '.join(encoded)} set the -o file's encoding; there is no -o")
+    if args.bitrate and not args.stream:
+        notes.append("--bitrate sets the --stream output's rate; there is no --stream")
+    return notes
+
+
 def _check_stats_path(path: str, protect: dict) -> None:
     from vderain.io.writer import same_file
     folder = os.path.dirname(os.path.abspath(path))
@@ -138,6 +158,8 @@ def main(args) -> int:
     source = open_source(_source_spec(args.source), width=args.width, height=args.height, fps=args.fps,
                          realtime=args.realtime, loop=args.loop, retries=args.retries,
                          retry_delay=args.retry_delay)
+    for note in ignored_options(args, source):
+        print(f"vderain: note: {note}", file=sys.stderr)
     if args.stats_json:   # now, not after a whole run
         _check_stats_path(args.stats_json, {"input": getattr(source, "path", None), "output": args.output})
     fps = source.fps or args.fps or 30.0
