@@ -470,7 +470,7 @@ def _run_claimed(jobs: list[Job], replan, process, fail, write_log) -> None:
             return
         try:
             fresh = replan()
-        except VderainError as e:   # the inputs went away or now clash: what was found is done
+        except VderainError as e:   # the inputs went away (a clash fails only its files): what was found is done
             print(f"vderain: note: stopped looking for new files: {_one_line(e)}", file=sys.stderr)
             return
         known = {j.input for j in jobs}

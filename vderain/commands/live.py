@@ -116,7 +116,9 @@ def ignored_options(args, source) -> list[str]:
     camera-mode request on a file would otherwise look as if it had been honoured)."""
     from vderain.io.live import CameraSource, FileSource
     notes = []
-    asked = [f"--{n}" for n in ("width", "height", "fps") if getattr(args, n) is not None]
+    # --fps is also the outputs' rate where the source has none yet (a stream, before it opens)
+    asked = [f"--{n}" for n in ("width", "height", "fps") if getattr(args, n) is not None
+             and (n != "fps" or source.fps is not None)]
     if asked and not isinstance(source, CameraSource):
         notes.append(f"{'/'.join(asked)} ask a camera for a capture mode; ignored for a "
                      f"{'file' if isinstance(source, FileSource) else 'stream'}")

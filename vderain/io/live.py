@@ -719,8 +719,9 @@ class FileSink(_ThreadedSink):
         self.codec, self.crf, self.preset = codec, crf, preset
         # Fail now, not at the first frame (after the camera opened and the model loaded): bad
         # folder, output == input, unknown codec or preset, a container that cannot hold the
-        # codec, a bad crf. A 2x2 encoder is opened and dropped (its temp file removed).
-        self._new_writer((2, 2)).abort()
+        # codec, a bad crf. A 64x64 encoder is opened and dropped (its temp file removed): a
+        # size every codec takes (x265 refuses under 16 px, SVT-AV1 under 4).
+        self._new_writer((64, 64)).abort()
         self.split, self.overlay = split, overlay
         self._writer = None
         self._last_pts = -1

@@ -129,7 +129,7 @@ def local_path(source: str) -> str:
         return source
     import urllib.parse
     url = urllib.parse.urlsplit(source)
-    if url.netloc not in ("", "localhost"):
+    if url.netloc.lower() not in ("", "localhost"):
         raise VderainError(f"{source} names a file on another host ({url.netloc}); "
                            f"give a local path or mount the share")
     return urllib.parse.unquote(url.path)

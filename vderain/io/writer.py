@@ -408,9 +408,7 @@ class VideoWriter:
         if self._closed:
             return
         self._closed = True
-        self._finalizer.detach()
-        self._sink.abort()
-        _remove(self._tmp)
+        self._finalizer()   # _discard now, once: the encoder closed, the temp removed
 
     def __enter__(self):
         return self

@@ -94,7 +94,7 @@ class DevicePath:
 
     def _finish(self, it, nbs, flows) -> np.ndarray:
         from vderain.methods.stabilise import (EXPOSURE_STRIDE as S, TEXTURE_MIN, _median, _smoothstep,
-                                               alignment_weight, exposure_weight, texture_samples)
+                                               neighbour_weight, texture_samples)
         c = self.cfg
         o, m = it.dev
         clean_w = 1.0 - m
@@ -102,18 +102,14 @@ class DevicePath:
         enough = den > c.min_clean
         votes, absent = [o], []
         tex = texture_samples(it.grey, S)
-        hg, wg = tex.shape
         textured = tex >= TEXTURE_MIN
         for nb, flow in zip(nbs, flows):
             moved, inside = self._warp(nb.dev[0], flow)
             diff = moved - o
-            # another exposure (a flash, a fade, a step) is left out, as in the OpenCV path
+            # another exposure (a flash, a fade, a step) or a failed flow (a sudden jump) is left
+            # out, as in the OpenCV path
             off = (diff[:, ::S, ::S] * self._luma).sum(0).cpu().numpy()
-            in_s = inside[::S, ::S].cpu().numpy()
-            gain = exposure_weight(off[in_s], c.tol_exposure)
-            # a failed flow (a sudden jump) is left out, as in the OpenCV path
-            use = textured & in_s[:hg, :wg]
-            gain *= alignment_weight(off[:hg, :wg][use], tex[use], c.tol_align)
+            gain = neighbour_weight(off, inside[::S, ::S].cpu().numpy(), tex, textured, c)
             d = (diff.abs() * self._luma).sum(0)
             # how far the moved neighbour is from the frame, in tolerances (as the OpenCV path)
             far = torch.where(enough, _box(d * clean_w, c.check_radius) / den.clamp_min(1e-6) / c.tol_clean,

@@ -19,7 +19,9 @@ Only where it is safe:
   brightness offsets past `tol_exposure`), nor where a neighbour does not show the pixel (moved
   from past its edge: a pan's entering strip), where the median is taken without its vote;
 - not from a neighbour whose flow failed (a sudden jump: a dashcam's pothole jolt): misaligned
-  everywhere, its offsets to the frame are as large as the frame's own texture (`tol_align`).
+  everywhere, its offsets to the frame are as large as the frame's own texture (`tol_align`);
+- and not by less than `deadband` levels: a median of moved neighbours also averages the camera's
+  noise around a removed streak, a change the rain did not make.
 
 Flow: OpenCV DIS (preset FAST) on the grey outputs (derained, so rain does not steer it),
 computed on a copy at most `flow_side` pixels wide and scaled up.
@@ -111,6 +113,17 @@ def alignment_weight(offsets: np.ndarray, texture: np.ndarray, tol: float) -> fl
         return 1.0
     a = float(np.median(np.abs(offsets - np.median(offsets)) / texture))
     return 1.0 - float(_smoothstep(np.float64(a), tol, 1.3 * tol))
+
+
+def neighbour_weight(off: np.ndarray, inside, tex: np.ndarray, textured: np.ndarray, cfg) -> float:
+    """A moved neighbour's weight over the whole frame: exposure_weight x alignment_weight, from
+    its luma offsets to the frame at every EXPOSURE_STRIDE-th pixel (`off`), where it shows them
+    (`inside`, bool like `off`; None: everywhere), and the frame's texture_samples (`tex`) and
+    which of them are textured. The same for the OpenCV and the torch paths."""
+    hg, wg = tex.shape
+    use = textured if inside is None else textured & inside[:hg, :wg]
+    gain = exposure_weight(off if inside is None else off[inside], cfg.tol_exposure)
+    return gain * alignment_weight(off[:hg, :wg][use], tex[use], cfg.tol_align)
 
 
 def _smoothstep(x, lo: float, hi: float):
@@ -343,19 +356,15 @@ class TemporalStabiliser:
         S = EXPOSURE_STRIDE
         grey_s = it.grey[::S, ::S].astype(np.float32)
         tex = texture_samples(it.grey, S)
-        hg, wg = tex.shape
         textured = tex >= TEXTURE_MIN
         for nb, flow in zip(nbs, self._flows_for(it, nbs)):
             if flow.shape[:2] != (h, w):
                 flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
             # another exposure (a flash, a fade, a step): within the all-pixel tolerance, and the
-            # median would vote it in wherever the neighbours at it are the majority
+            # median would vote it in wherever the neighbours at it are the majority; and a failed
+            # flow (a sudden jump): misaligned everywhere
             moved_s, inside_s = self._warp(nb.grey, np.ascontiguousarray(flow[::S, ::S]), (0, 0), S)
-            off = moved_s - grey_s
-            gain = exposure_weight(off if inside_s is None else off[inside_s], c.tol_exposure)
-            # a failed flow (a sudden jump): misaligned everywhere
-            use = textured if inside_s is None else textured & inside_s[:hg, :wg]
-            gain *= alignment_weight(off[:hg, :wg][use], tex[use], c.tol_align)
+            gain = neighbour_weight(moved_s - grey_s, inside_s, tex, textured, c)
             moved, inside = self._warp(nb.out, flow[box], (x0, y0))                          # uint8
             d = cv2.cvtColor(cv2.absdiff(moved, out), cv2.COLOR_RGB2GRAY).astype(np.float32)
             # how far the moved neighbour is from the frame, in tolerances: over the rain-free
