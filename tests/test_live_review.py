@@ -128,6 +128,10 @@ def test_synth_out_of_memory_is_one_line_and_leaves_no_files(tmp_path, capsys, m
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("vderain: error: ") and "--chunk" in err[0], err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+    # at one frame a time a smaller --chunk is no way out
+    rc = cli(["synth", str(src), "-o", str(tmp_path / "rain.mp4"), "--chunk", "1", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "--chunk" not in err[0] and "1 frame of" in err[0], err
 
 
 def test_synth_keeps_other_runtime_errors(tmp_path, monkeypatch):

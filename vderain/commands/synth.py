@@ -118,9 +118,12 @@ def main(args) -> int:
                 if not is_out_of_memory(e):
                     raise
                 where = "GPU " if device.type == "cuda" else ""
-                raise VderainError(f"out of {where}memory adding rain to {len(chunk)} frames of "
-                                   f"{info.width}x{info.height} at once; try a smaller --chunk "
-                                   f"(e.g. {max(1, len(chunk) // 4)})") from None
+                h, w = x.shape[-2:]   # as turned upright
+                hint = (f"try a smaller --chunk (e.g. {max(1, len(chunk) // 4)})" if len(chunk) > 1
+                        else "try --device cpu" if device.type == "cuda"
+                        else "frames this large need more memory than this machine has")
+                raise VderainError(f"out of {where}memory adding rain to {len(chunk)} frame"
+                                   f"{'s' if len(chunk) > 1 else ''} of {w}x{h} at once; {hint}") from None
             if scene_mean is None:
                 scene_mean = out["params"]["scene_mean"]   # the haze colour of the first chunk, kept for the rest
             def to_u8(v):
