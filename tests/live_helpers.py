@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from vderain.io.live import LiveSource
+
 W, H, FPS = 96, 64, 30
 BASE, STEP = 20, 5     # frame i has a flat top half at BASE + STEP * i: readable after H.264
 
@@ -93,3 +95,15 @@ def make_color_clip(path, n: int = 4, colorspace: int = 1, color_range: int = 1,
         for p in s.encode():
             c.mux(p)
     return str(path)
+
+
+class Waits(LiveSource):
+    """A source that delivers nothing until stopped (a camera still opening, or one that connects
+    and sends nothing)."""
+    name = "slow camera"
+
+    def _frames(self):
+        while not self._stop.wait(0.05):
+            pass
+        return
+        yield

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from live_helpers import FPS, free_port, index_of, make_clip, read_all, wait_for
+from live_helpers import FPS, Waits, free_port, index_of, make_clip, read_all, wait_for
 from vderain import VderainError
 from vderain.cli import main as cli
 from vderain.io.live import FileSink, FileSource, LiveSource, Sink, StreamSink, StreamSource
@@ -464,17 +464,6 @@ def test_cli_bad_file_settings_fail_before_the_source_opens(tmp_path, capsys):
     finally:
         server.close()
     assert list(tmp_path.iterdir()) == []   # no file, no temp file left
-
-
-class Waits(LiveSource):
-    """A source that delivers nothing until stopped (a camera still opening)."""
-    name = "slow camera"
-
-    def _frames(self):
-        while not self._stop.wait(0.05):
-            pass
-        return
-        yield
 
 
 def test_cli_interrupted_before_the_first_frame_does_not_claim_a_file(tmp_path, capsys, monkeypatch):

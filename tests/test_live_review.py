@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from live_helpers import FPS, index_of, make_clip, read_all
+from live_helpers import FPS, Waits, index_of, make_clip, read_all
 from vderain import VderainError
 from vderain.cli import main as cli
 from vderain.io.live import FileSink, FileSource, LiveSource
@@ -194,14 +194,8 @@ def test_the_first_frame_is_waited_for_as_long_as_the_retries_allow():
     assert 0.3 < time.perf_counter() - t0 < 3
 
 
-class Silent(LiveSource):
+class Silent(Waits):   # a camera that connects but sends nothing
     name = "silent camera"
-
-    def _frames(self):
-        while not self._stop.wait(0.02):
-            pass
-        return
-        yield
 
 
 def test_options_the_source_or_outputs_do_not_use_are_named(clip, tmp_path, capsys):

@@ -237,16 +237,24 @@ def _torch_path(cfg=None):
     return st
 
 
+def _run(rainy, out, path, cfg=None):
+    """The stabilised frames by the OpenCV path, or by the torch path (path="torch") on the CPU."""
+    if path != "torch":
+        return stabilise_frames(rainy, out, cfg)
+    st, got = _torch_path(cfg), {}
+    for i in range(len(out)):
+        got.update(st.push(i, rainy[i], out[i]))
+    got.update(st.flush())
+    st.close()
+    return np.stack([got[k] for k in range(len(out))])
+
+
 def test_gpu_path_agrees_with_the_cpu_path():
     clean = _scene(dx=2)
     s = _streaks(*clean.shape[:3])
     rainy, residue = _add(clean, s, 120.0), _add(clean, s, 40.0)
     cpu = stabilise_frames(rainy, residue)
-    st, dev = _torch_path(), {}
-    for i in range(len(clean)):
-        dev.update(st.push(i, rainy[i], residue[i]))
-    dev.update(st.flush())
-    dev = np.stack([dev[k] for k in range(len(clean))])
+    dev = _run(rainy, residue, "torch")
     assert psnr(dev, cpu) > 40                                   # bilinear sampling and borders differ a little
     assert psnr(dev, clean) > psnr(residue, clean) + 6           # and it works as well
     st, same = _torch_path(), {}
@@ -334,18 +342,7 @@ def test_camera_noise_around_a_removed_streak_is_left_as_it_was(path):
     noisy = np.clip(clean + rng.normal(0, 1.2, clean.shape), 0, 255).astype(np.uint8)   # per frame
     s = _streaks(*clean.shape[:3])
     rainy, residue = _add(noisy, s, 120.0), _add(noisy, s, 40.0)
-
-    def run(cfg):
-        if path == "numpy":
-            return stabilise_frames(rainy, residue, cfg)
-        st, got = _torch_path(cfg), {}
-        for i in range(len(clean)):
-            got.update(st.push(i, rainy[i], residue[i]))
-        got.update(st.flush())
-        st.close()
-        return np.stack([got[k] for k in range(len(clean))])
-
-    out, no_band = run(StabiliserConfig()), run(StabiliserConfig(deadband=0.0))
+    out, no_band = (_run(rainy, residue, path, cfg) for cfg in (StabiliserConfig(), StabiliserConfig(deadband=0.0)))
     streak = np.broadcast_to((s > 0)[..., None], out.shape)
     near = np.broadcast_to((cv2.dilate(s.max(0), np.ones((9, 9))) > 0)[None, ..., None], out.shape) & ~streak
     changed = lambda x: np.abs(x.astype(int) - noisy)[near].mean()

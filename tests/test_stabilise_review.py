@@ -6,19 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from test_stabilise import _add, _scene, _streaks, _torch_path
-from vderain.methods.stabilise import StabiliserConfig, TemporalStabiliser, stabilise_frames
-
-
-def _run(rainy, out, path, cfg=None):
-    if path == "cpu":
-        return stabilise_frames(rainy, out, cfg)
-    st, got = _torch_path(cfg), {}
-    for i in range(len(out)):
-        got.update(st.push(i, rainy[i], out[i]))
-    got.update(st.flush())
-    st.close()
-    return np.stack([got[k] for k in range(len(out))])
+from test_stabilise import _add, _run, _scene, _streaks
+from vderain.methods.stabilise import StabiliserConfig
 
 
 def _harm(out, clean):

@@ -297,6 +297,10 @@ def _one_line(e: BaseException) -> str:
     return " ".join(text.split()) or type(e).__name__
 
 
+def _say_failed(j: Job) -> None:
+    print(f"vderain: failed: {j.input}: {j.record['error']}", file=sys.stderr, flush=True)
+
+
 def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -338,8 +342,8 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
               "method": method if isinstance(method, str) else getattr(method, "name", "custom"),
               "device": str(device)}
     for j in jobs:
-        if j.status == "failed":
-            print(f"vderain: failed: {j.input}: {j.record['error']}", file=sys.stderr, flush=True)
+        if j.status == "failed":   # a name clash (plan)
+            _say_failed(j)
         elif os.path.exists(j.output) and not overwrite:
             j.status = "skipped"
     m = None  # loaded at the first file that needs it: a re-run with nothing to do loads nothing
@@ -349,7 +353,7 @@ def run_batch(inputs: list[str], out_dir: str, *, recursive: bool = False, ext: 
 
     def fail(j: Job, e: BaseException) -> None:
         j.status, j.record = "failed", {"error": _one_line(e)}
-        print(f"vderain: failed: {j.input}: {_one_line(e)}", file=sys.stderr, flush=True)
+        _say_failed(j)
 
     def process(j: Job) -> None:
         nonlocal m, damaged, tried
@@ -478,7 +482,7 @@ def _run_claimed(jobs: list[Job], replan, process, fail, write_log) -> None:
         arrived = [j for j in fresh if j.input not in known and os.path.isfile(j.input)]
         for j in arrived:
             if j.status == "failed":   # it clashes by name with a file found before or with it
-                print(f"vderain: failed: {j.input}: {j.record['error']}", file=sys.stderr, flush=True)
+                _say_failed(j)
             elif os.path.exists(j.output):
                 j.status = "skipped"
         jobs.extend(arrived)

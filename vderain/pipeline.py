@@ -30,7 +30,7 @@ from vderain.io import (Frame, VideoWriter, batched, check_output, iter_windows,
 from vderain.io.color import to_chw_float, to_hwc_uint8  # noqa: F401 (re-exported)
 from vderain.io.tiling import check_tiling
 from vderain.io.types import quarter_turns, turn
-from vderain.io.reader import NETWORK_TIMEOUT_S
+from vderain.io.reader import NETWORK_TIMEOUT_S, local_path
 from vderain.methods import Method, get_method
 from vderain.models.align import StreamAligner
 
@@ -411,7 +411,6 @@ def derain_video(input, output, method="auto", device="auto", window: int | None
     shipped networks' centred windows).
     """
     t0 = time.perf_counter()
-    from vderain.io.reader import local_path
     input, output = local_path(os.fspath(input)), os.fspath(output)   # file:// URLs name local files
     rain_path = os.fspath(rain_layer) if rain_layer else None
     # Cheap checks first, so a typo fails before a model loads or a frame decodes.

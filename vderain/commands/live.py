@@ -12,9 +12,7 @@ import logging
 import math
 import os
 import re
-import signal
 import sys
-import threading
 
 from vderain import VderainError
 from vderain.commands import add_threads_argument, apply_threads
@@ -186,14 +184,8 @@ def main(args) -> int:
             sink.close()
         raise
 
-    # SIGTERM (service managers, `kill`) and SIGHUP (the terminal or ssh session closed; left
-    # alone under nohup) stop as cleanly as Ctrl-C: files are finished.
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in ("SIGTERM", "SIGHUP"):
-            sig = getattr(signal, name, None)
-            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
-                previous[sig] = signal.signal(sig, _raise_interrupt)
+    # SIGTERM (service managers, `kill`) and SIGHUP (the terminal closed) stop as cleanly as
+    # Ctrl-C, files finished: the CLI's stop_signals_as_interrupt, as for every command
     try:
         stats = run_live(source, method, sinks, max_frames=args.max_frames, duration=args.duration,
                          max_height=args.max_height, log_every=args.log_every)
@@ -204,10 +196,6 @@ def main(args) -> int:
             except VderainError as write_error:   # keep the run's own error as the message
                 logging.getLogger("vderain.live").warning("%s", write_error)
         raise
-    finally:
-        for sig, handler in previous.items():
-            if handler is not None:   # None: not set from Python, cannot be put back
-                signal.signal(sig, handler)
     if args.stats_json:
         stats.write_json(args.stats_json)
     if stats.stopped_by == "interrupt" and not stats.processed:
@@ -215,7 +203,3 @@ def main(args) -> int:
     if any(isinstance(sink, FileSink) and sink.written for sink in sinks):
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt

@@ -501,9 +501,10 @@ def open_source(spec: str, *, width: int | None = None, height: int | None = Non
     retry = {"retries": retries, "retry_delay": retry_delay}
     if spec.isdigit():
         return CameraSource(int(spec), width=width, height=height, fps=fps, **retry)
-    if "://" in spec and not spec[:7].lower() == "file://":
+    path = local_path(spec)   # a file:// URL is the local file it names
+    if "://" in path:
         return StreamSource(spec, **retry)
-    return FileSource(local_path(spec), realtime=realtime, loop=loop, **retry)
+    return FileSource(path, realtime=realtime, loop=loop, **retry)
 
 
 # ---------------------------------------------------------------- sinks

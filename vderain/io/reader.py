@@ -758,17 +758,19 @@ class DecordReader(VideoReader):
         # decord turns MP4 frames upright by their rotation tag (not Matroska's): frames are
         # given as coded, the rotation kept as metadata, as PyAVReader gives them
         self._undo = 0
-        if n and several:
-            # decord takes FFmpeg's "best" stream (in Matroska the first), which may be a preview
+        got = None
+        if n and (several or first is not None):
             self.vr.seek(0)
-            h, w = self.vr.next().shape[:2]
+            got = self.vr.next().asnumpy()
+        if got is not None and several:
+            # decord takes FFmpeg's "best" stream (in Matroska the first), which may be a preview
+            h, w = got.shape[:2]
             if sorted((h, w)) != sorted((self.info.height, self.info.width)):
                 raise VderainError(f"decord would decode another video stream of {source} ({w}x{h}, "
                                    f"not the main {self.info.width}x{self.info.height}); use --backend pyav")
-        if first is not None and n:
+        if got is not None and first is not None:
             k = quarter_turns(self.info.rotation)
-            self.vr.seek(0)
-            got = self.vr.next().asnumpy().astype(np.int16)
+            got = got.astype(np.int16)
             upright = turn(first, k)
             if got.shape == upright.shape and (got.shape != first.shape or
                                                np.abs(got - upright).mean() < np.abs(got - first).mean()):

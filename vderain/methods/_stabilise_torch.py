@@ -108,8 +108,8 @@ class DevicePath:
             diff = moved - o
             # another exposure (a flash, a fade, a step) or a failed flow (a sudden jump) is left
             # out, as in the OpenCV path
-            off = (diff[:, ::S, ::S] * self._luma).sum(0).cpu().numpy()
-            gain = neighbour_weight(off, inside[::S, ::S].cpu().numpy(), tex, textured, c)
+            sampled = torch.stack([(diff[:, ::S, ::S] * self._luma).sum(0), inside[::S, ::S].float()]).cpu().numpy()
+            gain = neighbour_weight(sampled[0], sampled[1] > 0, tex, textured, c)   # one transfer
             d = (diff.abs() * self._luma).sum(0)
             # how far the moved neighbour is from the frame, in tolerances (as the OpenCV path)
             far = torch.where(enough, _box(d * clean_w, c.check_radius) / den.clamp_min(1e-6) / c.tol_clean,

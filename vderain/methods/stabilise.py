@@ -319,8 +319,7 @@ class TemporalStabiliser:
             inside = None                   # all of it (the common case: no mask to make)
         else:
             inside = cv2.inRange(cv2.merge([mx, my]), (-0.5, -0.5), (iw - 0.5, ih - 0.5)) > 0
-        moved = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return (moved.astype(np.float32) if stride > 1 else moved), inside
+        return cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), inside
 
     def _finish(self, buf, i: int):
         """Frame i of a pass's buffer, stabilised (rgb; its own `out` when left unchanged)."""
