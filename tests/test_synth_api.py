@@ -95,6 +95,26 @@ def test_faint_scaling_scales_the_rain_layer_and_is_off_by_default(clips):
         RainSynth("light", faint_prob=0.5, faint_scale=(0.5, 1.5))   # stronger than the preset: not faint
 
 
+def test_faint_clips_can_drop_their_veil(clips):
+    """faint_veil=False: a faint clip is its streaks over the clean scene, scaled; the veil's
+    brightening is gone (it taught a network to subtract a faint layer from static scenes)."""
+    kw = dict(camera=False, tone_aug=False, negatives_prob=0.0, dct_prob=0.0, faint_prob=1.0,
+              faint_scale=(0.3, 0.3))
+    run = lambda veil, keep: RainSynth("heavy", faint_veil=keep, overrides={"veil": veil}, **kw)(
+        clips, torch.Generator().manual_seed(6))
+    streaks_only = run(0.8, False)
+    no_veil = run(0.0, True)
+    with_veil = run(0.8, True)
+    assert torch.allclose(streaks_only["layer"], no_veil["layer"], atol=2e-6)
+    assert bool((streaks_only["transmission"] == 1).all())
+    assert bool((streaks_only["params"]["veil"] == 0).all())
+    assert float((with_veil["layer"] - streaks_only["layer"]).abs().mean()) > 1e-3
+    # clips that are not faint keep their veil
+    whole = RainSynth("heavy", faint_veil=False, overrides={"veil": 0.8}, **{**kw, "faint_prob": 0.0})(
+        clips, torch.Generator().manual_seed(6))
+    assert float((1 - whole["transmission"]).mean()) > 1e-3
+
+
 def _write_video(path, frames, fps=25):
     av = pytest.importorskip("av")
     with av.open(str(path), "w") as c:

@@ -127,6 +127,9 @@ def test_config_values_take_their_field_types():
         tiny(**{"data.faint_scale": "[0.2]"})
     with pytest.raises(VderainError, match="must be a number"):
         tiny(**{"data.faint_scale": "[0.2, high]"})
+    assert tiny(**{"data.faint_veil": "false"}).data.faint_veil is False           # YAML booleans
+    with pytest.raises(VderainError, match="faint_veil"):
+        tiny(**{"data.faint_veil": "0.5"})
     # the preset is a name or a mix of weights (the form tools/finetune_cpu.sh and the weights README use)
     cfg = tiny(**{"data.preset": "{light: 0.5, norain: 1e-1}"})
     assert cfg.data.preset == {"light": 0.5, "norain": 0.1}

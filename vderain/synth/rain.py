@@ -63,6 +63,9 @@ class RainSynth:
     Real phone and webcam rain is mostly 3-10 grey levels, fainter than most presets draw
     (tools/faint_rain_check.py measured the networks removing ~1-10 % of it). Off by default;
     it draws random numbers only when on, so every existing mix makes the same clips.
+    faint_veil: False drops the veil from the faint clips (streaks only, scaled by k): with it,
+    a faint clip teaches that faint streaks come with a faint brightening of the whole scene,
+    and a network trained so subtracted a ~1-level layer from static scenes in faint rain.
     """
 
     def __init__(self, preset: str | dict[str, float] = "train", device="cpu", codec_prob: float = 0.0,
@@ -70,7 +73,7 @@ class RainSynth:
                  tone_aug: bool | None = None, camera: bool = True, px_scale: float = 1.0,
                  dct_quality: float | None = None,
                  faint_prob: float = 0.0, faint_scale: tuple[float, float] = (0.1, 0.6),
-                 overrides: dict[str, float] | None = None):
+                 faint_veil: bool = True, overrides: dict[str, float] | None = None):
         self.device = torch.device(device)
         w = _weights(preset)
         training = preset == "train" or isinstance(preset, dict)
@@ -84,6 +87,7 @@ class RainSynth:
         self.dct_quality = dct_quality
         self.faint_prob = float(faint_prob)
         self.faint_scale = (float(faint_scale[0]), float(faint_scale[1]))
+        self.faint_veil = bool(faint_veil)
         if not (0.0 <= self.faint_prob <= 1.0 and 0.0 < self.faint_scale[0] <= self.faint_scale[1] <= 1.0):
             raise VderainError(f"faint_prob must be in [0, 1] and faint_scale 0 < low <= high <= 1, "
                                f"got {faint_prob} and {faint_scale}")
@@ -238,7 +242,15 @@ class RainSynth:
         if self.faint_prob > 0:
             u_f = torch.rand(B, 2, generator=g, device=dev)
             lo, hi = self.faint_scale
-            k_faint = torch.where(rain & (u_f[:, 0] < self.faint_prob), lo + (hi - lo) * u_f[:, 1], k_faint)
+            faint = rain & (u_f[:, 0] < self.faint_prob)
+            k_faint = torch.where(faint, lo + (hi - lo) * u_f[:, 1], k_faint)
+            if not self.faint_veil and bool(faint.any()):
+                # y = v (1 - alpha) + col alpha over the veiled v = x + (1 - t)(A - x); the same
+                # streaks over x itself: y - (1 - alpha)(1 - t)(A - x). Exact, and no new draws
+                f = bc(faint.float())
+                y = y - f * (1 - alpha) * (1 - trans) * (air - x)
+                trans = torch.where(bc(faint), torch.ones_like(trans), trans)
+                p["veil"] = torch.where(faint, torch.zeros_like(p["veil"]), p["veil"])
             y = torch.lerp(x, y, bc(k_faint))                                   # x + k (y - x)
             alpha = alpha * bc(k_faint)
             trans = 1 - bc(k_faint) * (1 - trans)       # x + k (1 - t)(A - x): the veil scales alike

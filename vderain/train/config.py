@@ -23,6 +23,7 @@ class DataConfig:
     procedural: float = 0.0         # share of each batch from procedural scenes beside the clean footage
     faint_prob: float = 0.0         # share of rain clips with all their rain scaled by k ~ U(faint_scale)
     faint_scale: list[float] = field(default_factory=lambda: [0.1, 0.6])  # (real rain is often 3-10 grey levels)
+    faint_veil: bool = True         # False: faint clips get streaks only, no veil (see RainSynth)
     edge_prob: float = 0.0          # share of samples given a video's first windows (mirrored at the edge)
     veil_free_prob: float = 0.0     # task haze: share of the streaked clips drawn without their veil (rain with
                                     # no haze: near rain, short scene depth), where the estimator must find none

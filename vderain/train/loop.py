@@ -318,7 +318,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: str = "auto", resume: b
     source = make_source(data_for(cfg), T + 1, device, cfg.seed + rank)
     from vderain.synth import RainSynth
     synth = RainSynth(preset=cfg.data.preset, device=device, codec_prob=cfg.data.codec_prob,
-                      faint_prob=cfg.data.faint_prob, faint_scale=tuple(cfg.data.faint_scale))
+                      faint_prob=cfg.data.faint_prob, faint_scale=tuple(cfg.data.faint_scale),
+                      faint_veil=cfg.data.faint_veil)
     # the frame order of a video's first two windows, for the share of samples given them
     edge_idx = torch.tensor(edge_order(T + 1, tgt), device=device) if cfg.data.edge_prob > 0 else None
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.optim.amp) if device.type == "cuda" else None
