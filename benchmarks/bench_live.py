@@ -93,7 +93,7 @@ def method_alone(method, w, h, calls=20) -> float:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--method", default="auto")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--size", default="640x360")

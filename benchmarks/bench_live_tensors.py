@@ -61,7 +61,7 @@ class LiveTensors(TorchDispatchMode):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="quality")
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--batch", default="1,2,4")

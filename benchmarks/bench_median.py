@@ -31,7 +31,7 @@ def bench(width: int, height: int, window: int, flow: str, frames: int, camera: 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="640x360,1280x720")
     ap.add_argument("--window", type=int, default=5)
     ap.add_argument("--flow", default="dis")

@@ -43,7 +43,7 @@ def measure(src: str, dst: str, method: str, preset: str) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--short", type=float, default=10, help="seconds")
     ap.add_argument("--long", type=float, default=100, help="seconds")
     ap.add_argument("--fps", type=int, default=30)

@@ -18,7 +18,7 @@ import torch
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--method", default="quality")
     ap.add_argument("--size", default="1920x1080", help="WxH")
     ap.add_argument("--frames", type=int, default=7)

@@ -48,7 +48,7 @@ def test_fps_is_not_called_ignored_for_a_stream_whose_rate_it_sets():
     assert src.fps is None
     assert ignored_options(_live_args(fps=60.0), src) == []
     notes = ignored_options(_live_args(fps=60.0, width=640), src)
-    assert notes == ["--width ask a camera for a capture mode; ignored for a stream"]
+    assert notes == ["--width asks a camera for a capture mode; ignored for a stream"]
 
 
 def test_writer_abort_removes_its_temp_even_if_the_encoder_fails_to_close(tmp_path):

@@ -13,7 +13,7 @@ import math
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", help="results.json written by vderain bench --out DIR")
     ap.add_argument("--metric", default="psnr_y", help="a key of the per-sequence means (psnr_y, ssim_y, ewarp, tof, ...)")
     ap.add_argument("--diff", metavar="BASE", help="also show each method minus this one")

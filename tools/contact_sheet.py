@@ -52,7 +52,7 @@ def label(img: np.ndarray, text: str) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clean", default=os.path.join(DATA, "clean", "05_default_juggle.mp4"))
     ap.add_argument("--real", nargs="*", default=[os.path.join(DATA, "real", n)
                                                   for n in ("rr13_367.mp4", "rr13_5.mp4", "rr13_152.mp4")])

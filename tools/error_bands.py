@@ -33,7 +33,7 @@ def bands(out: np.ndarray, clean: np.ndarray, sigma: float = 8.0) -> tuple[float
 
 def main() -> None:
     from vderain.synth.suite import SUITE_CASES, render_case
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("outputs", help="a bench report's outputs/ folder (vderain bench --save-outputs)")
     ap.add_argument("--methods", default="identity,quality,fast", help="identity = the rainy input")
     ap.add_argument("--cases", default=None, help="comma-separated; default: the suite's rainy cases")

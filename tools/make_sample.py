@@ -89,7 +89,7 @@ def write(path: str, clip: torch.Tensor, fps: int, crf: int, audio: np.ndarray |
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "samples", "rainy_street.mp4"))
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--fps", type=int, default=25)

@@ -27,7 +27,7 @@ def describe(rainy: np.ndarray, clean: np.ndarray) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=None)
     args = ap.parse_args()
     print("| case | veil | as benchmarked: PSNR-Y (mean err ×1e3) | streaks only (veil 0) | haze only (opacity 0) |")

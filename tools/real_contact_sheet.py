@@ -24,7 +24,7 @@ def label(img: np.ndarray, text: str) -> np.ndarray:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", default="../shared/data/real")
     ap.add_argument("--methods", default="fast")
     ap.add_argument("--device", default="cpu")

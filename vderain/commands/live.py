@@ -118,7 +118,7 @@ def ignored_options(args, source) -> list[str]:
     asked = [f"--{n}" for n in ("width", "height", "fps") if getattr(args, n) is not None
              and (n != "fps" or source.fps is not None)]
     if asked and not isinstance(source, CameraSource):
-        notes.append(f"{'/'.join(asked)} ask a camera for a capture mode; ignored for a "
+        notes.append(f"{'/'.join(asked)} {'asks' if len(asked) == 1 else 'ask'} a camera for a capture mode; ignored for a "
                      f"{'file' if isinstance(source, FileSource) else 'stream'}")
     played = (["--loop"] if args.loop else []) + ([] if args.realtime else ["--no-realtime"])
     if played and not isinstance(source, FileSource):

@@ -59,7 +59,7 @@ def add_arguments(p) -> None:
                         "causal and frame-wise models)")
     p.add_argument("--batch", type=int, help="windows per method call (default 1 on CPU, 4 on GPU)")
     add_threads_argument(p)
-    p.add_argument("--codec", default=None, help=f"{' | '.join(CODEC_CHOICES)} (default h264; png for folders)")
+    p.add_argument("--codec", default=None, help=f"{' | '.join(CODEC_CHOICES)} (default h264; vp9 for .webm; png for folders)")
     p.add_argument("--crf", type=int, help="quality: lower is better (default 18 h264, 20 hevc, 30 av1, 31 vp9)")
     p.add_argument("--preset", default="medium", help=f"encoder speed: {', '.join(X264_PRESETS[:-1])}")
     p.add_argument("--side-by-side", action="store_true", help="write input | output next to each other")
