@@ -26,7 +26,9 @@ SPEED=${SPEED:-1}       # 1: the speed step
 CLEAN=${CLEAN:-data/clean}   # the clean clips (*.mp4) training reads
 VAL=${VAL:-1}           # 0: no validation pass (the dry run)
 THREADS=${THREADS:-5}   # CPU threads per training run (three run side by side)
-RUNS=${RUNS:-"quality_t15 quality --set loss.temporal=1.5 --set loss.norain=3.0 --set loss.psnr=0.001
+# quality_sv: stage 24's shipped recipe (faint clips as streaks only, the rain layer's low
+# frequencies weighed twice), 10-20x the CPU steps; quality_c: the plain recipe, a control
+RUNS=${RUNS:-"quality_sv quality --set loss.temporal=1.5 --set loss.norain=1.0 --set loss.psnr=0.002 --set data.faint_prob=0.5 --set data.faint_veil=false --set loss.layer_lowpass=2.0
 quality_c quality
 fast_t15 fast --set loss.temporal=1.5 --set loss.norain=3.0"}
 FRAMES=${FRAMES:-240}
