@@ -227,8 +227,12 @@ class _Runner:
         while True:
             tile = self.tile if self.tiles(*clips.shape[-2:]) else None
             try:
-                if tile:   # (no EdgeHold: its levels are one stream's, not one tile's)
-                    return tiled_apply(run, clips, tile, self.overlap).to(clips.device)
+                if tile and self._edges is not None:   # the hold on the frame's levels (TiledLayer)
+                    return self.method(clips, **kwargs, keys=keys, hold=self._edges, tile=tile,
+                                       overlap=self.overlap).to(clips.device)
+                if tile:
+                    grid = getattr(self.method, "tile_grid", 1)
+                    return tiled_apply(run, clips, tile, self.overlap, grid=grid).to(clips.device)
                 if self._edges is not None:
                     return self.method(clips, **kwargs, keys=keys, hold=self._edges).to(clips.device)
                 return run(clips).to(clips.device)
@@ -271,14 +275,14 @@ def derain_iter(frames: Iterable[Frame], method: Method, batch: int = 1, tile=No
         # gate of the stream's first full windows is eroded (EdgeHold)
         first = 1
         if runner._edges is not None:
-            # (not where --tile really cuts the first frame: a tiled run has no EdgeHold and keeps
-            # its first batch small; a tile that holds the whole frame runs untiled, EdgeHold and all)
+            # (where --tile really cuts the first frame, only the first full window: networks with
+            # a haze gate are not tiled, and a tiled run keeps its first batch small)
             frames = iter(frames)
             head = next(frames, None)
             if head is not None:
                 frames = itertools.chain([head], frames)
-                if not runner.tiles(*head.rgb.shape[:2]):
-                    first = method.target + runner._edges.gate_frames
+                tiled = runner.tiles(*head.rgb.shape[:2])
+                first = method.target + (1 if tiled else runner._edges.gate_frames)
         results = (r for group in batched(iter_windows(frames, method.window, method.target), max(1, batch), first)
                    for r in runner(group))
         if cfg is None or not stabilise:

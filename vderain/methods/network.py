@@ -1,6 +1,7 @@
 """The shipped networks (`fast`, `quality`, and their causal / frame-wise variants) as methods."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -40,6 +41,10 @@ class NetworkMethod(Method):
         # the haze estimate reads frame-wide statistics (and its gate the frame's rain): a tile
         # would get its own (tiled and whole-frame outputs agreed to only 26-34 dB)
         self.tileable = not getattr(model.cfg, "dehaze", 0) > 0
+        # tiles start on the network's own grid: its strided patch conv and downsampling (and the
+        # guard's and veil's cells) then fall where the whole frame's do (vderain.io.tiling)
+        cfg = model.cfg
+        self.tile_grid = math.lcm(model.multiple, cfg.guard if cfg.guard > 1 else 1, 8 * cfg.scale if cfg.veil > 0 else 1)
         # the pipeline runs a clip's reflected end windows through an EdgeHold (set False to not),
         # whose ceiling on their streak level is this times the nearest full window's (None: none)
         self.holds_edges = self.window > 1
@@ -70,21 +75,58 @@ class NetworkMethod(Method):
 
     @torch.inference_mode()
     def __call__(self, clips: torch.Tensor, aligned: bool = False, keys: list[list[int]] | None = None,
-                 hold: "EdgeHold | None" = None) -> torch.Tensor:
+                 hold: "EdgeHold | None" = None, tile=None, overlap: int = 32) -> torch.Tensor:
         """clips (B,T,3,H,W) in [0,1] -> derained targets (B,3,H,W). aligned: the caller has
         shifted the neighbours already (the pipeline's StreamAligner), skip the model's own.
-        keys, hold: each window's frame indices and the stream's EdgeHold (see there)."""
+        keys, hold: each window's frame indices and the stream's EdgeHold (see there).
+        tile, overlap: run the network on tiles (TiledLayer), the frame-wide levels taken whole."""
         clips = clips.to(self.device, non_blocking=True)
         x = clips.to(self.dtype)
         align = False if aligned else None
+        model = self.model if not tile else TiledLayer(self.model, tile, overlap, self.tile_grid)
         if hold is None or keys is None:
-            r = self.model.rain_layer(x, align=align)
+            r = model.rain_layer(x, align=align)
         else:
-            r = hold.run(self.model, x, align, keys, self.target)
+            r = hold.run(model, x, align, keys, self.target)
         r = r.float()
         # subtract in fp32 from the original frame so bf16 only ever rounds the rain layer
         # (in place: r is this call's own fp32 copy, or the model's fp32 output)
         return r.neg_().add_(clips[:, self.target]).clamp_(0, 1)
+
+
+class TiledLayer:
+    """A network's rain_layer run on spatial tiles (vderain.io.tiling), with what is frame-wide
+    taken on the whole frame, as in an untiled run.
+
+    The EdgeHold compares an end window's streak level (mean |R|) with the nearest full
+    window's; a tile's level is not its frame's, so tiled runs used to go without the hold, and
+    fast-causal's end frames then differed from an untiled run's all over the frame (256x192
+    synthetic clip, tile 128 / overlap 64: up to 20 levels 32 px or more from any cut, now 1).
+    Here the tiles' rain layers are blended first and the level is the frame's; its ceiling is
+    one scale per frame, so it costs no second pass.
+    The haze step's gate and estimate would need one: networks with it are not tiled
+    (NetworkMethod.tileable)."""
+
+    def __init__(self, model, tile, overlap: int, grid: int = 1):
+        if model.cfg.dehaze > 0:
+            raise ValueError("a network with the haze step needs whole frames")
+        self.model, self.cfg = model, model.cfg
+        self.tile, self.overlap, self.grid = tile, overlap, grid
+
+    def rain_layer(self, clip: torch.Tensor, align: bool | None = None, gate=None, return_gate: bool = False,
+                   streak_cap: torch.Tensor | None = None):
+        """STRNet.rain_layer's arguments and results (gate: no haze step, nothing to gate)."""
+        from vderain.io.tiling import tiled_apply
+        from vderain.models.align import align_window
+        from vderain.models.strnet import cap_scale, streak_level
+        if (self.cfg.align if align is None else align) and clip.shape[1] > 1:
+            clip = align_window(clip, self.cfg.target)   # one shift for the frame, not one per tile
+        r = tiled_apply(lambda part: self.model.rain_layer(part, align=False), clip, self.tile, self.overlap,
+                        grid=self.grid)
+        streak = streak_level(r)
+        if streak_cap is not None:
+            r = r * cap_scale(streak, streak_cap).to(r.dtype)
+        return (r, None, streak) if return_gate else r
 
 
 class EdgeHold:

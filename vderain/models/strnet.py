@@ -185,11 +185,9 @@ class STRNet(nn.Module):
         del g
         streak = None
         if streak_cap is not None or return_gate:
-            streak = torch.linalg.vector_norm(r.detach(), 1, dim=(1, 2, 3), keepdim=True, dtype=torch.float32) / r[0].numel()
+            streak = streak_level(r)
         if streak_cap is not None:
-            # (B,1,1,1) ceilings on the streak layer's mean |R| (NaN: none): scaled down to meet them
-            scale = (streak_cap.to(streak) / streak.clamp(min=1e-12)).clamp(max=1).nan_to_num(1.0)
-            r = r * scale.to(r.dtype)
+            r = r * cap_scale(streak, streak_cap).to(r.dtype)
         if self.cfg.dehaze > 0:
             tg = self.cfg.target
             others = [frames[:, j] for j in range(t) if j != tg] if self.cfg.dehaze_window else None
@@ -214,6 +212,16 @@ class STRNet(nn.Module):
         r = self.rain_layer(clip)
         rainy = clip[:, self.cfg.target]
         return (rainy - r.to(rainy.dtype)).clamp(0, 1), r
+
+
+def streak_level(r: torch.Tensor) -> torch.Tensor:
+    """A streak layer's mean |R| per window, (B,1,1,1) fp32 (EdgeHold compares them)."""
+    return torch.linalg.vector_norm(r.detach(), 1, dim=(1, 2, 3), keepdim=True, dtype=torch.float32) / r[0].numel()
+
+
+def cap_scale(streak: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:
+    """(B,1,1,1) factors that bring mean |R| levels `streak` down to ceilings `cap` (NaN: none)."""
+    return (cap.to(streak) / streak.clamp(min=1e-12)).clamp(max=1).nan_to_num(1.0)
 
 
 def transient_guard(r: torch.Tensor, frame: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
