@@ -218,24 +218,22 @@ class _Runner:
         return self.tile is not None and (self.tile[0] < h or self.tile[1] < w)
 
     def _apply(self, clips, keys):
-        run, kwargs = self.method, {}
+        kwargs = {}
         if self._aligner is not None:
             clips = self._aligner(clips, keys)
             kwargs["aligned"] = True
-        if kwargs:
-            run = lambda part: self.method(part, **kwargs)
         while True:
             tile = self.tile if self.tiles(*clips.shape[-2:]) else None
             try:
-                if tile and self._edges is not None:   # the hold on the frame's levels (TiledLayer)
-                    return self.method(clips, **kwargs, keys=keys, hold=self._edges, tile=tile,
-                                       overlap=self.overlap).to(clips.device)
-                if tile:
-                    grid = getattr(self.method, "tile_grid", 1)
-                    return tiled_apply(run, clips, tile, self.overlap, grid=grid).to(clips.device)
+                # a network tiles itself (NetworkMethod: on its own grid, aligned and held on the
+                # frame's levels); any other method is cut here
+                if tile and not hasattr(self.method, "tile_grid"):
+                    return tiled_apply(lambda part: self.method(part, **kwargs), clips, tile,
+                                       self.overlap).to(clips.device)
+                args = dict(kwargs, tile=tile, overlap=self.overlap) if tile else dict(kwargs)
                 if self._edges is not None:
-                    return self.method(clips, **kwargs, keys=keys, hold=self._edges).to(clips.device)
-                return run(clips).to(clips.device)
+                    args.update(keys=keys, hold=self._edges)
+                return self.method(clips, **args).to(clips.device)
             except (RuntimeError, MemoryError) as e:   # CUDA's OutOfMemoryError is a RuntimeError
                 if not is_out_of_memory(e):
                     raise

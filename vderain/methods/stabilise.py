@@ -460,49 +460,33 @@ def _abstain(med: np.ndarray, votes: list, absent: list, o: np.ndarray) -> None:
 
 def _median(v: list, maximum=np.maximum, minimum=np.minimum):
     """Per-element median of 3-5 arrays by min/max networks (np.partition was 36 % of the
-    stabiliser at 640x360); NumPy arrays, or torch tensors with torch.maximum/minimum.
-    More than 5 fall back to a sort."""
-    if isinstance(v[0], np.ndarray) and 3 <= len(v) <= 5:
-        return _median_np(v)
-
-    def med3(a, b, c):
-        return maximum(minimum(a, b), minimum(maximum(a, b), c))
+    stabiliser at 640x360) into 2-3 new buffers (a new frame-sized array per operation was about
+    a third of the median's time); v is left as it was. NumPy arrays, or torch tensors with
+    torch.maximum/minimum (both take out=). More than 5 fall back to a sort."""
     if len(v) == 3:
-        return med3(*v)
+        a, b, c = v
+        lo, hi = minimum(a, b), maximum(a, b)
+        minimum(hi, c, out=hi)
+        return maximum(lo, hi, out=lo)
     if len(v) in (4, 5):
         a, b, c, d = v[:4]
-        lo = maximum(minimum(a, b), minimum(c, d))     # the larger of the two pair minima
-        hi = minimum(maximum(a, b), maximum(c, d))     # the smaller of the two pair maxima
-        return (lo + hi) * 0.5 if len(v) == 4 else med3(lo, hi, v[4])
+        lo, t = minimum(a, b), minimum(c, d)
+        maximum(lo, t, out=lo)           # the larger of the two pair minima
+        hi = maximum(a, b)
+        maximum(c, d, out=t)
+        minimum(hi, t, out=hi)           # the smaller of the two pair maxima
+        if len(v) == 4:
+            lo += hi
+            lo *= 0.5
+            return lo
+        minimum(lo, hi, out=t)           # med3(lo, hi, v[4])
+        maximum(lo, hi, out=lo)
+        minimum(lo, v[4], out=lo)
+        return maximum(t, lo, out=t)
     if isinstance(v[0], np.ndarray):
         return np.median(np.stack(v), axis=0)
     import torch
     return torch.stack(v).quantile(0.5, dim=0)
-
-
-def _median_np(v: list) -> np.ndarray:
-    """_median's networks for 3-5 NumPy arrays, the same operations into 2-3 buffers (a new
-    frame-sized array per operation was about a third of the median's time); v is left as it was."""
-    mx, mn = np.maximum, np.minimum
-    if len(v) == 3:
-        a, b, c = v
-        lo, hi = mn(a, b), mx(a, b)
-        mn(hi, c, out=hi)
-        return mx(lo, hi, out=lo)
-    a, b, c, d = v[:4]
-    lo, t = mn(a, b), mn(c, d)
-    mx(lo, t, out=lo)                    # the larger of the two pair minima
-    hi = mx(a, b)
-    mx(c, d, out=t)
-    mn(hi, t, out=hi)                    # the smaller of the two pair maxima
-    if len(v) == 4:
-        lo += hi
-        lo *= 0.5
-        return lo
-    mn(lo, hi, out=t)                    # med3(lo, hi, v[4])
-    mx(lo, hi, out=lo)
-    mn(lo, v[4], out=lo)
-    return mx(t, lo, out=t)
 
 
 def stabilise_frames(rainy: np.ndarray, derained: np.ndarray, cfg: StabiliserConfig | None = None,

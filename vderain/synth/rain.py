@@ -247,8 +247,8 @@ class RainSynth:
             if not self.faint_veil and bool(faint.any()):
                 # y = v (1 - alpha) + col alpha over the veiled v = x + (1 - t)(A - x); the same
                 # streaks over x itself: y - (1 - alpha)(1 - t)(A - x). Exact, and no new draws
-                f = bc(faint.float())
-                y = y - f * (1 - alpha) * (1 - trans) * (air - x)
+                idx = faint.nonzero()[:, 0]
+                y[idx] -= (1 - alpha[idx]) * (1 - trans[idx]) * (air[idx] - x[idx])
                 trans = torch.where(bc(faint), torch.ones_like(trans), trans)
                 p["veil"] = torch.where(faint, torch.zeros_like(p["veil"]), p["veil"])
             y = torch.lerp(x, y, bc(k_faint))                                   # x + k (y - x)
