@@ -1,6 +1,13 @@
 """Peak memory of one network forward pass, counted tensor by tensor on the CPU.
 
     python benchmarks/bench_live_tensors.py --models quality --size 1920x1080 --batch 1,2,4 --dtype bf16
+    python benchmarks/bench_live_tensors.py --models quality --batch 1,4 --pipeline 12
+
+--pipeline N: the whole GPU path of `vderain run` instead (vderain.pipeline.derain_iter over an N-frame
+panning stream: frames uploaded as uint8, windows assembled and aligned on the device with the
+GPU's sampler, the stream's first batch widened for the end-frame hold), every tensor counted
+from the uploads on; the peak is what the GPU's allocator would hold for the run (the H200 run
+of stage 25 peaked at 1.95 / 2.10 GiB at batch 1 / 4 by torch.cuda.max_memory_allocated).
 
 A proxy for GPU memory where no GPU is at hand: every tensor the forward pass creates is
 counted from its creation until it is freed (a TorchDispatchMode with weakref finalisers), so
@@ -60,6 +67,35 @@ class LiveTensors(TorchDispatchMode):
         self.live -= n
 
 
+def pipeline_peak(m: NetworkMethod, batch: int, h: int, w: int, frames: int) -> "LiveTensors":
+    """derain_iter's device path on the CPU, counted: what `vderain run` holds on a GPU."""
+    import functools
+    from unittest import mock
+    import numpy as np
+    from vderain import pipeline
+    from vderain.io.types import Frame
+    from vderain.models import align
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (h + frames, w + 2 * frames, 3), dtype=np.uint8)
+    stream = [Frame(np.ascontiguousarray(big[i:i + h, 2 * i:2 * i + w]), i, i, i / 30) for i in range(frames)]
+    gpu = type("FakeDevice", (), {"type": "cuda"})()
+    init = pipeline._Runner.__init__
+
+    def fake_init(self, *a, **k):
+        init(self, *a, **k)
+        self.device = gpu                       # the device path (_clips_device), not the CPU ring
+
+    def upload(self, new):                      # the uint8 frames as the GPU receives them
+        return torch.from_numpy(np.stack([f.rgb for f in new])).clone()
+    with mock.patch.object(pipeline._Runner, "__init__", fake_init), \
+            mock.patch.object(pipeline._Runner, "_upload", upload), \
+            mock.patch.object(align, "shift_frames", functools.partial(align.shift_frames, sampler="grid")), \
+            LiveTensors(*m.model.parameters(), *m.model.buffers()) as track:
+        for _ in pipeline.derain_iter(iter(stream), m, batch=batch):
+            pass
+    return track
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="quality")
@@ -67,11 +103,20 @@ def main():
     ap.add_argument("--batch", default="1,2,4")
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     ap.add_argument("--top", type=int, default=6, help="largest tensors to list at the peak")
+    ap.add_argument("--pipeline", type=int, default=0, metavar="N",
+                    help="count `vderain run`'s GPU path over an N-frame panning stream instead")
     args = ap.parse_args()
     w, h = map(int, args.size.lower().split("x"))
     for name in args.models.split(","):
         m = NetworkMethod.from_name(name, device="cpu", half=args.dtype == "bf16")
         for b in map(int, args.batch.split(",")):
+            if args.pipeline:
+                track = pipeline_peak(m, b, h, w, args.pipeline)
+                print(f"{name} {w}x{h} batch {b} {args.dtype} pipeline GPU path, {args.pipeline} frames "
+                      f"(CPU, counted tensors): peak {track.peak / 2**30:.2f} GiB, at {track.peak_op}")
+                for n, op, where in sorted(track.at_peak.values(), key=lambda v: -v[0])[:args.top]:
+                    print(f"    {n / 2**20:7.1f} MiB  {op}  {where}")
+                continue
             clips = torch.rand(b, m.window, 3, h, w)
             with LiveTensors(clips, *m.model.parameters(), *m.model.buffers()) as track:
                 m(clips, aligned=True)

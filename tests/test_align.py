@@ -156,3 +156,87 @@ def test_live_runner_aligns_as_the_stateless_model_does():
         ref = method(x[i - 2:i + 1][None])[0]                        # the model aligns by itself
         got = torch.from_numpy(outs[i][0]).permute(2, 0, 1).float() / 255
         assert (got - ref).abs().max() <= 1.5 / 255
+
+
+def test_shifting_in_place_writes_the_same_frames_into_the_callers_tensor():
+    d = torch.tensor([[[2.6, -1.4], [0.0, 0.0], [-3.3, 0.7]], [[0.0, 0.0], [1.0, 2.0], [0.0, 0.0]]])
+    clip = torch.cat([_panned(torch.zeros(3, 2), seed=s) for s in (0, 1)])     # (2,3,3,H,W)
+    for sampler in ("lerp", "grid"):
+        ref = shift_frames(clip, d, sampler=sampler)
+        own = clip.clone()
+        out = shift_frames(own, d, sampler=sampler, inplace=True)
+        assert out.data_ptr() == own.data_ptr() and torch.equal(out, ref), sampler
+        assert torch.equal(own[0, 1], clip[0, 1])                   # a frame that did not move: untouched
+    # a window given as lists of frames (the live runner's) is never written into
+    frames = [list(clip[0].unbind(0))]
+    before = [f.clone() for f in frames[0]]
+    shift_frames(frames, d[:1], inplace=True)
+    assert all(torch.equal(a, b) for a, b in zip(frames[0], before))
+
+
+def _device_path(mp):
+    """`vderain run`'s GPU path on the CPU: frames uploaded as uint8, each batch's windows
+    assembled in the method's precision with fp32 targets, aligned in place."""
+    import numpy as np
+    from vderain import pipeline
+    fake = type("FakeCuda", (), {"type": "cuda"})()
+    init = pipeline._Runner.__init__
+
+    def fake_init(self, *a, **k):
+        init(self, *a, **k)
+        self.device = fake
+    mp.setattr(pipeline._Runner, "__init__", fake_init)
+    mp.setattr(pipeline._Runner, "_upload", lambda self, new: torch.from_numpy(np.stack([f.rgb for f in new])).clone())
+
+
+def test_the_gpu_path_gives_the_cpu_paths_frames(monkeypatch):
+    # the GPU path holds one window per batch (bf16) where it held three (fp32, its aligned copy,
+    # the cast): in fp32 it must give the CPU path's frames bit for bit, and in bf16 differ only
+    # by rounding the window before its neighbours are shifted rather than after
+    import numpy as np
+    from vderain.methods.network import NetworkMethod
+    from vderain.pipeline import derain_frames
+    frames = _pan_frames(n=10, v=(2.5, 1.0))
+    for half in (False, True):
+        cpu = derain_frames(frames, method=NetworkMethod.from_name("quality", half=half), batch=2)
+        with monkeypatch.context() as mp:
+            _device_path(mp)
+            gpu = derain_frames(frames, method=NetworkMethod.from_name("quality", half=half), batch=2)
+        diff = np.abs(cpu.astype(int) - gpu.astype(int))
+        if half:
+            assert diff.max() <= 2 and diff.mean() < 0.05, (diff.max(), diff.mean())
+        else:
+            assert diff.max() == 0
+
+
+def test_the_gpu_path_holds_one_window_per_batch_in_the_networks_precision():
+    # counted tensor by tensor (benchmarks/bench_live_tensors.py --pipeline): the path held the
+    # window in fp32, its aligned fp32 copy and the network's bf16 cast at once (1080p, batch 4:
+    # 2.10 GiB on an H200, counted 1.97; now counted ~0.7 at batch 1)
+    import importlib.util
+    import os
+    from vderain.methods.network import NetworkMethod
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "bench_live_tensors.py")
+    spec = importlib.util.spec_from_file_location("bench_live_tensors", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    m = NetworkMethod.from_name("quality", half=True)
+    h, w = 96, 160
+    track = bench.pipeline_peak(m, 4, h, w, 10)
+    first = m.target + 3                                  # the widened first batch (EdgeHold)
+    frame = 3 * h * w
+    window_bf16 = first * m.window * frame * 2
+    import inspect
+    from vderain.models import align
+    lines, first_line = inspect.getsourcelines(align.shift_frames)
+    shifting = range(first_line, first_line + len(lines))
+    by_file: dict = {}   # bytes held at the peak by where they were made; the aligner's shifting apart
+    for n, _, where in track.at_peak.values():
+        name, line = where.split(":")
+        name = "shift_frames" if name == "align.py" and int(line) in shifting else name
+        by_file[name] = by_file.get(name, 0) + n
+    # the pipeline's window in bf16, its fp32 targets and the uint8 uploads; nothing else
+    assert by_file.get("pipeline.py", 0) <= window_bf16 + first * frame * 4 + (first + m.window) * frame, by_file
+    assert by_file.get("shift_frames", 0) <= 2 * frame * 4, by_file  # aligned in place: one frame's temporaries
+    assert max((n for n, _, where in track.at_peak.values() if where.startswith("network.py")), default=0) \
+        < window_bf16 / 2, by_file                                   # no cast of the window

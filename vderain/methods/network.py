@@ -75,13 +75,17 @@ class NetworkMethod(Method):
 
     @torch.inference_mode()
     def __call__(self, clips: torch.Tensor, aligned: bool = False, keys: list[list[int]] | None = None,
-                 hold: "EdgeHold | None" = None, tile=None, overlap: int = 32) -> torch.Tensor:
+                 hold: "EdgeHold | None" = None, tile=None, overlap: int = 32,
+                 targets: torch.Tensor | None = None) -> torch.Tensor:
         """clips (B,T,3,H,W) in [0,1] -> derained targets (B,3,H,W). aligned: the caller has
         shifted the neighbours already (the pipeline's StreamAligner), skip the model's own.
         keys, hold: each window's frame indices and the stream's EdgeHold (see there).
-        tile, overlap: run the network on tiles (TiledLayer), the frame-wide levels taken whole."""
+        tile, overlap: run the network on tiles (TiledLayer), the frame-wide levels taken whole.
+        targets: the target frames (B,3,H,W) in fp32 when clips come in the network's lower
+        precision (the pipeline's GPU path): the rain layer is subtracted from them."""
         clips = clips.to(self.device, non_blocking=True)
         x = clips.to(self.dtype)
+        target = clips[:, self.target] if targets is None else targets.to(self.device, non_blocking=True)
         align = False if aligned else None
         model = self.model if not tile else TiledLayer(self.model, tile, overlap, self.tile_grid)
         if hold is None or keys is None:
@@ -91,7 +95,7 @@ class NetworkMethod(Method):
         r = r.float()
         # subtract in fp32 from the original frame so bf16 only ever rounds the rain layer
         # (in place: r is this call's own fp32 copy, or the model's fp32 output)
-        return r.neg_().add_(clips[:, self.target]).clamp_(0, 1)
+        return r.neg_().add_(target).clamp_(0, 1)
 
 
 class TiledLayer:

@@ -194,10 +194,11 @@ class StreamAligner:
         return d
 
     @torch.no_grad()
-    def __call__(self, clip, keys) -> torch.Tensor:
+    def __call__(self, clip, keys, inplace: bool = False) -> torch.Tensor:
         """The aligned window (B,T,3,H,W); clip as in `shifts` (frames given as lists are
-        written once into the output, shifted or not: no stacking copy before)."""
-        return shift_frames(clip, self.shifts(clip, keys))
+        written once into the output, shifted or not: no stacking copy before); inplace as in
+        `shift_frames`."""
+        return shift_frames(clip, self.shifts(clip, keys), inplace=inplace)
 
 
 def _shift_axis(x: torch.Tensor, shift: float, dim: int, out: torch.Tensor) -> torch.Tensor:
@@ -228,20 +229,24 @@ def _shift_axis(x: torch.Tensor, shift: float, dim: int, out: torch.Tensor) -> t
     return out
 
 
-def shift_frames(clip, d: torch.Tensor, sampler: str = "auto") -> torch.Tensor:
+def shift_frames(clip, d: torch.Tensor, sampler: str = "auto", inplace: bool = False) -> torch.Tensor:
     """Undo each frame's shift: out[:, k](x) = clip[:, k](x + d_k), bilinear, border-replicated.
 
     clip (B,T,C,H,W), or B lists of T (C,H,W) frames (written straight into the output, saving
     the copy a stack would make), d (B,T,2) from `global_shifts` -> (B,T,C,H,W). Frames with d = 0 are
     returned bit-exact (a static camera costs no interpolation blur). sampler "lerp": a
     translation is separable, so two 1-D lerps of index-shifted copies per frame (~5x cheaper
-    than grid_sample on a CPU); "grid": one grid_sample over all moved frames (one kernel on a
-    GPU instead of a Python loop); "auto" picks lerp on a CPU, grid elsewhere. Both agree to 1e-4.
+    than grid_sample on a CPU); "grid": grid_sample, one moved frame at a time (all at once held
+    three more windows' worth of fp32 frames and sampling grids: at 1080p, batch 4, ~1 GiB of a
+    GPU); "auto" picks lerp on a CPU, grid elsewhere. Both agree to 1e-4. inplace (clip a tensor
+    the caller owns and no other window views): the moved frames are written back into it and
+    it is returned, so the aligned window costs no second copy.
     """
     if not isinstance(clip, torch.Tensor):   # B lists of T frames: gathered into the output below
         flat = [f for row in clip for f in row]
         shape = (len(clip), len(clip[0])) + tuple(flat[0].shape)
         device = flat[0].device
+        inplace = False
     else:
         flat, shape, device = None, clip.shape, clip.device
     moving = (d.abs().amax(-1) > 1e-3).flatten()                              # (B*T,)
@@ -250,27 +255,31 @@ def shift_frames(clip, d: torch.Tensor, sampler: str = "auto") -> torch.Tensor:
         clip = stack_frames(flat).view(shape)
     if not bool(moving.any()):
         return clip
-    sel = moving.nonzero().flatten()
+    moved = moving.nonzero().flatten().tolist()
+    dd = d.flatten(0, 1).float()
     if use_grid:
         x = clip.flatten(0, 1)                                                # (BT,C,H,W)
+        out = x if inplace else x.clone()
         h, w = x.shape[-2:]
-        dd = d.flatten(0, 1)[sel].float()                                     # (N,2)
         ys = torch.linspace(-1, 1, h, device=clip.device)
         xs = torch.linspace(-1, 1, w, device=clip.device)
         base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)        # (H,W,2) as (x,y)
         step = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], device=clip.device)
-        grid = base[None] + (dd * step)[:, None, None, :]
-        warped = F.grid_sample(x[sel].float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
-        return x.index_copy(0, sel, warped.to(x.dtype)).view(shape)
+        for i in moved:
+            grid = (base + dd[i] * step)[None]                               # (1,H,W,2)
+            warped = F.grid_sample(x[i:i + 1].float(), grid, mode="bilinear", padding_mode="border",
+                                   align_corners=True)
+            out[i] = warped[0].to(x.dtype)   # x[i] is read in full above before it is overwritten
+        return out.view(shape)
     xs = flat if flat is not None else clip.flatten(0, 1).unbind(0)           # views, no copy
-    out = torch.empty((len(xs),) + tuple(shape[2:]), dtype=xs[0].dtype, device=device)
+    out = clip.flatten(0, 1) if inplace else torch.empty((len(xs),) + tuple(shape[2:]), dtype=xs[0].dtype, device=device)
     tmp = torch.empty_like(out[0])
-    dd = d.flatten(0, 1).tolist()
-    moved = set(sel.tolist())
+    dd = dd.tolist()
+    moved = set(moved)
     for i, x in enumerate(xs):
-        if i in moved:   # two writes per moved frame: columns into tmp, rows into out
+        if i in moved:   # two writes per moved frame: columns into tmp, rows into out (x is read first)
             _shift_axis(_shift_axis(x, dd[i][0], -1, tmp), dd[i][1], -2, out[i])
-        else:
+        elif not inplace:
             out[i].copy_(x)
     return out.view(shape)
 
