@@ -66,6 +66,9 @@ def main():
                     help="torch.compile the network (default mode; CUDA: also CUDA graphs via "
                          "mode=reduce-overhead). Measured on 2 CPU threads for `fast` at 640x360: "
                          "no gain (27.4 vs 27.8 fps), so the product does not use it; for GPU sessions")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after timing, profile N batches (torch.profiler) and print the 20 most "
+                         "costly operators by device time (CPU time on the CPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     w, h = map(int, args.size.split("x"))
@@ -100,8 +103,11 @@ def main():
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
         fps = n / (time.perf_counter() - t0)
+        # reserved: what the caching allocator took from the device (what nvidia-smi sees, less
+        # the CUDA context), source frames included
         mem = (f"peak GPU mem {(torch.cuda.max_memory_allocated() - held) / 2**30:.2f} GiB beyond the "
-               f"benchmark's {held / 2**30:.2f} GiB of source frames" if args.device.startswith("cuda")
+               f"benchmark's {held / 2**30:.2f} GiB of source frames (peak reserved "
+               f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB)" if args.device.startswith("cuda")
                else f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
         dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu x{args.threads} threads"
         params = sum(p.numel() for p in m.model.parameters())
@@ -110,6 +116,21 @@ def main():
                  if m.aligns else "")
         print(f"{m.name}{align}: {w}x{h} {dev} {str(m.dtype).replace('torch.', '')} batch {args.batch}: "
               f"{fps:.1f} frames/s, {params / 1e3:.0f}K params, {gmac:.2f} GMAC/frame, {mem}", flush=True)
+        if args.profile:
+            profile(run, args.profile, args.device)
+
+
+def profile(run, batches: int, device: str):
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    cuda = device.startswith("cuda")
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=acts) as prof:
+        for i in range(batches):
+            run(i)
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=60), flush=True)
 
 
 if __name__ == "__main__":

@@ -474,7 +474,7 @@ def test_the_gpu_session_script_trains_on_the_cpu(tmp_path):
         os.killpg(p.pid, 9)
         out, err = p.communicate()
     r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
-    names = ("quality_sv", "quality_c", "fast_t15")
+    names = ("quality_sv", "quality_svt", "fast_fv")
     missing = [n for n in names if not (tmp_path / "out" / f"{n}.pt").is_file()]
     assert not missing, (missing, r.stdout[-3000:], r.stderr[-2000:])
     for n in names:
