@@ -348,3 +348,31 @@ def test_camera_noise_around_a_removed_streak_is_left_as_it_was(path):
     changed = lambda x: np.abs(x.astype(int) - noisy)[near].mean()
     assert changed(no_band) > 0.3 and changed(out) < 0.5 * changed(no_band), (changed(out), changed(no_band))
     assert psnr(out, noisy) > psnr(residue, noisy) + 6          # the residue still goes
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_the_torch_paths_neighbour_statistics_give_numpys_medians_and_weights(device):
+    """The torch path takes the exposure and alignment checks' medians on the device, for all the
+    neighbours at once (NumPy's medians on the CPU, with a transfer and a synchronisation per
+    neighbour, were most of its time at 1080p): the same numbers to the bit, so the same weights.
+    Ties (whole numbers), odd and even counts, nothing inside, too few textured samples."""
+    import torch
+    from vderain.methods._stabilise_torch import _texture, neighbour_stats
+    from vderain.methods.stabilise import TEXTURE_MIN, neighbour_gain, neighbour_weight, texture_samples
+    rng = np.random.default_rng(0)
+    for h, w in ((37, 53), (40, 56), (29, 64)):
+        grey = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        tex = texture_samples(grey, 4)
+        assert np.array_equal(_texture(torch.from_numpy(grey).to(device).float(), 4).cpu().numpy(), tex)
+        textured = tex >= TEXTURE_MIN
+        hs, ws = -(-h // 4), -(-w // 4)
+        off = np.stack([rng.integers(-6, 7, (hs, ws)).astype(np.float32), rng.normal(0, 3, (hs, ws)).astype(np.float32),
+                        rng.normal(5, 2, (hs, ws)).astype(np.float32) / 3, np.full((hs, ws), 2.5, np.float32)] * 2)
+        inside = rng.random(off.shape) < np.array([1.0, 0.5, 0.9, 0.7, 0.0, 0.02, 0.3, 0.999])[:, None, None]
+        stats = neighbour_stats(*(torch.from_numpy(x).to(device) for x in (off, inside, tex, textured))).tolist()
+        for cfg in (StabiliserConfig(), StabiliserConfig(tol_exposure=0.7, tol_align=0.4)):
+            for k, st in enumerate(stats):
+                assert neighbour_gain(*st, cfg) == neighbour_weight(off[k], inside[k], tex, textured, cfg), (h, w, k)
+        for k, (n_in, med, _, _) in enumerate(stats):
+            assert n_in == inside[k].sum() and (n_in == 0 or med == np.median(off[k][inside[k]]))

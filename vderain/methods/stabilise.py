@@ -86,7 +86,12 @@ def exposure_weight(offsets: np.ndarray, tol: float) -> float:
     the offsets: rain residue falls on both frames alike, a moving object covers a minority."""
     if offsets.size == 0:
         return 1.0
-    z = float(np.median(offsets)) / tol
+    return exposure_gain(float(np.median(offsets)), tol)
+
+
+def exposure_gain(median: float, tol: float) -> float:
+    """exposure_weight from the median offset (the torch path takes the median on the device)."""
+    z = median / tol
     z *= z
     return float(np.exp(-z * z * z))
 
@@ -111,7 +116,11 @@ def alignment_weight(offsets: np.ndarray, texture: np.ndarray, tol: float) -> fl
     residue covers a minority. 1 below tol, 0 past 1.3 x tol."""
     if offsets.size < TEXTURE_COUNT:
         return 1.0
-    a = float(np.median(np.abs(offsets - np.median(offsets)) / texture))
+    return alignment_gain(float(np.median(np.abs(offsets - np.median(offsets)) / texture)), tol)
+
+
+def alignment_gain(a: float, tol: float) -> float:
+    """alignment_weight from the median of |offset - median| / texture (`a`)."""
     return 1.0 - float(_smoothstep(np.float64(a), tol, 1.3 * tol))
 
 
@@ -124,6 +133,15 @@ def neighbour_weight(off: np.ndarray, inside, tex: np.ndarray, textured: np.ndar
     use = textured if inside is None else textured & inside[:hg, :wg]
     gain = exposure_weight(off if inside is None else off[inside], cfg.tol_exposure)
     return gain * alignment_weight(off[:hg, :wg][use], tex[use], cfg.tol_align)
+
+
+def neighbour_gain(n_inside: float, median: float, n_textured: float, a: float, cfg) -> float:
+    """neighbour_weight from its statistics, which the torch path computes on the device
+    (_stabilise_torch.neighbour_stats): how many offsets are inside and their median, how many of
+    them are textured and the median of |offset - their median| / texture over those. The same
+    float operations as neighbour_weight."""
+    gain = 1.0 if n_inside == 0 else exposure_gain(median, cfg.tol_exposure)
+    return gain * (1.0 if n_textured < TEXTURE_COUNT else alignment_gain(a, cfg.tol_align))
 
 
 def _smoothstep(x, lo: float, hi: float):
