@@ -178,6 +178,8 @@ def gpu_main(args, src, n_src, tmp) -> int:
             else:
                 from vderain import VderainError
                 from vderain.pipeline import derain_video
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()   # the pipeline's own peak, not the method-alone timing's
                 try:
                     n = derain_video(src, dst, method=m, crf=args.crf, preset=args.preset, batch=batch,
                                      codec=args.codec, progress=False)["frames"]
@@ -186,7 +188,9 @@ def gpu_main(args, src, n_src, tmp) -> int:
                     return 1
             dt = time.perf_counter() - t0
             res[name].append(n / dt)
-            print(f"  run {r + 1} {name:8s} {n} frames in {dt:6.2f} s = {n / dt:6.1f} fps", flush=True)
+            mem = (f", GPU peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, reserved "
+                   f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB" if name == "pipeline" else "")
+            print(f"  run {r + 1} {name:8s} {n} frames in {dt:6.2f} s = {n / dt:6.1f} fps{mem}", flush=True)
     raw, pipe = statistics.median(res["raw"]), statistics.median(res["pipeline"])
     bound = min(alone, raw)
     print(f"median: raw transcode {raw:.1f} fps, pipeline with the network {pipe:.1f} fps; "
@@ -236,7 +240,9 @@ def main(argv=None) -> int:
             n = fn(src, dst, args.crf, args.preset)
             dt = time.perf_counter() - t0
             times[name].append(dt)
-            print(f"  run {r + 1} {name:8s} {n} frames in {dt:6.2f} s = {n / dt:6.1f} fps", flush=True)
+            mem = (f", GPU peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, reserved "
+                   f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB" if name == "pipeline" else "")
+            print(f"  run {r + 1} {name:8s} {n} frames in {dt:6.2f} s = {n / dt:6.1f} fps{mem}", flush=True)
     raw, pipe = statistics.median(times["raw"]), statistics.median(times["pipeline"])
     print(f"median: raw {n_src / raw:.1f} fps, pipeline {n_src / pipe:.1f} fps, "
           f"ratio pipeline/raw = {pipe / raw:.3f} (target <= 1.15)")

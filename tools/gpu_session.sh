@@ -5,7 +5,7 @@
 #      1b (COMPILE=1): `quality` under torch.compile with CUDA graphs at batch 4 and 2;
 #   2. warm-started training, RUNS side by side on the one GPU (TRAIN_S seconds of wall-clock;
 #      stage 10: three side by side ran ~6.4 steps/s each, two ~8);
-#   3. the GPU pipeline at SIZE with the shipped quality weights: libx264, libx264 + stabiliser,
+#   3. the GPU pipeline at SIZE with the shipped quality weights (fps and its own GPU peak): libx264, libx264 + stabiliser,
 #      NVENC (the stage-10 H200 container had no NVENC: it fails in one line).
 # Every step has its own time limit, so a hang in one costs that step and not the call.
 # Prepare here: tools/fetch_gpu_wheels.sh and `mkdir -p data/clean && cp ../shared/data/clean/*.mp4 data/clean/`;
