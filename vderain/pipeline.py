@@ -32,6 +32,7 @@ from vderain.io.tiling import check_tiling
 from vderain.io.types import quarter_turns, turn
 from vderain.io.reader import NETWORK_TIMEOUT_S, local_path
 from vderain.methods import Method, get_method
+from vderain.methods.network import NetworkMethod
 from vderain.models.align import StreamAligner
 
 _DONE = object()
@@ -197,7 +198,8 @@ class _Runner:
         # rain layer is subtracted from: one window in memory where there were three (fp32,
         # its aligned copy, the method's bf16 cast; 1080p batch 4 on an H200: 2.10 GiB peak)
         u8 = x.permute(0, 1, 4, 2, 3)                                         # (B,T,3,H,W)
-        dtype = getattr(self.method, "dtype", torch.float32)
+        # (only a NetworkMethod takes its targets apart; any other method gets fp32 windows)
+        dtype = self.method.dtype if isinstance(self.method, NetworkMethod) else torch.float32
         clips = u8.to(dtype).div_(255)
         t = self.method.target
         targets = clips[:, t] if dtype == torch.float32 else u8[:, t].float().div_(255)
