@@ -32,8 +32,10 @@ def _grey_small(frames: torch.Tensor, f: int) -> torch.Tensor:
     sum of f*f strided views (avg_pool2d and reshape-mean measured 5-10x slower on a CPU)."""
     h, w = frames.shape[-2:]
     hh, ww = h // f, w // f
-    x = frames[..., 0, :, :] + frames[..., 1, :, :] + frames[..., 2, :, :]
-    return sum(x[..., i:hh * f:f, j:ww * f:f] for i in range(f) for j in range(f)).float() / (3 * f * f)
+    # summed in fp32 whatever the frames' dtype: in bf16 (the GPU path's window) the grey was
+    # 10-15 levels off at 1080p (64 pixels a cell) and steady pans went unfound
+    x = frames[..., 0, :, :].float() + frames[..., 1, :, :] + frames[..., 2, :, :]
+    return sum(x[..., i:hh * f:f, j:ww * f:f] for i in range(f) for j in range(f)) / (3 * f * f)
 
 
 def _phase_spectra(g: torch.Tensor) -> torch.Tensor:
