@@ -240,9 +240,7 @@ def main(argv=None) -> int:
             n = fn(src, dst, args.crf, args.preset)
             dt = time.perf_counter() - t0
             times[name].append(dt)
-            mem = (f", GPU peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, reserved "
-                   f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB" if name == "pipeline" else "")
-            print(f"  run {r + 1} {name:8s} {n} frames in {dt:6.2f} s = {n / dt:6.1f} fps{mem}", flush=True)
+            print(f"  run {r + 1} {name:8s} {n} frames in {dt:6.2f} s = {n / dt:6.1f} fps", flush=True)
     raw, pipe = statistics.median(times["raw"]), statistics.median(times["pipeline"])
     print(f"median: raw {n_src / raw:.1f} fps, pipeline {n_src / pipe:.1f} fps, "
           f"ratio pipeline/raw = {pipe / raw:.3f} (target <= 1.15)")

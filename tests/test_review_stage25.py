@@ -1,8 +1,8 @@
 """Review of stage 25 (6105e27): the GPU path's window in bf16 and the StreamAligner's estimate."""
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from test_align import _device_path
 from vderain.models import STRNet, STRNetConfig
 from vderain.models.align import shift_frames
 
@@ -32,16 +32,8 @@ def _shifts_seen(monkeypatch, frames, method, device_path: bool):
     with monkeypatch.context() as mp:
         mp.setattr(align, "shift_frames", record)
         mp.setattr(NetworkMethod, "__call__", lambda self, clips, **k: clips[:, self.target].float())
-        if device_path:   # tests/test_align.py's _device_path: the GPU path on the CPU
-            fake = type("FakeCuda", (), {"type": "cuda"})()
-            init = pipeline._Runner.__init__
-
-            def fake_init(self, *a, **k):
-                init(self, *a, **k)
-                self.device = fake
-            mp.setattr(pipeline._Runner, "__init__", fake_init)
-            mp.setattr(pipeline._Runner, "_upload",
-                       lambda self, new: torch.from_numpy(np.stack([f.rgb for f in new])).clone())
+        if device_path:   # the GPU path on the CPU
+            _device_path(mp)
         pipeline.derain_frames(frames, method=method, batch=len(frames))
     return torch.cat(seen)
 

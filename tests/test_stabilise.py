@@ -358,13 +358,13 @@ def test_the_torch_paths_neighbour_statistics_give_numpys_medians_and_weights(de
     neighbour, were most of its time at 1080p): the same numbers to the bit, so the same weights.
     Ties (whole numbers), odd and even counts, nothing inside, too few textured samples."""
     import torch
-    from vderain.methods._stabilise_torch import _texture, neighbour_stats
+    from vderain.methods._stabilise_torch import neighbour_stats
     from vderain.methods.stabilise import TEXTURE_MIN, neighbour_gain, neighbour_weight, texture_samples
     rng = np.random.default_rng(0)
     for h, w in ((37, 53), (40, 56), (29, 64)):
         grey = rng.integers(0, 256, (h, w)).astype(np.uint8)
         tex = texture_samples(grey, 4)
-        assert np.array_equal(_texture(torch.from_numpy(grey).to(device).float(), 4).cpu().numpy(), tex)
+        assert np.array_equal(texture_samples(torch.from_numpy(grey).to(device).float(), 4).cpu().numpy(), tex)
         textured = tex >= TEXTURE_MIN
         hs, ws = -(-h // 4), -(-w // 4)
         off = np.stack([rng.integers(-6, 7, (hs, ws)).astype(np.float32), rng.normal(0, 3, (hs, ws)).astype(np.float32),

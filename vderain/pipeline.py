@@ -105,6 +105,10 @@ class _Runner:
         # frames (tiles then share one shift: no seams), with each frame's features kept across
         # the windows that share it
         self._aligner = StreamAligner(method.target) if getattr(method, "aligns", False) else None
+        # a network takes its target frames apart (NetworkMethod(targets=)): on a GPU its window
+        # comes in its own precision and R is subtracted from the fp32 targets; any other method
+        # gets fp32 windows and takes its targets from them
+        self._takes_targets = isinstance(method, NetworkMethod)
         # a clip's reflected end windows take the nearest full window's haze gate and streak
         # level (vderain.methods.network.EdgeHold); derain_iter batches the first full windows
         # with the start's reflected ones so that they are there to take
@@ -120,8 +124,7 @@ class _Runner:
             clips, targets = self._clips_device(group)
         with torch.inference_mode():
             keys = [[f.index for f in frames] for frames, _ in group]
-            own = targets is not None and targets.dtype != clips.dtype   # fp32 targets of a bf16 window
-            out = self._apply(clips, keys, targets if own else None)    # (B,3,H,W)
+            out = self._apply(clips, keys, targets if self._takes_targets else None)  # (B,3,H,W)
             rain = (targets - out).clamp_(0, 1) if self.rain else None
         results = []
         if self.device.type == "cpu":
@@ -198,8 +201,7 @@ class _Runner:
         # rain layer is subtracted from: one window in memory where there were three (fp32,
         # its aligned copy, the method's bf16 cast; 1080p batch 4 on an H200: 2.10 GiB peak)
         u8 = x.permute(0, 1, 4, 2, 3)                                         # (B,T,3,H,W)
-        # (only a NetworkMethod takes its targets apart; any other method gets fp32 windows)
-        dtype = self.method.dtype if isinstance(self.method, NetworkMethod) else torch.float32
+        dtype = self.method.dtype if self._takes_targets else torch.float32
         clips = u8.to(dtype).div_(255)
         t = self.method.target
         targets = clips[:, t] if dtype == torch.float32 else u8[:, t].float().div_(255)
@@ -229,7 +231,7 @@ class _Runner:
         return self.tile is not None and (self.tile[0] < h or self.tile[1] < w)
 
     def _apply(self, clips, keys, targets=None):
-        """targets: the target frames in fp32 when clips are in a lower precision."""
+        """targets: the target frames in fp32, for a network (None: it takes them from clips)."""
         kwargs = {} if targets is None else {"targets": targets}
         if self._aligner is not None:
             # in place on the device path, whose clips are this batch's own (CPU windows are

@@ -52,7 +52,7 @@ class DevicePath:
     def _prepare(self, out, grey, grey_in):
         """(output, rain mask, the frame's texture samples) on the device; mask and texture None
         where nothing was removed."""
-        from vderain.methods.stabilise import EXPOSURE_STRIDE, HIGHPASS_RADIUS, _smoothstep
+        from vderain.methods.stabilise import HIGHPASS_RADIUS, _smoothstep, texture_samples
         c = self.cfg
         g = torch.from_numpy(grey).to(self.device).float()
         r = torch.from_numpy(grey_in).to(self.device).float() - g
@@ -62,7 +62,7 @@ class DevicePath:
         o = torch.from_numpy(out).to(self.device).permute(2, 0, 1).float()        # (3,H,W) 0..255
         if not bool(mask.max() > 0):
             return o, None, None
-        return o, mask, _texture(g, EXPOSURE_STRIDE)
+        return o, mask, texture_samples(g)
 
     def _warp(self, img: torch.Tensor, flow: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """img sampled at x + flow(x), and where that lands inside img (bool, as the OpenCV path)."""
@@ -151,13 +151,6 @@ class DevicePath:
             m = m * _smoothstep((med - o).abs().amax(0), c.deadband, 2 * c.deadband)
         res = o + m * (med - o)
         return res.add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
-
-
-def _texture(g: torch.Tensor, stride: int) -> torch.Tensor:
-    """stabilise.texture_samples of a grey frame (H,W) float32 of whole numbers (the same numbers)."""
-    h, w = g.shape
-    a = g[:h - 1:stride, :w - 1:stride]
-    return (g[:h - 1:stride, 1:w:stride] - a).abs() + (g[1:h:stride, :w - 1:stride] - a).abs()
 
 
 def _masked_median(x: torch.Tensor, keep: torch.Tensor):

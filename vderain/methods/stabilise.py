@@ -96,12 +96,17 @@ def exposure_gain(median: float, tol: float) -> float:
     return float(np.exp(-z * z * z))
 
 
-def texture_samples(grey: np.ndarray, stride: int = EXPOSURE_STRIDE) -> np.ndarray:
+def texture_samples(grey, stride: int = EXPOSURE_STRIDE):
     """|1-px step right| + |1-px step down| of a grey frame at every stride-th pixel (float32,
-    ceil((h-1)/stride) x ceil((w-1)/stride): the samples grey[::stride, ::stride] that have both)."""
+    ceil((h-1)/stride) x ceil((w-1)/stride): the samples grey[::stride, ::stride] that have both).
+    grey: a uint8 NumPy frame, or the torch path's float32 tensor of the same whole numbers (the
+    same samples, on its device)."""
     h, w = grey.shape
-    a = grey[:h - 1:stride, :w - 1:stride].astype(np.int16)
-    return (np.abs(grey[:h - 1:stride, 1:w:stride] - a) + np.abs(grey[1:h:stride, :w - 1:stride] - a)).astype(np.float32)
+    a = grey[:h - 1:stride, :w - 1:stride]
+    if isinstance(grey, np.ndarray):
+        a = a.astype(np.int16)
+    t = abs(grey[:h - 1:stride, 1:w:stride] - a) + abs(grey[1:h:stride, :w - 1:stride] - a)
+    return t.astype(np.float32) if isinstance(t, np.ndarray) else t
 
 
 def alignment_weight(offsets: np.ndarray, texture: np.ndarray, tol: float) -> float:
